@@ -7,9 +7,9 @@ on the host, at image build time.
 
 from __future__ import annotations
 
-import gzip
 import lzma
 import struct
+import zlib
 
 from vmdesk.core.errors import ImageBuildError
 
@@ -27,7 +27,8 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
     if payload.startswith(b"\xfd7zXZ\x00"):
         elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
     elif payload.startswith(b"\x1f\x8b"):
-        elf = gzip.GzipFile(fileobj=_Reader(payload)).read()
+        # wbits=31: one gzip member; the kernel appends its size after it, not another member.
+        elf = zlib.decompressobj(wbits=31).decompress(payload)
     else:
         raise ImageBuildError(
             f"bzImage payload compressed with an unsupported method ({payload[:6].hex()})"
@@ -35,17 +36,3 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
     if not elf.startswith(b"\x7fELF"):
         raise ImageBuildError("the bzImage payload is not an ELF kernel")
     return elf
-
-
-class _Reader:
-    """A file over bytes that stops at the end of the first gzip member (a size trailer follows)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size < 0 else self._pos + size
-        chunk = self._data[self._pos : end]
-        self._pos += len(chunk)
-        return chunk

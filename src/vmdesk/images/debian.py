@@ -97,7 +97,9 @@ def kernel_package(debian_arch: str) -> Package:
     if match is None:
         raise ImageBuildError(
             f"could not find the kernel that {meta} depends on (Depends: {depends!r})",
-            hint="this needs Debian's linux-image meta-packages; check `apt-cache show " + meta + "`",
+            hint="this needs Debian's linux-image meta-packages; check `apt-cache show "
+            + meta
+            + "`",
         )
     return candidate(f"{match.group(1)}:{debian_arch}")
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 
 def module_name(path: str) -> str:
-    """``kernel/drivers/virtio/virtio-gpu.ko`` -> ``virtio_gpu`` (the kernel treats - and _ alike)."""
+    """``kernel/drivers/gpu/virtio-gpu.ko`` -> ``virtio_gpu`` (the kernel treats - and _ alike)."""
     base = path.rsplit("/", 1)[-1]
     for suffix in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
         if base.endswith(suffix):

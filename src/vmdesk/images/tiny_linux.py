@@ -48,6 +48,8 @@ MODULES: tuple[str, ...] = (
 
 SERIAL_CONSOLE: dict[Arch, str] = {"x86_64": "ttyS0", "aarch64": "ttyAMA0"}
 READY_MARKER = "VMDESK-READY"
+# The whole READY line (a regex for the serial console); group 1 holds its key=value pairs.
+READY_PATTERN = rf"^{READY_MARKER} ([^\n]*)\n"
 
 # A throwaway test guest: skip work that only matters on real hardware or for security
 # hardening (each saves a little under emulation); panic=-1 reboots, which QEMU's
@@ -90,6 +92,11 @@ class TinyImage:
         return " ".join(parts)
 
 
+def parse_ready(fields: str) -> dict[str, str]:
+    """``arch=aarch64 kernel=6.1.0 ...`` (the READY line after the marker) as a dict."""
+    return dict(item.split("=", 1) for item in fields.split() if "=" in item)
+
+
 def _guest_file(name: str) -> bytes:
     return resources.files("vmdesk.images").joinpath("guest", name).read_bytes()
 
@@ -123,9 +130,7 @@ def _load(directory: Path) -> TinyImage:
 def _cached(arch: Arch) -> list[Path]:
     """Complete cached builds for ``arch``, newest first."""
     found = [
-        d
-        for d in images_dir().glob(f"{IMAGE_NAME}-{arch}-*")
-        if (d / "manifest.json").is_file()
+        d for d in images_dir().glob(f"{IMAGE_NAME}-{arch}-*") if (d / "manifest.json").is_file()
     ]
     return sorted(found, key=lambda d: d.stat().st_mtime, reverse=True)
 
@@ -217,7 +222,9 @@ def _assemble_root(arch: Arch, work: Path, root: Path) -> str:
     deps = kmods.parse_modules_dep((src_mods / "modules.dep").read_text())
     order, missing = kmods.load_order(deps, BASE_MODULES + MODULES)
     base_order, _ = kmods.load_order(deps, BASE_MODULES)
-    builtin = {kmods.module_name(line) for line in (src_mods / "modules.builtin").read_text().split()}
+    builtin = {
+        kmods.module_name(line) for line in (src_mods / "modules.builtin").read_text().split()
+    }
     absent = [name for name in missing if name.replace("-", "_") not in builtin]
 
     dst_mods = root / "lib" / "modules" / release
@@ -247,9 +254,7 @@ def _pack_initramfs(root: Path, dest: Path) -> None:
     cpio = shutil.which("cpio")
     if cpio is None:
         raise HostToolMissing("cpio was not found", hint="install it: `sudo apt-get install cpio`")
-    names = sorted(
-        str(p.relative_to(root)) for p in root.rglob("*")
-    )
+    names = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     listing = "".join(f"{name}\n" for name in [".", *names])
     with dest.open("wb") as out:
         subprocess.run(

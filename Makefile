@@ -1,0 +1,23 @@
+# VM-Desk: `make demo` and `make test` set everything up themselves.
+ARCH ?= aarch64
+VENV := .venv
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo lint bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/vmdesk demo --arch $(ARCH)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) host setup: Debian packages, the arm64 package index used to
+# build aarch64 guests, and the project's virtualenv. Safe to run again; fast when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+    qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64
+    swtpm swtpm-tools busybox-static cpio kmod
+    python3 python3-venv python3-pip ca-certificates make
+)
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: this host has no apt-get; VM-Desk's setup targets Debian and Ubuntu." >&2
+    echo "setup: install QEMU, cpio and kmod yourself, then: python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'" >&2
+    exit 1
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        echo "setup: not root and no sudo: run this as root once, or install sudo" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+need_update=0
+# aarch64 guests are assembled from arm64 Debian packages: apt must know that architecture.
+if [ "$(dpkg --print-architecture)" != arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    echo "setup: adding the arm64 package architecture (for aarch64 guest kernels)"
+    "${SUDO[@]}" dpkg --add-architecture arm64
+    need_update=1
+fi
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+# An empty package index (fresh containers) also needs an update before downloads work.
+if [ "${#missing[@]}" -gt 0 ] || ! apt-cache show --no-all-versions linux-image-arm64:arm64 >/dev/null 2>&1; then
+    need_update=1
+fi
+if [ "$need_update" -eq 1 ]; then
+    echo "setup: apt-get update"
+    "${SUDO[@]}" apt-get update -qq
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stamp=.venv/.vmdesk-installed
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    python3 -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+    echo "setup: installing vmdesk and its development tools into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    echo "$wanted" > "$stamp"
+fi
+echo "setup: ready"

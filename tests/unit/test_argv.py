@@ -1,0 +1,65 @@
+"""Golden tests of the pure QEMU argv builder: one file per option combination."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vmdesk.engines.qemu import argv
+from vmdesk.engines.qemu.argv import BootSpec, Endpoints, Share
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "qemu-argv"
+KERNEL = Path("/images/vmlinuz")
+INITRD = Path("/images/initrd.img")
+
+CASES: dict[str, tuple[BootSpec, Endpoints]] = {
+    "aarch64-tcg-nic": (
+        BootSpec("aarch64", "tcg", KERNEL, INITRD, "console=ttyAMA0 quiet"),
+        Endpoints(qmp_fd=3, serial_fd=4, serial_log=Path("/logs/serial.log")),
+    ),
+    "x86_64-tcg-no-nic": (
+        BootSpec("x86_64", "tcg", KERNEL, INITRD, "console=ttyS0", nic=False, memory_mib=512),
+        Endpoints(qmp_fd=5, serial_fd=6),
+    ),
+    "x86_64-kvm-smp": (
+        BootSpec("x86_64", "kvm", KERNEL, None, "", cpus=2, memory_mib=1024),
+        Endpoints(qmp_fd=3, serial_fd=4),
+    ),
+    "aarch64-hvf-shares": (
+        BootSpec(
+            "aarch64", "hvf", KERNEL, INITRD, "console=ttyAMA0",
+            shares=(
+                Share("home", Path("/Users/me/My Files")),
+                Share("data", Path("/data,with,commas"), read_only=True),
+            ),
+        ),
+        Endpoints(qmp_fd=3, serial_fd=4, serial_log=Path("/logs/a,b/serial.log")),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_argv_matches_golden_file(name: str) -> None:
+    spec, endpoints = CASES[name]
+    got = "\n".join(argv.build(spec, endpoints)) + "\n"
+    golden = GOLDEN / f"{name}.argv"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(got)
+    assert got == golden.read_text(), f"regenerate with UPDATE_GOLDEN=1 if intended: {golden}"
+
+
+def test_builder_is_pure() -> None:
+    spec, endpoints = CASES["aarch64-tcg-nic"]
+    assert argv.build(spec, endpoints) == argv.build(spec, endpoints)
+
+
+@pytest.mark.parametrize(
+    ("arch", "accel", "cpu"),
+    [("aarch64", "tcg", "cortex-a72"), ("x86_64", "tcg", "max"), ("x86_64", "kvm", "host"),
+     ("aarch64", "hvf", "host")],
+)  # fmt: skip
+def test_cpu_model(arch: str, accel: str, cpu: str) -> None:
+    assert argv.cpu_model(arch, accel) == cpu  # type: ignore[arg-type]
