@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from vmdesk import __version__
 
@@ -48,3 +49,18 @@ def test_emulated_guest_accelerator_is_reported() -> None:
     done = vmdesk("accel", "--arch", "aarch64", env={"VMDESK_ACCEL": "auto"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("tcg: ")
+
+
+def test_image_build_without_apt_says_what_to_do(tmp_path: Path) -> None:
+    bare_bin = tmp_path / "bin"  # a PATH with python but none of apt/dpkg
+    bare_bin.mkdir()
+    done = vmdesk(
+        "image", "build", "tiny-linux", "--arch", "aarch64",
+        env={"PATH": str(bare_bin), "VMDESK_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "was not found on this host" in done.stderr
+    assert "needs a Debian or Ubuntu host with apt-get" in done.stderr
+    assert not (tmp_path / "cache" / "images").exists() or not any(
+        (tmp_path / "cache" / "images").iterdir()
+    )
