@@ -33,3 +33,62 @@ class EngineError(VMDeskError):
 
 class GuestTimeout(EngineError):
     """The guest did not reach an expected state in time."""
+
+
+class NotFound(VMDeskError):
+    """A VM, disk or other named thing does not exist."""
+
+    exit_code = 4
+
+
+class Conflict(VMDeskError):
+    """The operation clashes with the current state (name taken, VM running or locked)."""
+
+    exit_code = 5
+
+
+class BundleError(VMDeskError):
+    """A VM bundle on disk is damaged, from a newer VM-Desk, or not a bundle at all."""
+
+
+class PolicyViolation(VMDeskError):
+    """The VM's isolation mode forbids what its configuration asks for."""
+
+    exit_code = 6
+
+
+class Problem:
+    """One thing wrong with a VM description: the field, what is wrong, what to do."""
+
+    __slots__ = ("field", "hint", "message")
+
+    def __init__(self, field: str, message: str, hint: str) -> None:
+        self.field = field
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+    def __repr__(self) -> str:
+        return f"Problem({self.field!r}, {self.message!r}, {self.hint!r})"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message, "hint": self.hint}
+
+
+class ConfigError(VMDeskError):
+    """A VM description is invalid; ``problems`` lists each problem with its own hint."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem], context: str = "") -> None:
+        self.problems = problems
+        prefix = f"{context}: " if context else ""
+        if len(problems) == 1:
+            message = prefix + str(problems[0])
+            hint = problems[0].hint
+        else:
+            message = prefix + f"{len(problems)} problems: " + "; ".join(map(str, problems))
+            hint = " / ".join(f"{p.field or 'config'}: {p.hint}" for p in problems)
+        super().__init__(message, hint)
