@@ -14,9 +14,12 @@ test: setup
 demo: setup
 	$(VENV)/bin/vmdesk demo --arch $(ARCH)
 
+bench: setup
+	$(VENV)/bin/python bench/list_bench.py
+
 lint: setup
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
 clean:

@@ -3,112 +3,52 @@
 from __future__ import annotations
 
 import sys
-import time
-
-import click
-from rich.console import Console
-from rich.markup import escape
-
-from vmdesk import __version__
-from vmdesk.cli import demo as demo_cmd
-from vmdesk.cli.progress import step_reporter
-from vmdesk.core.arch import ARCHES, parse_arch
-from vmdesk.core.errors import VMDeskError
-
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ARCH_OPTION = click.option(
-    "--arch",
-    default="aarch64",
-    show_default=True,
-    help="Guest architecture: " + ", ".join(ARCHES) + " (arm64/amd64 accepted).",
-)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="vmdesk")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """VM-Desk: create, run and manage virtual machines."""
-    ctx.obj = {"debug": debug}
+def _fast_list(args: list[str]) -> bool:
+    """`vmdesk list [--json]` without importing click, rich or pydantic (it must be quick)."""
+    if not args or args[0] != "list" or any(a not in ("--json",) for a in args[1:]):
+        return False
+    import json
 
+    from vmdesk.core import listing, paths
 
-@cli.group()
-def image() -> None:
-    """Built-in guest images (the tiny Linux used by the demo, tests and benchmarks)."""
-
-
-@image.command("build")
-@click.argument("name", type=click.Choice(["tiny-linux"]))
-@ARCH_OPTION
-@click.option("--force", is_flag=True, help="Rebuild even if a cached image matches.")
-def image_build(name: str, arch: str, force: bool) -> None:
-    """Build (or reuse from the cache) a guest image from Debian packages."""
-    from vmdesk.images import tiny_linux
-
-    started = time.monotonic()
-    with step_reporter(console, f"{name} for {parse_arch(arch)}") as report:
-        built = tiny_linux.build(parse_arch(arch), progress=report, force=force)
-    console.print(
-        f"[green]✓[/] {name} {built.arch}: kernel {built.kernel_release} "
-        f"({time.monotonic() - started:.1f} s)"
-    )
-    console.print(f"  kernel  {escape(str(built.kernel))}")
-    console.print(f"  initrd  {escape(str(built.initrd))}")
-    console.print(f"  from    {', '.join(built.packages)}")
-
-
-@image.command("list")
-def image_list() -> None:
-    """List the built images in the cache."""
-    from vmdesk.images import tiny_linux
-
-    found = False
-    for arch in ARCHES:
-        try:
-            built = tiny_linux.find(arch)
-        except VMDeskError:
-            continue
-        found = True
-        console.print(
-            f"tiny-linux  {arch:8} {built.kernel_release:20} {escape(str(built.directory))}"
-        )
-    if not found:
-        console.print("no images built yet; try `vmdesk image build tiny-linux --arch aarch64`")
-
-
-@cli.command()
-@ARCH_OPTION
-@click.option(
-    "--refresh", is_flag=True, help="Probe KVM again instead of using this boot's result."
-)
-def accel(arch: str, refresh: bool) -> None:
-    """Show which accelerator a guest would run with here, and why."""
-    from vmdesk.engines.qemu import accel as qemu_accel
-
-    choice = qemu_accel.choose(parse_arch(arch), refresh=refresh)
-    console.print(f"{choice.accel}: {escape(choice.reason)}")
-
-
-@cli.command()
-@ARCH_OPTION
-@click.option(
-    "--accel",
-    "accel_name",
-    default=None,
-    help="auto (default), kvm, hvf or tcg; also read from $VMDESK_ACCEL.",
-)
-def demo(arch: str, accel_name: str | None) -> None:
-    """Build the tiny Linux guest, boot it, show its console, power it off."""
-    demo_cmd.run(console, parse_arch(arch), accel_name)
+    rows = listing.summaries(paths.library_dir())
+    if "--json" in args:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        sys.stdout.write(listing.table(rows))
+    return True
 
 
 def main() -> None:
-    debug = "--debug" in sys.argv[1:]
+    args = sys.argv[1:]
+    if _fast_list(args):
+        return
+    import click
+    from rich.markup import escape
+
+    from vmdesk.cli.app import cli
+    from vmdesk.cli.output import err_console
+    from vmdesk.core.errors import ConfigError, VMDeskError
+
+    debug = "--debug" in args
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=args, prog_name="vmdesk", standalone_mode=False)
+    except ConfigError as exc:
+        if debug:
+            raise
+        if len(exc.problems) == 1:
+            err_console.print(f"[bold red]error:[/] {escape(exc.message)}")
+            err_console.print(f"[yellow]hint:[/] {escape(exc.hint or '')}")
+        else:
+            err_console.print(
+                f"[bold red]error:[/] {len(exc.problems)} problems in the VM description"
+            )
+            for problem in exc.problems:
+                err_console.print(f"  [red]•[/] {escape(str(problem))}")
+                err_console.print(f"    [yellow]hint:[/] {escape(problem.hint)}")
+        sys.exit(exc.exit_code)
     except VMDeskError as exc:
         if debug:
             raise

@@ -40,6 +40,7 @@ def _custom(message: str, hint: str) -> PydanticCustomError:
 
 
 def _memory(value: Any) -> int:
+    """Human size (or a bare number of MiB) -> MiB, the unit every hypervisor takes."""
     if isinstance(value, str | int) and not isinstance(value, bool):
         try:
             size = parse_size(value)
@@ -50,14 +51,14 @@ def _memory(value: Any) -> int:
                 f"{format_size(size)} is below the minimum of 64MiB",
                 "give the VM at least 64MiB; most Linux guests want 512MiB or more",
             )
-        return size
+        return size // MiB
     raise _custom("must be a size such as 2GiB or 512M", "write it like 512MiB or 2GiB")
 
 
 Memory = Annotated[
     int,
     BeforeValidator(_memory),
-    PlainSerializer(format_size, return_type=str),
+    PlainSerializer(lambda mib: format_size(mib * MiB), return_type=str),
     Field(json_schema_extra={"type": "string", "examples": ["2GiB", "512M"]}),
 ]
 
@@ -208,7 +209,7 @@ class VMConfig(_Model):
     engine: Literal["auto", "qemu", "vz"] = "auto"
     arch: Literal["aarch64", "x86_64"] = "aarch64"
     cpus: int = Field(default=2, ge=1, le=256)
-    memory: Memory = 2 << 30
+    memory: Memory = Field(default=2048, description="MiB; written as a size like 2GiB")
     boot: Boot = Field(default_factory=UefiBoot)
     disks: list[Disk] = Field(default_factory=list)
     cdroms: list[CdRom] = Field(default_factory=list)
@@ -347,9 +348,7 @@ def rule_problems(config: VMConfig) -> list[Problem]:
             )
         if config.arch != "x86_64":
             problems.append(
-                Problem(
-                    "boot.kind", "BIOS boot exists only for x86_64 guests", "use --boot uefi"
-                )
+                Problem("boot.kind", "BIOS boot exists only for x86_64 guests", "use --boot uefi")
             )
     if config.engine == "vz" and config.arch == "x86_64":
         problems.append(
@@ -411,18 +410,18 @@ def rule_problems(config: VMConfig) -> list[Problem]:
             )
         tags.add(share.tag)
     orders: dict[int, str] = {}
-    for kind, items in (("disks", config.disks), ("cdroms", config.cdroms)):
-        for index, item in enumerate(items):
-            if item.boot_order is None:
-                continue
-            where = f"{kind}[{index}].boot_order"
-            if item.boot_order in orders:
-                problems.append(
-                    Problem(
-                        where,
-                        f"boot order {item.boot_order} is also given to {orders[item.boot_order]}",
-                        "give each bootable device its own boot order",
-                    )
+    bootables = [(f"disks[{i}]", d.boot_order) for i, d in enumerate(config.disks)]
+    bootables += [(f"cdroms[{i}]", c.boot_order) for i, c in enumerate(config.cdroms)]
+    for where, order in bootables:
+        if order is None:
+            continue
+        if order in orders:
+            problems.append(
+                Problem(
+                    f"{where}.boot_order",
+                    f"boot order {order} is also given to {orders[order]}",
+                    "give each bootable device its own boot order",
                 )
-            orders.setdefault(item.boot_order, where.removesuffix(".boot_order"))
+            )
+        orders.setdefault(order, where)
     return problems

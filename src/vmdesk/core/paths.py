@@ -5,18 +5,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
-
 APP_NAME = "vmdesk"
 
 
 def library_dir() -> Path:
     """The VM library: ``$VMDESK_HOME`` or the platform's user data dir."""
     env = os.environ.get("VMDESK_HOME")
-    return Path(env) if env else Path(platformdirs.user_data_dir(APP_NAME))
+    if env:
+        return Path(env)
+    import platformdirs  # imported only when needed: `vmdesk list` counts milliseconds
+
+    return Path(platformdirs.user_data_dir(APP_NAME))
 
 
 def cache_dir() -> Path:
     """Rebuildable things (guest images, probe results): ``$VMDESK_CACHE`` or the user cache."""
     env = os.environ.get("VMDESK_CACHE")
-    return Path(env) if env else Path(platformdirs.user_cache_dir(APP_NAME))
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME))

@@ -1,0 +1,44 @@
+"""`vmdesk doctor`: is this host ready to run VMs, and what to do about what is missing."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.markup import escape
+
+from vmdesk.cli.output import console
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-probe", is_flag=True, help="Skip the accelerator probe (it may boot a guest).")
+def doctor(as_json: bool, no_probe: bool) -> None:
+    """Check QEMU, firmware, the accelerator, swtpm, virtiofsd and free disk space."""
+    from rich.table import Table
+
+    from vmdesk.engines.qemu import doctor as qemu_doctor
+
+    checks = qemu_doctor.checks(probe_accel=not no_probe)
+    failed = [c for c in checks if not c.ok and c.severity == "error"]
+    if as_json:
+        click.echo(json.dumps([c.as_dict() for c in checks], indent=2))
+    else:
+        table = Table(show_edge=False, pad_edge=False)
+        for column in ("check", "", "found", "fix"):
+            table.add_column(column)
+        for c in checks:
+            mark = (
+                "[green]ok[/]"
+                if c.ok
+                else ("[red]FAIL[/]" if c.severity == "error" else "[yellow]warn[/]")
+            )
+            table.add_row(escape(c.name), mark, escape(c.detail), escape(c.fix))
+        console.print(table)
+        if failed:
+            console.print(f"[red]{len(failed)} problem(s) stop VMs from running here[/]")
+        else:
+            console.print("[green]this host can run VMs[/]")
+    if failed:
+        sys.exit(1)

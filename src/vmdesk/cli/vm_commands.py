@@ -1,0 +1,344 @@
+"""VM library commands: create, list, show, edit, rename, delete, import, export, schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from vmdesk.cli.output import console
+from vmdesk.core import specs
+from vmdesk.core.errors import VMDeskError
+
+F = Callable[..., Any]
+
+
+def _vm_options(func: F) -> F:
+    """The options shared by `create` and `edit` (None means "leave as it is")."""
+    options = [
+        click.option("--arch", help="Guest architecture: aarch64 or x86_64."),
+        click.option("--engine", type=click.Choice(["auto", "qemu", "vz"]), help="Engine."),
+        click.option("--cpus", type=int, help="Virtual CPUs."),
+        click.option("--memory", help="Memory, e.g. 2GiB or 512M."),
+        click.option("--boot", type=click.Choice(["uefi", "bios", "linux"]), help="Boot method."),
+        click.option("--secure-boot/--no-secure-boot", default=None, help="UEFI secure boot."),
+        click.option("--kernel", help="Kernel for --boot linux."),
+        click.option("--initrd", help="Initrd for --boot linux."),
+        click.option("--cmdline", help="Kernel command line for --boot linux."),
+        click.option("--disk", "disks", multiple=True, help="Attach a disk image (repeatable)."),
+        click.option("--iso", "isos", multiple=True, help="Attach an ISO as a CD-ROM."),
+        click.option("--nic", "nics", multiple=True, help="nat, none or bridged:IFACE."),
+        click.option("--mac", help="MAC address of the first NIC."),
+        click.option(
+            "--forward", "forwards", multiple=True,
+            help="Port forward [tcp|udp:][ADDR:]HOST:GUEST on the first NIC (repeatable).",
+        ),
+        click.option("--share", "shares", multiple=True, help="Shared folder PATH[:TAG][:ro]."),
+        click.option(
+            "--display", type=click.Choice(["virtio-gpu", "ramfb", "none"]), help="Graphics."
+        ),
+        click.option("--resolution", help="Display size WIDTHxHEIGHT, e.g. 1920x1080."),
+        click.option("--vnc/--no-vnc", default=None, help="Serve the screen over VNC."),
+        click.option("--tpm/--no-tpm", default=None, help="Emulated TPM 2.0."),
+        click.option("--clipboard/--no-clipboard", default=None, help="Clipboard sharing."),
+        click.option("--usb", "usbs", multiple=True, help="USB passthrough VENDOR:PRODUCT."),
+        click.option(
+            "--isolation", type=click.Choice(["isolated", "unrestricted"]),
+            help="isolated (default) or unrestricted (bridged, USB, any path).",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _apply(data: dict[str, Any], o: dict[str, Any]) -> list[str]:
+    """Apply option values to a description's JSON form; returns the host paths named."""
+    named: list[str] = []
+    for key in ("arch", "engine", "cpus", "memory", "clipboard", "tpm", "isolation"):
+        if o.get(key) is not None:
+            data[key] = o[key]
+    boot = dict(data.get("boot") or {"kind": "uefi"})
+    if o.get("boot") is not None and o["boot"] != boot.get("kind"):
+        boot = {"kind": o["boot"]}
+    if o.get("kernel") is not None:
+        boot.setdefault("kind", "linux")
+        boot["kernel"] = str(Path(o["kernel"]).expanduser().absolute())
+        named.append(boot["kernel"])
+    if o.get("initrd") is not None:
+        boot["initrd"] = str(Path(o["initrd"]).expanduser().absolute())
+        named.append(boot["initrd"])
+    if o.get("cmdline") is not None:
+        boot["cmdline"] = o["cmdline"]
+    if o.get("secure_boot") is not None:
+        boot["secure_boot"] = o["secure_boot"]
+    data["boot"] = boot
+    for path in o.get("disks") or ():
+        entry = specs.disk(path)
+        data.setdefault("disks", []).append(entry)
+        named.append(entry["file"])
+    for path in o.get("isos") or ():
+        iso = str(Path(path).expanduser().absolute())
+        data.setdefault("cdroms", []).append({"file": iso})
+        named.append(iso)
+    if o.get("nics"):
+        data["nics"] = [specs.nic(spec) for spec in o["nics"]]
+    nics = data.setdefault("nics", [{"mode": "nat"}])
+    if o.get("mac") is not None or o.get("forwards"):
+        if not nics:
+            raise VMDeskError("the VM has no network interface", hint="add one with --nic nat")
+        if o.get("mac") is not None:
+            nics[0]["mac"] = o["mac"]
+        for spec in o.get("forwards") or ():
+            nics[0].setdefault("forwards", []).append(specs.forward(spec))
+    for spec in o.get("shares") or ():
+        entry = specs.share(spec)
+        data.setdefault("shares", []).append(entry)
+        named.append(entry["path"])
+    display = data.setdefault("display", {})
+    if o.get("display") is not None:
+        display["device"] = o["display"]
+    if o.get("resolution") is not None:
+        display["width"], display["height"] = specs.resolution(o["resolution"])
+    if o.get("vnc") is not None:
+        display["vnc"] = o["vnc"]
+    for spec in o.get("usbs") or ():
+        data.setdefault("usb_devices", []).append(specs.usb(spec))
+    return named
+
+
+def _build(data: dict[str, Any], named: list[str], context: str) -> Any:
+    from vmdesk.core import config as vmconfig
+    from vmdesk.core import isolation
+
+    config = vmconfig.from_dict(data, context=context)
+    for path in named:
+        isolation.approve(config, path)
+    return config
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    from vmdesk.core.errors import ConfigError, Problem
+
+    text = Path(path).expanduser().read_text(encoding="utf-8")
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError([Problem("", f"cannot parse {path}: {exc}", "fix the syntax")]) from None
+    except Exception as exc:  # yaml.YAMLError and friends
+        raise ConfigError([Problem("", f"cannot parse {path}: {exc}", "fix the syntax")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [Problem("", f"{path} does not hold one VM description", "see `vmdesk schema`")]
+        )
+    return data
+
+
+def _library() -> Any:
+    from vmdesk.core.library import Library
+
+    return Library()
+
+
+def _describe(config: Any) -> str:
+    from vmdesk.core.units import MiB, format_size
+
+    boot = config.boot.kind + (
+        " + secure boot" if getattr(config.boot, "secure_boot", False) else ""
+    )
+    return (
+        f"{config.arch}, {config.cpus} vCPU, {format_size(config.memory * MiB)}, boot {boot}, "
+        f"{len(config.disks)} disk(s), {len(config.nics)} NIC(s), isolation {config.isolation}"
+    )
+
+
+@click.command()
+@click.argument("name")
+@click.option("--from-file", "from_file", help="Start from a JSON or YAML description.")
+@_vm_options
+def create(name: str, from_file: str | None, **options: Any) -> None:
+    """Create a VM (nothing is started)."""
+    data = _read_file(from_file) if from_file else {}
+    data["name"] = name
+    named = _apply(data, options)
+    if from_file:  # paths in the user's own file count as named by the user
+        named += _paths_in(data)
+    config = _build(data, named, context="")
+    bundle = _library().create(config)
+    console.print(f"[green]✓[/] created VM [bold]{escape(config.name)}[/] ({_describe(config)})")
+    console.print(f"  bundle  {escape(str(bundle.path))}")
+
+
+def _paths_in(data: dict[str, Any]) -> list[str]:
+    found = [d.get("file") for d in data.get("disks") or [] if isinstance(d, dict)]
+    found += [c.get("file") for c in data.get("cdroms") or [] if isinstance(c, dict)]
+    found += [s.get("path") for s in data.get("shares") or [] if isinstance(s, dict)]
+    boot = data.get("boot") if isinstance(data.get("boot"), dict) else {}
+    found += [boot.get("kernel"), boot.get("initrd")]  # type: ignore[union-attr]
+    return [p for p in found if isinstance(p, str) and p.startswith(("/", "~"))]
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_vms(as_json: bool) -> None:
+    """List the VMs in the library."""
+    from vmdesk.core import listing, paths
+
+    rows = listing.summaries(paths.library_dir())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(listing.table(rows), nl=False)
+
+
+@click.command()
+@click.argument("vm")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(vm: str, as_json: bool) -> None:
+    """Show a VM's description and status."""
+    from vmdesk.core import config as vmconfig
+
+    library = _library()
+    bundle = library.find(vm)
+    config = bundle.load()
+    status = library.status(bundle)
+    if as_json:
+        out = {"status": status, "path": str(bundle.path), "config": vmconfig.to_dict(config)}
+        click.echo(json.dumps(out, indent=2))
+        return
+    console.print(f"[bold]{escape(config.name)}[/]  {status}  ({config.uuid})")
+    console.print(f"  {_describe(config)}")
+    console.print(f"  bundle   {escape(str(bundle.path))}")
+    for i, disk in enumerate(config.disks):
+        console.print(f"  disk{i}    {escape(disk.file)} ({disk.format}, {disk.interface})")
+    for cd in config.cdroms:
+        console.print(f"  cdrom    {escape(cd.file)}")
+    for i, nic in enumerate(config.nics):
+        fwd = ", ".join(str(f) for f in nic.forwards)
+        bridge = f" {nic.bridge}" if nic.bridge else ""
+        console.print(
+            f"  nic{i}     {nic.mode}{bridge} {nic.mac or ''}"
+            + (f"  forwards {fwd}" if fwd else "")
+        )
+    for share in config.shares:
+        ro = " (read-only)" if share.read_only else ""
+        console.print(f"  share    {escape(share.tag)} -> {escape(share.path)}{ro}")
+    d = config.display
+    console.print(f"  display  {d.device} {d.width}x{d.height}, VNC {'on' if d.vnc else 'off'}")
+    extras = [n for n, on in (("TPM", config.tpm), ("clipboard", config.clipboard)) if on]
+    if config.usb_devices:
+        extras.append("USB " + ", ".join(str(u) for u in config.usb_devices))
+    console.print(f"  extras   {', '.join(extras) or 'none'}")
+
+
+@click.command()
+@click.argument("vm")
+@click.option("--remove-share", "remove_shares", multiple=True, help="Remove the share with TAG.")
+@click.option(
+    "--remove-forward",
+    "remove_forwards",
+    multiple=True,
+    type=int,
+    help="Remove HOST_PORT's forward.",
+)
+@click.option("--remove-usb", "remove_usbs", multiple=True, help="Remove USB VENDOR:PRODUCT.")
+@_vm_options
+def edit(
+    vm: str,
+    remove_shares: tuple[str, ...],
+    remove_forwards: tuple[int, ...],
+    remove_usbs: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Change a stopped VM's settings."""
+    from vmdesk.core import config as vmconfig
+
+    library = _library()
+    bundle = library.find(vm)
+    before = bundle.load()
+    data = vmconfig.to_dict(before)
+    data["shares"] = [s for s in data["shares"] if s["tag"] not in remove_shares]
+    for nic in data["nics"]:
+        nic["forwards"] = [f for f in nic["forwards"] if f["host_port"] not in remove_forwards]
+    gone = {u.lower() for u in remove_usbs}
+    data["usb_devices"] = [
+        u for u in data["usb_devices"] if f"{u['vendor_id']}:{u['product_id']}" not in gone
+    ]
+    named = _apply(data, options)
+    config = _build(data, named, context="")
+    saved = library.update(bundle, config)
+    console.print(f"[green]✓[/] updated VM [bold]{escape(saved.name)}[/] ({_describe(saved)})")
+    if before.isolation != saved.isolation:
+        console.print(f"  isolation is now [bold]{saved.isolation}[/]")
+
+
+@click.command()
+@click.argument("vm")
+@click.argument("new_name")
+def rename(vm: str, new_name: str) -> None:
+    """Rename a stopped VM (its bundle directory follows)."""
+    bundle = _library().rename(vm, new_name)
+    console.print(
+        f"[green]✓[/] renamed to [bold]{escape(new_name)}[/] ({escape(str(bundle.path))})"
+    )
+
+
+@click.command()
+@click.argument("vm")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def delete(vm: str, yes: bool) -> None:
+    """Delete a stopped VM and all its disks and snapshots."""
+    library = _library()
+    bundle = library.find(vm)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise VMDeskError(
+                f"deleting {vm!r} needs confirmation", hint=f"run `vmdesk delete {vm} --yes`"
+            )
+        click.confirm(
+            f"Delete VM {vm!r} with all its disks and snapshots ({bundle.path})?", abort=True
+        )
+    library.delete(vm)
+    console.print(f"[green]✓[/] deleted {escape(vm)}")
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="Import under a different name.")
+def import_vm(path: Path, name: str | None) -> None:
+    """Copy an existing NAME.vmdesk bundle into the library."""
+    bundle = _library().import_bundle(path, name=name)
+    config = bundle.load()
+    console.print(f"[green]✓[/] imported [bold]{escape(config.name)}[/] ({_describe(config)})")
+
+
+@click.command("export")
+@click.argument("vm")
+@click.argument("destination", type=click.Path(path_type=Path))
+def export_vm(vm: str, destination: Path) -> None:
+    """Copy a VM's bundle out of the library (to a new path or into a folder)."""
+    target = _library().export(vm, destination)
+    console.print(f"[green]✓[/] exported {escape(vm)} to {escape(str(target))}")
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of the VM description."""
+    from vmdesk.core import config as vmconfig
+
+    click.echo(json.dumps(vmconfig.json_schema(), indent=2))
+
+
+def register(group: click.Group) -> None:
+    for command in (create, list_vms, show, edit, rename, delete, import_vm, export_vm, schema):
+        group.add_command(command)

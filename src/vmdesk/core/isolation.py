@@ -1,0 +1,118 @@
+"""The isolation policy: what an ``isolated`` VM may touch on the host.
+
+Every engine calls :func:`enforce` before starting a VM, so the policy lives in one place and
+no engine can forget a rule. An isolated VM gets NAT networking only, no USB passthrough, no
+raw host devices, and host files only from its own bundle or from paths the user named
+explicitly (recorded by :func:`approve` in ``approved_paths``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from vmdesk.core.config import LinuxBoot, VMConfig
+from vmdesk.core.errors import PolicyViolation, Problem
+
+
+def resolve(path: str, bundle_dir: Path) -> Path:
+    """Absolute, symlinks and '..' resolved (os.path.realpath semantics); relative paths are
+    relative to bundle_dir; '~' expanded."""
+    # realpath (not Path.resolve(strict=True)) so paths that don't exist yet still resolve.
+    return Path(os.path.realpath(Path(bundle_dir) / Path(path).expanduser()))
+
+
+def _host_paths(config: VMConfig) -> Iterator[tuple[str, str, bool]]:
+    """(field, path, is_block_storage) for every host path the VM reads or writes."""
+    for index, disk in enumerate(config.disks):
+        yield f"disks[{index}].file", disk.file, True
+    for index, cdrom in enumerate(config.cdroms):
+        yield f"cdroms[{index}].file", cdrom.file, True
+    for index, share in enumerate(config.shares):
+        yield f"shares[{index}].path", share.path, False
+    if isinstance(config.boot, LinuxBoot):
+        yield "boot.kernel", config.boot.kernel, False
+        if config.boot.initrd is not None:
+            yield "boot.initrd", config.boot.initrd, False
+
+
+def _is_device(path: Path) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there (yet) or unreadable: certainly not a device we'd open
+        return False
+    return stat.S_ISBLK(mode) or stat.S_ISCHR(mode)
+
+
+def problems(config: VMConfig, bundle_dir: Path) -> list[Problem]:
+    """Everything the VM's isolation mode forbids; [] for unrestricted VMs."""
+    if config.isolation == "unrestricted":
+        return []
+    unrestrict = f"or run `vmdesk edit {config.name} --isolation unrestricted`"
+    found: list[Problem] = []
+    for index, nic in enumerate(config.nics):
+        if nic.mode == "bridged":
+            found.append(
+                Problem(
+                    f"nics[{index}].mode",
+                    "bridged networking puts an isolated VM on the host's network",
+                    f"use NAT networking (--nic nat) {unrestrict}",
+                )
+            )
+    for index, device in enumerate(config.usb_devices):
+        found.append(
+            Problem(
+                f"usb_devices[{index}]",
+                f"USB passthrough of {device} hands a host device to an isolated VM",
+                f"remove the USB device {unrestrict}",
+            )
+        )
+    # Resolve the allowed roots too: approved_paths may be hand-edited or hold symlinks.
+    roots = [resolve(".", bundle_dir)]
+    roots += [resolve(approved, bundle_dir) for approved in config.approved_paths]
+    for field, raw, storage in _host_paths(config):
+        path = resolve(raw, bundle_dir)
+        if storage and _is_device(path):
+            # Refused even when approved: a raw device exposes far more than one file.
+            found.append(
+                Problem(
+                    field,
+                    f"{path} is a raw host device, which an isolated VM may not use",
+                    f"use a disk image file instead {unrestrict}",
+                )
+            )
+        elif not any(path.is_relative_to(root) for root in roots):
+            shown = raw if str(path) == raw else f"{raw} (resolves to {path})"
+            found.append(
+                Problem(
+                    field,
+                    f"{shown} is outside the VM's bundle and the paths you added to this VM",
+                    "add the path to the VM explicitly (naming it yourself approves it), "
+                    f"move it into the VM's bundle, {unrestrict}",
+                )
+            )
+    return found
+
+
+def enforce(config: VMConfig, bundle_dir: Path) -> None:
+    """Raise PolicyViolation listing every problem, if the isolation mode forbids anything."""
+    found = problems(config, bundle_dir)
+    if not found:
+        return
+    count = "1 thing" if len(found) == 1 else f"{len(found)} things"
+    message = f"VM {config.name!r} is isolated but asks for {count} isolation forbids: " + (
+        "; ".join(map(str, found))
+    )
+    hint = " / ".join(f"{p.field}: {p.hint}" for p in found)
+    raise PolicyViolation(message, hint)
+
+
+def approve(config: VMConfig, path: str | Path) -> None:
+    """Record a host path the user named explicitly (resolved, once) in approved_paths."""
+    # Resolved against the cwd: the user typed it on the command line, not in the bundle.
+    resolved = str(resolve(str(path), Path.cwd()))
+    if resolved not in config.approved_paths:
+        # Reassigned rather than appended so pydantic validates the new value.
+        config.approved_paths = [*config.approved_paths, resolved]

@@ -1,0 +1,196 @@
+"""The library: every VM bundle in one directory (``$VMDESK_HOME`` or the user data dir)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid as uuidlib
+from collections.abc import Callable
+from pathlib import Path
+
+from vmdesk.core import layout, paths, validation
+from vmdesk.core.bundle import Bundle
+from vmdesk.core.config import VMConfig, from_dict, to_dict
+from vmdesk.core.errors import BundleError, ConfigError, Conflict, NotFound, VMDeskError
+
+# Asks the engine layer whether a bundle's VM runs; status is derived, never stored.
+StatusProvider = Callable[[Bundle], str]
+
+
+def _stopped_unless_owned(bundle: Bundle) -> str:
+    return "running" if bundle.is_locked() else "stopped"
+
+
+class Library:
+    def __init__(self, root: Path | None = None, status: StatusProvider | None = None) -> None:
+        self.root = root if root is not None else paths.library_dir()
+        self._status = status or _stopped_unless_owned
+
+    # -- looking things up -----------------------------------------------------------
+
+    def bundles(self) -> list[Bundle]:
+        if not self.root.is_dir():
+            return []
+        return [Bundle(p) for p in sorted(self.root.glob(f"*{layout.SUFFIX}")) if p.is_dir()]
+
+    def configs(self, *, skip: Bundle | None = None) -> list[VMConfig]:
+        """Every readable VM description (damaged bundles are skipped here)."""
+        out = []
+        for bundle in self.bundles():
+            if skip is not None and bundle.path == skip.path:
+                continue
+            try:
+                out.append(bundle.load())
+            except VMDeskError:
+                continue
+        return out
+
+    def path_for(self, name: str) -> Path:
+        return self.root / layout.bundle_dir_name(name)
+
+    def find(self, ref: str) -> Bundle:
+        """A VM by name, by UUID, or by a UUID prefix of at least 8 characters."""
+        direct = self.path_for(ref)
+        if (direct / layout.CONFIG).is_file() and "/" not in ref:
+            return Bundle(direct)
+        ref_lower = ref.lower()
+        if len(ref_lower) >= 8:
+            matches = []
+            for bundle in self.bundles():
+                try:
+                    vm_uuid = str(bundle.load().uuid)
+                except VMDeskError:
+                    continue
+                if vm_uuid.startswith(ref_lower):
+                    matches.append(bundle)
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise Conflict(f"{ref!r} matches {len(matches)} VMs", hint="give more of the UUID")
+        raise NotFound(f"no VM named {ref!r}", hint="see `vmdesk list` for your VMs")
+
+    def status(self, bundle: Bundle) -> str:
+        return self._status(bundle)
+
+    # -- changing the library --------------------------------------------------------
+
+    def _check(self, config: VMConfig, bundle_dir: Path, *, skip: Bundle | None) -> None:
+        others = self.configs(skip=skip)
+        validation.assign_macs(config, others)
+        problems = validation.host_problems(config, bundle_dir, others)
+        if problems:
+            raise ConfigError(problems)
+
+    def create(self, config: VMConfig) -> Bundle:
+        """Add a new VM; its bundle appears whole or not at all."""
+        target = self.path_for(config.name)
+        if target.exists():
+            raise Conflict(
+                f"a VM named {config.name!r} already exists",
+                hint="choose another name, or `vmdesk delete` the old one",
+            )
+        if any(c.uuid == config.uuid for c in self.configs()):
+            config.uuid = uuidlib.uuid4()
+        self._check(config, target, skip=None)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".create-", dir=self.root) as tmp:
+            staged = Bundle.create(Path(tmp) / "vm", config)
+            _publish(staged.path, target)
+        return Bundle(target)
+
+    def update(self, bundle: Bundle, config: VMConfig) -> VMConfig:
+        """Replace a VM's description after checking it; returns what was saved."""
+        checked = from_dict(to_dict(config))  # cross-field rules, exactly as on load
+        with bundle.lock("editing its configuration"):
+            self._check(checked, bundle.path, skip=bundle)
+            bundle.save(checked)
+        return checked
+
+    def rename(self, ref: str, new_name: str) -> Bundle:
+        bundle = self.find(ref)
+        config = _renamed(bundle.load(), new_name)
+        target = self.path_for(new_name)
+        if target.exists():
+            raise Conflict(f"a VM named {new_name!r} already exists", hint="choose another name")
+        with bundle.lock("being renamed"):
+            bundle.save(config)
+            bundle.path.rename(target)
+        return Bundle(target)
+
+    def delete(self, ref: str) -> Path:
+        """Remove a stopped VM and everything in its bundle; returns where it was."""
+        bundle = self.find(ref)
+        if self.status(bundle) == "running":
+            raise Conflict(
+                f"VM {bundle.dir_name.removesuffix(layout.SUFFIX)!r} is running",
+                hint="stop it first (`vmdesk stop NAME`)",
+            )
+        with bundle.lock("being deleted"):
+            # Move it out of the library first, so a crash mid-delete never leaves half a VM.
+            trash = Path(tempfile.mkdtemp(prefix=".delete-", dir=self.root))
+            bundle.path.rename(trash / bundle.dir_name)
+        shutil.rmtree(trash, ignore_errors=True)
+        return bundle.path
+
+    def import_bundle(self, source: Path, *, name: str | None = None) -> Bundle:
+        """Copy an existing bundle directory into the library (the source is left alone)."""
+        source = source.expanduser().resolve()
+        src = Bundle(source)
+        config = src.load()  # validates, migrates; errors name the file
+        if name is not None:
+            config = _renamed(config, name)
+        if self.path_for(config.name).exists():
+            raise Conflict(
+                f"a VM named {config.name!r} already exists",
+                hint="import it under another name with --name NEW",
+            )
+        if any(c.uuid == config.uuid for c in self.configs()):  # a copy of one we have
+            config.uuid = uuidlib.uuid4()
+            for nic in config.nics:
+                nic.mac = None  # a copy must not share the original's MACs
+        target = self.path_for(config.name)
+        self._check(config, target, skip=None)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".import-", dir=self.root) as tmp:
+            staged = Path(tmp) / "vm"
+            shutil.copytree(
+                source, staged, symlinks=True, ignore=shutil.ignore_patterns(layout.LOCK, "run")
+            )
+            (staged / layout.RUN).mkdir(exist_ok=True)
+            Bundle(staged).save(config)
+            _publish(staged, target)
+        return Bundle(target)
+
+    def export(self, ref: str, destination: Path) -> Path:
+        """Copy a VM's bundle out; ``destination`` is a new path or an existing directory."""
+        bundle = self.find(ref)
+        destination = destination.expanduser()
+        if destination.is_dir():
+            destination = destination / bundle.dir_name
+        if destination.exists():
+            raise Conflict(f"{destination} already exists", hint="export to a new path")
+        if not destination.parent.is_dir():
+            raise NotFound(f"{destination.parent} does not exist", hint="create the folder first")
+        with bundle.lock("being exported"):
+            staged = destination.parent / f".{destination.name}.partial"
+            shutil.rmtree(staged, ignore_errors=True)
+            shutil.copytree(
+                bundle.path, staged, symlinks=True,
+                ignore=shutil.ignore_patterns(layout.LOCK, "run"),
+            )  # fmt: skip
+            (staged / layout.RUN).mkdir(exist_ok=True)
+            staged.rename(destination)
+        return destination
+
+
+def _publish(staged: Path, target: Path) -> None:
+    try:
+        staged.rename(target)
+    except OSError as exc:
+        if target.exists():
+            raise Conflict(f"{target.name} appeared meanwhile", hint="try again") from None
+        raise BundleError(f"could not create {target}: {exc.strerror}") from None
+
+
+def _renamed(config: VMConfig, name: str) -> VMConfig:
+    return from_dict({**to_dict(config), "name": name})

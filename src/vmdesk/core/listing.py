@@ -1,0 +1,75 @@
+"""`vmdesk list` without the heavy imports: raw JSON reads and a plain-text table.
+
+Kept to the standard library on purpose: listing a library of many VMs must start fast,
+so it neither validates configs with pydantic nor loads rich or click.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from vmdesk.core import layout
+
+COLUMNS = ("name", "status", "arch", "cpus", "memory", "engine", "isolation")
+
+
+def is_locked(lock_file: Path) -> bool:
+    """Whether some process holds the bundle's owner lock (a running VM holds it)."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def summary(bundle_dir: Path) -> dict[str, Any]:
+    files = layout.Layout(bundle_dir)
+    row: dict[str, Any] = {"name": bundle_dir.name.removesuffix(layout.SUFFIX)}
+    try:
+        data = json.loads(files.config.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        row.update(status="broken", error=f"{layout.CONFIG}: {exc}", path=str(bundle_dir))
+        return row
+    row.update(
+        name=data.get("name", row["name"]),
+        uuid=data.get("uuid"),
+        status="running" if is_locked(files.lock) else "stopped",
+        arch=data.get("arch"),
+        cpus=data.get("cpus"),
+        memory=data.get("memory"),
+        engine=data.get("engine"),
+        isolation=data.get("isolation"),
+        path=str(bundle_dir),
+    )
+    return row
+
+
+def summaries(root: Path) -> list[dict[str, Any]]:
+    if not root.is_dir():
+        return []
+    found = sorted(p for p in root.iterdir() if p.name.endswith(layout.SUFFIX) and p.is_dir())
+    return [summary(p) for p in found]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no VMs yet; create one with `vmdesk create NAME`\n"
+    cells = [[c.upper() for c in COLUMNS]]
+    cells += [["" if r.get(c) is None else str(r.get(c)) for c in COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines) + "\n"
