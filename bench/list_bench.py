@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import alternate, summarise, timed_run, write_result  # noqa: E402
+from common import alternate, summarise, timed_run, write_result
 
-from vmdesk.core import config  # noqa: E402
-from vmdesk.core.bundle import Bundle  # noqa: E402
+from vmdesk.core import config
+from vmdesk.core.bundle import Bundle
 
 GOAL_MS = 100.0
 
