@@ -1,74 +1,114 @@
-"""``vmdesk demo``: build the tiny guest, boot it, show its console, press the power button."""
+"""``vmdesk demo``: create a tiny Linux VM, start it, show its console, stop it, all through
+the same library, supervisor and engine that every other command uses."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 from rich.console import Console
 from rich.markup import escape
 
 from vmdesk.cli.progress import step_reporter
+from vmdesk.core import config as vmconfig
 from vmdesk.core.arch import Arch
-from vmdesk.core.errors import GuestTimeout
+from vmdesk.core.bundle import Bundle
+from vmdesk.core.errors import NotFound
+from vmdesk.core.library import Library
 from vmdesk.engines.qemu import accel as qemu_accel
-from vmdesk.engines.qemu.argv import BootSpec
-from vmdesk.engines.qemu.process import QemuProcess
+from vmdesk.engines.qemu.process import SerialConsole
 from vmdesk.images import tiny_linux
+from vmdesk.supervisor import client
+from vmdesk.supervisor import status as vmstatus
 
+NAME = "demo"
 BOOT_TIMEOUT = 120.0  # generous: emulation on a busy laptop can be slow
-DEMO_COMMANDS = ("uname -a", "ip -4 -o addr show dev eth0", "cat /proc/cpuinfo | head -n 3")
+DEMO_COMMANDS = ("uname -a", "ip -4 -o addr show dev eth0", "head -n 3 /proc/cpuinfo")
+
+
+def _fresh_vm(library: Library, arch: Arch, image: tiny_linux.TinyImage) -> None:
+    """(Re)create the demo VM so every run starts from the same state."""
+    try:
+        old: Bundle | None = library.find(NAME)
+    except NotFound:
+        old = None
+    if old is not None:
+        if vmstatus.derive(old.path)["status"] not in ("stopped", "crashed"):
+            client.stop(old, force=True)
+        library.delete(NAME)
+    kernel = f"boot/{image.kernel.name}"
+    config = vmconfig.from_dict({
+        "name": NAME, "arch": arch, "cpus": 1, "memory": "256MiB",
+        "boot": {"kind": "linux", "kernel": kernel, "initrd": "boot/initrd.img",
+                 "cmdline": image.cmdline()},
+        "display": {"device": "none", "vnc": False},
+    })  # fmt: skip
+    library.create(config, {kernel: image.kernel, "boot/initrd.img": image.initrd})
 
 
 def run(console: Console, arch: Arch, accel_name: str | None) -> None:
-    console.print(f"[bold]VM-Desk demo[/]: a tiny Linux guest for {arch}")
+    console.print(f"[bold]VM-Desk demo[/]: a tiny Linux VM for {arch}")
     with step_reporter(console, f"tiny-linux image for {arch}") as report:
         image = tiny_linux.build(arch, progress=report)
     console.print(
         f"[green]✓[/] image: kernel {image.kernel_release} ({escape(str(image.directory))})"
     )
 
+    if accel_name is not None:
+        import os
+
+        os.environ[qemu_accel.ENV_OVERRIDE] = accel_name  # the supervisor reads it too
     with console.status("choosing the accelerator (a bounded KVM probe if it applies)"):
-        choice = qemu_accel.choose(arch, accel_name)
+        choice = qemu_accel.choose(arch)
     console.print(f"[green]✓[/] accelerator: [bold]{choice.accel}[/] — {escape(choice.reason)}")
 
-    spec = BootSpec(
-        arch=arch, accel=choice.accel, kernel=image.kernel, initrd=image.initrd,
-        cmdline=image.cmdline(), memory_mib=256, nic=True,
-    )  # fmt: skip
+    library = Library()
+    _fresh_vm(library, arch, image)
+    bundle = library.find(NAME)
+    console.print(f"[green]✓[/] created VM [bold]{NAME}[/] ({escape(str(bundle.path))})")
+    started = time.monotonic()
+    report_ = client.start(bundle)
+    console.print(f"[green]✓[/] started (supervisor pid {report_.get('pid')}); serial console:")
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(vmstatus.sockets_for(bundle.path).console))
     streaming = True
 
     def show(line: str) -> None:
         if streaming and line.strip():
             console.print(f"  [dim]│[/] {escape(line)}")
 
-    console.print("booting; serial console:")
-    with QemuProcess(spec, on_serial_line=show) as vm:
-        try:
-            ready = vm.wait_serial(tiny_linux.READY_PATTERN, BOOT_TIMEOUT)
-        except GuestTimeout as exc:
-            exc.hint = f"the console so far is in {vm.serial_log}; try --accel tcg"
-            raise
+    serial = SerialConsole(sock, show)
+    try:
+        ready = serial.wait_for(tiny_linux.READY_PATTERN, BOOT_TIMEOUT)
         streaming = False
         facts = tiny_linux.parse_ready(ready.group(1))
         console.print(
-            f"[green]✓[/] guest ready in {time.monotonic() - vm.started_at:.1f} s "
+            f"[green]✓[/] guest ready {time.monotonic() - started:.1f} s after `start` "
             f"(kernel uptime {facts.get('uptime', '?')} s, network {facts.get('net', 'none')})"
         )
-        console.print("commands typed on the guest's serial shell:")
+        console.print("commands typed on the guest's serial console:")
         for command in DEMO_COMMANDS:
-            output = vm.serial.run(command, timeout=30)
+            output = serial.run(command, timeout=30)
             console.print(f"  [bold cyan]vmdesk-tiny#[/] {escape(command)}")
             for line in output.splitlines():
                 console.print(f"    {escape(line)}")
-        console.print("pressing the power button (system_powerdown)...")
-        seconds = vm.powerdown(timeout=60)
-        console.print(f"[green]✓[/] the guest powered itself off in {seconds:.2f} s")
+    finally:
+        serial.close()
+    console.print("stopping: pressing the power button...")
+    stopping = time.monotonic()
+    reply = client.stop(bundle, timeout=60)
+    how = "was forced off" if reply.get("forced") else "powered itself off"
+    console.print(f"[green]✓[/] the guest {how} in {time.monotonic() - stopping:.2f} s")
 
     other = "x86_64" if arch == "aarch64" else "aarch64"
-    console.print("\n[bold]Next[/]:")
-    console.print(f"  make demo ARCH={other}               the same with an {other} guest")
-    console.print("  make test                          build both guests and run every test")
-    console.print(
-        "  .venv/bin/vmdesk accel --arch x86_64  which accelerator this host gets, and why"
-    )
-    console.print("  .venv/bin/vmdesk --help            everything else")
+    console.print("\n[bold]Next[/] (after `source .venv/bin/activate`):")
+    for line in (
+        f"vmdesk start {NAME} && vmdesk console {NAME}   attach to its console (Ctrl-] detaches)",
+        f"vmdesk stop {NAME}                            press its power button",
+        f"make demo ARCH={other}                          the same with an {other} guest",
+        "vmdesk create dev --image tiny-linux --forward tcp:8080:80   a VM of your own",
+        "vmdesk doctor                                what this host can do, and fixes",
+        "make test                                    build both guests and run every test",
+    ):
+        console.print(f"  {escape(line)}")

@@ -9,15 +9,9 @@ def _fast_list(args: list[str]) -> bool:
     """`vmdesk list [--json]` without importing click, rich or pydantic (it must be quick)."""
     if not args or args[0] != "list" or any(a not in ("--json",) for a in args[1:]):
         return False
-    import json
+    from vmdesk.cli import fast_list
 
-    from vmdesk.core import listing, paths
-
-    rows = listing.summaries(paths.library_dir())
-    if "--json" in args:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-    else:
-        sys.stdout.write(listing.table(rows))
+    fast_list.run("--json" in args)
     return True
 
 

@@ -146,8 +146,9 @@ def _read_file(path: str) -> dict[str, Any]:
 
 def _library() -> Any:
     from vmdesk.core.library import Library
+    from vmdesk.supervisor import status as vmstatus
 
-    return Library()
+    return Library(status=lambda bundle: str(vmstatus.derive(bundle.path)["status"]))
 
 
 def _describe(config: Any) -> str:
@@ -165,18 +166,42 @@ def _describe(config: Any) -> str:
 @click.command()
 @click.argument("name")
 @click.option("--from-file", "from_file", help="Start from a JSON or YAML description.")
+@click.option(
+    "--image", type=click.Choice(["tiny-linux"]),
+    help="Boot a built-in guest image (built on first use; copied into the VM).",
+)  # fmt: skip
 @_vm_options
-def create(name: str, from_file: str | None, **options: Any) -> None:
+def create(name: str, from_file: str | None, image: str | None, **options: Any) -> None:
     """Create a VM (nothing is started)."""
     data = _read_file(from_file) if from_file else {}
     data["name"] = name
+    files: dict[str, Path] = {}
+    if image is not None:
+        files = _use_image(data, options)
     named = _apply(data, options)
     if from_file:  # paths in the user's own file count as named by the user
         named += _paths_in(data)
     config = _build(data, named, context="")
-    bundle = _library().create(config)
+    bundle = _library().create(config, files)
     console.print(f"[green]✓[/] created VM [bold]{escape(config.name)}[/] ({_describe(config)})")
     console.print(f"  bundle  {escape(str(bundle.path))}")
+
+
+def _use_image(data: dict[str, Any], options: dict[str, Any]) -> dict[str, Path]:
+    """Direct-boot the tiny Linux image: small defaults, kernel and initrd in the bundle."""
+    from vmdesk.cli.progress import step_reporter
+    from vmdesk.core.arch import parse_arch
+    from vmdesk.images import tiny_linux
+
+    arch = parse_arch(options.get("arch") or data.get("arch") or "aarch64")
+    with step_reporter(console, f"tiny-linux image for {arch}") as report:
+        built = tiny_linux.build(arch, progress=report)
+    data["arch"] = arch
+    data.setdefault("cpus", 1)
+    data.setdefault("memory", "256MiB")
+    kernel, initrd = f"boot/{built.kernel.name}", "boot/initrd.img"
+    data["boot"] = {"kind": "linux", "kernel": kernel, "initrd": initrd, "cmdline": built.cmdline()}
+    return {kernel: built.kernel, initrd: built.initrd}
 
 
 def _paths_in(data: dict[str, Any]) -> list[str]:
@@ -192,13 +217,9 @@ def _paths_in(data: dict[str, Any]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_vms(as_json: bool) -> None:
     """List the VMs in the library."""
-    from vmdesk.core import listing, paths
+    from vmdesk.cli import fast_list
 
-    rows = listing.summaries(paths.library_dir())
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-    else:
-        click.echo(listing.table(rows), nl=False)
+    fast_list.run(as_json)
 
 
 @click.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 SUFFIX = ".vmdesk"
@@ -13,7 +14,11 @@ TPM = "tpm"
 SNAPSHOTS = "snapshots"
 LOGS = "logs"
 RUN = "run"
-SUBDIRS = (DISKS, NVRAM, TPM, SNAPSHOTS, LOGS, RUN)
+BOOT = "boot"
+SUBDIRS = (DISKS, NVRAM, TPM, SNAPSHOTS, LOGS, RUN, BOOT)
+# macOS limits unix socket paths to 104 bytes (Linux 108): longer bundle paths put their
+# sockets in a short per-user directory instead (see Layout.sockets).
+MAX_SOCKET_PATH = 100
 
 
 class Layout:
@@ -66,6 +71,10 @@ class Layout:
         return self.root / RUN
 
     @property
+    def boot(self) -> Path:
+        return self.root / BOOT
+
+    @property
     def serial_log(self) -> Path:
         return self.logs / "serial.log"
 
@@ -76,6 +85,63 @@ class Layout:
     @property
     def events(self) -> Path:
         return self.logs / "events.jsonl"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.logs / "supervisor.log"
+
+    @property
+    def last_exit(self) -> Path:
+        """How the VM last stopped (``stopped`` or ``crashed`` and why); status reads it."""
+        return self.logs / "last-exit.json"
+
+    @property
+    def supervisor_pid(self) -> Path:
+        return self.run / "supervisor.pid"
+
+    @property
+    def engine_pid(self) -> Path:
+        return self.run / "engine.pid"
+
+    def sockets(self, vm_uuid: str) -> Path:
+        """Where this VM's unix sockets live: ``run/``, or a short dir for long paths."""
+        if len(str(self.run / "console.sock")) <= MAX_SOCKET_PATH:
+            return self.run
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"vmdesk-{os.getuid()}" / vm_uuid.replace("-", "")[:16]
+
+
+class Sockets:
+    """The unix sockets of a running VM, inside :meth:`Layout.sockets`."""
+
+    __slots__ = ("dir",)
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    @property
+    def control(self) -> Path:
+        return self.dir / "control.sock"
+
+    @property
+    def console(self) -> Path:
+        return self.dir / "console.sock"
+
+    @property
+    def qmp(self) -> Path:
+        return self.dir / "qmp.sock"
+
+    @property
+    def serial(self) -> Path:
+        return self.dir / "serial.sock"
+
+    @property
+    def vnc(self) -> Path:
+        return self.dir / "vnc.sock"
+
+    def all(self) -> tuple[Path, ...]:
+        return (self.control, self.console, self.qmp, self.serial, self.vnc)
 
 
 def bundle_dir_name(name: str) -> str:

@@ -81,8 +81,12 @@ class Library:
         if problems:
             raise ConfigError(problems)
 
-    def create(self, config: VMConfig) -> Bundle:
-        """Add a new VM; its bundle appears whole or not at all."""
+    def create(self, config: VMConfig, files: dict[str, Path] | None = None) -> Bundle:
+        """Add a new VM; its bundle appears whole or not at all.
+
+        ``files`` maps paths inside the bundle (e.g. ``boot/vmlinuz``) to host files that
+        are copied in before the bundle appears.
+        """
         target = self.path_for(config.name)
         if target.exists():
             raise Conflict(
@@ -95,6 +99,10 @@ class Library:
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".create-", dir=self.root) as tmp:
             staged = Bundle.create(Path(tmp) / "vm", config)
+            for inside, source in (files or {}).items():
+                destination = staged.path / inside
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, destination)
             _publish(staged.path, target)
         return Bundle(target)
 
@@ -120,7 +128,7 @@ class Library:
     def delete(self, ref: str) -> Path:
         """Remove a stopped VM and everything in its bundle; returns where it was."""
         bundle = self.find(ref)
-        if self.status(bundle) == "running":
+        if self.status(bundle) not in ("stopped", "crashed"):
             raise Conflict(
                 f"VM {bundle.dir_name.removesuffix(layout.SUFFIX)!r} is running",
                 hint="stop it first (`vmdesk stop NAME`)",

@@ -24,7 +24,7 @@ from vmdesk.images import bzimage, debian, kmods
 
 IMAGE_NAME = "tiny-linux"
 # Bump when the way an image is assembled changes, so cached images are rebuilt.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 # Drivers the guest loads at boot, before anything else (with their dependencies).
 BASE_MODULES: tuple[str, ...] = ("virtio_pci", "evdev", "button", "gpio_keys")
@@ -138,7 +138,14 @@ def _cached(arch: Arch) -> list[Path]:
 def _resolve(arch: Arch) -> list[debian.Package]:
     darch = debian_arch(arch)
     debian.ensure_architecture(darch)
-    return [debian.kernel_package(darch), debian.candidate(f"busybox-static:{darch}")]
+    return [
+        debian.kernel_package(darch),
+        debian.candidate(f"busybox-static:{darch}"),
+        # busybox's nc has no UDP: netcat-traditional (and the C library it links) lets
+        # tests serve UDP from the guest.
+        debian.candidate(f"netcat-traditional:{darch}"),
+        debian.candidate(f"libc6:{darch}"),
+    ]
 
 
 def build(arch: Arch, *, progress: Progress | None = None, force: bool = False) -> TinyImage:
@@ -160,10 +167,12 @@ def build(arch: Arch, *, progress: Progress | None = None, force: bool = False) 
     with tempfile.TemporaryDirectory(prefix=".build-", dir=images_dir()) as tmp:
         work = Path(tmp)
         say("downloading " + ", ".join(p.spec for p in packages))
-        kernel_deb, busybox_deb = debian.download(packages, work / "debs")
-        say("unpacking the kernel and busybox")
+        kernel_deb, busybox_deb, netcat_deb, libc_deb = debian.download(packages, work / "debs")
+        say("unpacking the kernel, busybox and netcat")
         debian.extract(kernel_deb, work / "kernel")
         debian.extract(busybox_deb, work / "busybox")
+        debian.extract(netcat_deb, work / "netcat")
+        debian.extract(libc_deb, work / "libc")
         out = work / "image"
         out.mkdir()
         say("selecting kernel modules")
@@ -245,9 +254,33 @@ def _assemble_root(arch: Arch, work: Path, root: Path) -> str:
     (root / "bin").mkdir()
     shutil.copyfile(work / "busybox" / "bin" / "busybox", root / "bin" / "busybox")
     (root / "bin" / "busybox").chmod(0o755)
+    _install_netcat(arch, work, root)
     (root / "init").write_bytes(_guest_file("init"))
     (root / "init").chmod(0o755)
     return release
+
+
+# The dynamic loader each architecture's programs ask for, and where Debian puts libc.
+_LOADER: dict[Arch, tuple[str, str]] = {
+    "x86_64": ("lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu"),
+    "aarch64": ("lib/ld-linux-aarch64.so.1", "lib/aarch64-linux-gnu"),
+}
+
+
+def _install_netcat(arch: Arch, work: Path, root: Path) -> None:
+    """``nc.traditional`` with the two files of libc it needs (loader and libc.so.6)."""
+    loader, libdir = _LOADER[arch]
+    libc = work / "libc"
+    for rel in (loader, f"{libdir}/libc.so.6"):
+        # The real files live in libdir; the loader's own path is a symlink (absolute on
+        # amd64, which must not be followed on the host).
+        source = libc / libdir / Path(rel).name
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, root / rel)
+        (root / rel).chmod(0o755)
+    (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / "netcat" / "bin" / "nc.traditional", root / "usr/bin/nc.traditional")
+    (root / "usr/bin/nc.traditional").chmod(0o755)
 
 
 def _pack_initramfs(root: Path, dest: Path) -> None:

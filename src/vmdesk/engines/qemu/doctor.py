@@ -1,11 +1,14 @@
 """Is this host ready to run VMs with QEMU? Each check says what it found and how to fix it.
 
-Checks are data (the CLI renders a table or JSON); none of them raises.
+Checks are data (the CLI renders a table or JSON), and none of them raises: a doctor that
+crashes on a broken host is no use on exactly the hosts that need it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -14,31 +17,47 @@ from typing import Any, Literal
 
 from vmdesk.core import paths
 from vmdesk.core.arch import ARCHES, Arch, host_arch
-from vmdesk.core.errors import VMDeskError
+from vmdesk.core.errors import HostToolMissing, VMDeskError
 from vmdesk.engines.qemu import binaries
 
+Severity = Literal["error", "warning"]
+
 FIRMWARE_DIR = Path("/usr/share/qemu/firmware")
+MIN_QEMU = (7, 2)
+LOW_DISK_BYTES = 5 << 30
 _FIRMWARE_PACKAGE: dict[Arch, str] = {"x86_64": "ovmf", "aarch64": "qemu-efi-aarch64"}
 _VIRTIOFSD = (Path("/usr/lib/qemu/virtiofsd"), Path("/usr/libexec/virtiofsd"))
-LOW_DISK_BYTES = 5 << 30
+_SWTPM_FIX = "sudo apt-get install swtpm swtpm-tools"
+_TCG_SLOW = "VMs run under slower TCG emulation; "
 
 
 @dataclass(frozen=True)
 class Check:
+    """One readiness check: what was found and, when not ok, what to do about it."""
+
     name: str
     ok: bool
     detail: str
-    fix: str = ""
-    severity: Literal["error", "warning"] = "error"  # warning: a feature degrades, VMs run
+    fix: str
+    # How bad a failure of this check is (also set when ok, so JSON readers see the class):
+    # "warning" means a feature degrades and VMs still run.
+    severity: Severity = "error"
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 def firmware_descriptors(directory: Path = FIRMWARE_DIR) -> list[dict[str, Any]]:
-    """QEMU's firmware descriptor files (docs/interop/firmware.json), unreadable ones skipped."""
-    found = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+    """QEMU's firmware descriptor files (docs/interop/firmware.json), unreadable ones skipped.
+
+    Sorted by file name because QEMU gives the numeric prefixes priority meaning.
+    """
+    found: list[dict[str, Any]] = []
+    try:
+        files = sorted(directory.glob("*.json")) if directory.is_dir() else []
+    except OSError:
+        return found
+    for path in files:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -48,131 +67,187 @@ def firmware_descriptors(directory: Path = FIRMWARE_DIR) -> list[dict[str, Any]]
     return found
 
 
+def _strings(value: object) -> list[str]:
+    """A descriptor's list field, tolerating a malformed one (hand-edited files exist)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def firmware_summary(descriptors: list[dict[str, Any]], arch: Arch) -> tuple[int, int]:
     """(UEFI builds for ``arch``, of which secure-boot capable)."""
     uefi = secure = 0
     for desc in descriptors:
-        targets = desc.get("targets") or []
-        if not any(isinstance(t, dict) and t.get("architecture") == arch for t in targets):
+        targets = desc.get("targets")
+        if not isinstance(targets, list) or not any(
+            isinstance(t, dict) and t.get("architecture") == arch for t in targets
+        ):
             continue
-        if "uefi" not in (desc.get("interface-types") or []):
+        if "uefi" not in _strings(desc.get("interface-types")):
             continue
         uefi += 1
-        if "secure-boot" in (desc.get("features") or []):
+        if "secure-boot" in _strings(desc.get("features")):
             secure += 1
     return uefi, secure
 
 
 def find_virtiofsd() -> Path | None:
+    """virtiofsd is rarely on PATH: Debian 12 ships it in /usr/lib/qemu, Fedora in libexec."""
     for candidate in _VIRTIOFSD:
-        if candidate.is_file():
+        if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     found = shutil.which("virtiofsd")
     return Path(found) if found else None
+
+
+# -- the checks -----------------------------------------------------------------------
 
 
 def _qemu(arch: Arch) -> Check:
     name = f"qemu-system-{arch}"
     try:
         binary = binaries.system_binary(arch)
-    except VMDeskError as exc:
-        return Check(name, False, "not installed", exc.hint or "install QEMU")
-    major, minor, micro = binaries.version(binary)
-    if (major, minor) < (7, 2):
+    except HostToolMissing as exc:
+        return Check(name, False, f"{name} not found on PATH", exc.hint or "install QEMU")
+    found = binaries.version(binary)
+    shown = ".".join(map(str, found))
+    if found == (0, 0, 0):
         return Check(
-            name, False, f"{major}.{minor}.{micro} at {binary}",
-            "VM-Desk needs QEMU 7.2 or newer: upgrade the qemu-system packages",
+            name, False, f"unknown version at {binary} (`{binary} --version` gave no version)",
+            f"reinstall QEMU, or check that `{binary} --version` runs",
         )  # fmt: skip
-    return Check(name, True, f"{major}.{minor}.{micro} at {binary}")
+    if found[:2] < MIN_QEMU:
+        want = ".".join(map(str, MIN_QEMU))
+        return Check(
+            name, False, f"{shown} at {binary}",
+            f"VM-Desk needs QEMU {want} or newer: upgrade QEMU (Debian 12 or newer ships it)",
+        )  # fmt: skip
+    return Check(name, True, f"{shown} at {binary}", "")
 
 
-def _tool(name: str, package: str, *, severity: Literal["error", "warning"], why: str) -> Check:
+def _tool(name: str, fix: str, *, severity: Severity, why: str) -> Check:
     found = shutil.which(name)
     if found:
-        return Check(name, True, found)
-    return Check(name, False, f"not installed ({why})", f"sudo apt-get install {package}", severity)
+        return Check(name, True, found, "", severity)
+    return Check(name, False, f"not found on PATH ({why})", fix, severity)
 
 
-def _firmware(arch: Arch, descriptors: list[dict[str, Any]]) -> Check:
-    uefi, secure = firmware_summary(descriptors, arch)
+def _firmware(arch: Arch, firmware_dir: Path) -> Check:
+    uefi, secure = firmware_summary(firmware_descriptors(firmware_dir), arch)
     detail = f"{uefi} UEFI builds, {secure} with secure boot"
     if uefi == 0:
         return Check(
-            f"firmware {arch}", False, detail,
-            f"sudo apt-get install {_FIRMWARE_PACKAGE[arch]} (UEFI guests need it)",
+            f"firmware {arch}", False, f"{detail} in {firmware_dir}",
+            f"sudo apt-get install {_FIRMWARE_PACKAGE[arch]} (UEFI guests of {arch} need it)",
         )  # fmt: skip
-    return Check(f"firmware {arch}", True, detail)
+    return Check(f"firmware {arch}", True, detail, "")
+
+
+def _tcg_fix(reason: str) -> str:
+    """What would get KVM back, judged from why it was not chosen."""
+    from vmdesk.engines.qemu.accel import ENV_OVERRIDE
+
+    if reason.startswith("requested"):
+        return _TCG_SLOW + f"unset {ENV_OVERRIDE} (or pass --accel auto) to use KVM"
+    if "permission" in reason:
+        return _TCG_SLOW + "run `sudo usermod -aG kvm $USER`, then log out and back in"
+    if "does not exist" in reason:
+        return _TCG_SLOW + (
+            "enable virtualization (VT-x/AMD-V) in the firmware setup, or nested "
+            "virtualization in the host's hypervisor, then `sudo modprobe kvm_intel` "
+            "(or kvm_amd)"
+        )
+    return _TCG_SLOW + (
+        "enable (nested) virtualization for this host, reboot, and run `vmdesk doctor` again"
+    )
 
 
 def _accelerator(arch: Arch) -> Check:
     from vmdesk.engines.qemu import accel
 
-    choice = accel.choose(arch)
+    name = f"accelerator {arch}"
+    try:
+        choice = accel.choose(arch)
+    except VMDeskError as exc:  # a bad VMDESK_ACCEL, or KVM requested but unusable
+        return Check(name, False, str(exc), exc.hint or "unset VMDESK_ACCEL", "warning")
     detail = f"{choice.accel}: {choice.reason}"
     if choice.accel == "tcg" and host_arch() == arch:
-        return Check(
-            f"accelerator {arch}", False, detail,
-            "VMs run under slower TCG emulation; enable virtualization (KVM) on this host "
-            "or in its hypervisor for full speed",
-            "warning",
-        )  # fmt: skip
-    return Check(f"accelerator {arch}", True, detail)
+        return Check(name, False, detail, _tcg_fix(choice.reason), "warning")
+    return Check(name, True, detail, "", "warning")
 
 
 def _virtiofsd() -> Check:
     found = find_virtiofsd()
     if found:
-        return Check("virtiofsd", True, str(found))
+        return Check("virtiofsd", True, str(found), "", "warning")
     return Check(
-        "virtiofsd", False, "not found (VirtioFS shared folders fall back to 9p)",
-        "install qemu-system-common (Debian 12) or the virtiofsd package", "warning",
+        "virtiofsd", False, "not found (needed for VirtioFS shared folders)",
+        "sudo apt-get install qemu-system-common (Debian 12), or the virtiofsd package "
+        "on newer releases",
+        "warning",
     )  # fmt: skip
 
 
 def _free_disk() -> Check:
     where = paths.library_dir()
     while not where.exists() and where != where.parent:
-        where = where.parent
+        where = where.parent  # the library is created on first use; measure where it will be
     free = shutil.disk_usage(where).free
     detail = f"{free / (1 << 30):.1f} GiB free at {where}"
     if free < LOW_DISK_BYTES:
         return Check(
             "free disk", False, detail,
-            "free some space, or set VMDESK_HOME to a larger disk", "warning",
+            "free some space there, or set VMDESK_HOME to a directory on a larger disk",
+            "warning",
         )  # fmt: skip
-    return Check("free disk", True, detail)
+    return Check("free disk", True, detail, "", "warning")
 
 
-def _safely(name: str, run: Callable[[], Check]) -> Check:
+def _safely(name: str, run: Callable[[], Check], severity: Severity = "error") -> Check:
     try:
         return run()
+    except VMDeskError as exc:
+        return Check(name, False, str(exc), exc.hint or "run `vmdesk --debug doctor`", severity)
     except Exception as exc:  # a doctor reports; it never crashes
-        return Check(name, False, f"check failed: {exc}", "run with --debug and report this")
+        return Check(
+            name, False, f"check failed: {type(exc).__name__}: {exc}",
+            "run `vmdesk --debug doctor` and report the error", severity,
+        )  # fmt: skip
 
 
 def checks(*, probe_accel: bool = True, firmware_dir: Path = FIRMWARE_DIR) -> list[Check]:
-    """Every readiness check for this host, in display order."""
-    out = [_safely(f"qemu-system-{arch}", lambda arch=arch: _qemu(arch)) for arch in ARCHES]  # type: ignore[misc]
+    """Every readiness check for this host, in display order.
+
+    ``probe_accel=False`` skips the accelerator, whose first run per host boot may boot a
+    probe guest under KVM (seconds, not milliseconds).
+    """
+    out = [_safely(f"qemu-system-{arch}", functools.partial(_qemu, arch)) for arch in ARCHES]
     out.append(
-        _safely("qemu-img", lambda: _tool("qemu-img", "qemu-utils", severity="error", why="disks"))
-    )
-    descriptors = firmware_descriptors(firmware_dir)
+        _safely(
+            "qemu-img",
+            functools.partial(
+                _tool, "qemu-img", "sudo apt-get install qemu-utils", severity="error",
+                why="needed to create VM disks",
+            ),
+        )
+    )  # fmt: skip
     out += [
-        _safely(f"firmware {arch}", lambda arch=arch: _firmware(arch, descriptors))  # type: ignore[misc]
+        _safely(f"firmware {arch}", functools.partial(_firmware, arch, firmware_dir))
         for arch in ARCHES
     ]
     local = host_arch()
     if probe_accel and local is not None:
-        out.append(_safely(f"accelerator {local}", lambda: _accelerator(local)))
-    out.append(
-        _safely("swtpm", lambda: _tool("swtpm", "swtpm", severity="warning", why="for TPM 2.0"))
-    )
-    out.append(
-        _safely(
-            "swtpm_setup",
-            lambda: _tool("swtpm_setup", "swtpm-tools", severity="warning", why="for TPM 2.0"),
+        out.append(
+            _safely(f"accelerator {local}", functools.partial(_accelerator, local), "warning")
         )
-    )
-    out.append(_safely("virtiofsd", _virtiofsd))
-    out.append(_safely("free disk", _free_disk))
+    for tool in ("swtpm", "swtpm_setup"):
+        out.append(
+            _safely(
+                tool,
+                functools.partial(
+                    _tool, tool, _SWTPM_FIX, severity="warning", why="needed only for a TPM"
+                ),
+                "warning",
+            )
+        )
+    out.append(_safely("virtiofsd", _virtiofsd, "warning"))
+    out.append(_safely("free disk", _free_disk, "warning"))
     return out

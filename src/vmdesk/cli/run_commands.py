@@ -1,0 +1,193 @@
+"""Running VMs: start, stop, kill, pause, resume, reboot, status, console, screenshot, display."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from vmdesk.cli.output import console
+from vmdesk.core.errors import VMDeskError
+
+DETACH_KEY = b"\x1d"  # Ctrl-]
+
+
+def _bundle(vm: str) -> Any:
+    from vmdesk.core.library import Library
+
+    return Library().find(vm)
+
+
+@click.command()
+@click.argument("vm")
+@click.option("--wait-ready", is_flag=True, help="Wait for the guest to report it is ready.")
+@click.option("--ready-pattern", default=r"^VMDESK-READY [^\r\n]*(?=\r?\n)", show_default=True,
+              help="Regex on the serial console that means ready.")  # fmt: skip
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for readiness.")
+def start(vm: str, wait_ready: bool, ready_pattern: str, timeout: float) -> None:
+    """Start a VM; it keeps running after this command returns."""
+    from vmdesk.supervisor import client
+
+    bundle = _bundle(vm)
+    started = time.monotonic()
+    report = client.start(bundle)
+    if report.get("already_running"):
+        console.print(f"VM {escape(vm)} is already running")
+    else:
+        console.print(
+            f"[green]✓[/] started {escape(vm)} in {time.monotonic() - started:.1f} s "
+            f"(accelerator {escape(str(report.get('accel')))})"
+        )
+    if wait_ready:
+        line = client.wait_ready(bundle, ready_pattern, timeout)
+        console.print(f"[green]✓[/] ready after {time.monotonic() - started:.1f} s: {escape(line)}")
+
+
+@click.command()
+@click.argument("vm")
+@click.option("--force", is_flag=True, help="Pull the plug instead of pressing the power button.")
+@click.option("--timeout", default=30.0, show_default=True,
+              help="Seconds the guest gets to power off before it is forced.")  # fmt: skip
+def stop(vm: str, force: bool, timeout: float) -> None:
+    """Stop a VM: the power button, then a forced stop if the guest does not react."""
+    from vmdesk.supervisor import client
+
+    started = time.monotonic()
+    reply = client.stop(_bundle(vm), force=force, timeout=timeout)
+    how = "forced off" if reply.get("forced") else "powered off"
+    console.print(f"[green]✓[/] {escape(vm)} {how} in {time.monotonic() - started:.1f} s")
+
+
+@click.command()
+@click.argument("vm")
+def kill(vm: str) -> None:
+    """Kill a VM's hypervisor process at once (unsaved guest data is lost)."""
+    from vmdesk.supervisor import client
+
+    client.kill(_bundle(vm))
+    console.print(f"[green]✓[/] killed {escape(vm)}")
+
+
+def _simple(op: str, done: str) -> click.Command:
+    @click.argument("vm")
+    def command(vm: str) -> None:
+        from vmdesk.supervisor import client
+
+        reply = client.call(_bundle(vm), op)
+        console.print(f"[green]✓[/] {escape(vm)} {done} (now {reply.get('status')})")
+
+    command.__doc__ = {"pause": "Pause a running VM (its vCPUs stop).",
+                       "resume": "Resume a paused VM.",
+                       "reboot": "Reset a running VM (like the reset button)."}[op]  # fmt: skip
+    return click.command(op)(command)
+
+
+pause = _simple("pause", "paused")
+resume = _simple("resume", "resumed")
+reboot = _simple("reboot", "reset")
+
+
+@click.command()
+@click.argument("vm")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(vm: str, as_json: bool) -> None:
+    """Show whether a VM runs (derived live, never stored)."""
+    from vmdesk.supervisor import status as vmstatus
+
+    info = vmstatus.derive(_bundle(vm).path)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    line = info["status"]
+    if info.get("reason"):
+        line += f": {info['reason']}"
+    console.print(escape(line))
+
+
+@click.command("console")
+@click.argument("vm")
+@click.option("--log", "show_log", is_flag=True, help="Print the serial log instead of attaching.")
+@click.option("--follow", "-f", is_flag=True, help="With --log: keep printing new output.")
+def console_cmd(vm: str, show_log: bool, follow: bool) -> None:
+    """Attach this terminal to a VM's serial console (detach with Ctrl-])."""
+    bundle = _bundle(vm)
+    if show_log:
+        _print_log(bundle, follow)
+        return
+    from vmdesk.supervisor import status as vmstatus
+
+    if vmstatus.derive(bundle.path)["status"] in ("stopped", "crashed"):
+        raise VMDeskError(f"VM {vm!r} is not running", hint=f"`vmdesk start {vm}`, or --log")
+    from vmdesk.cli import serial_attach
+
+    serial_attach.attach(vmstatus.sockets_for(bundle.path).console, vm, DETACH_KEY)
+
+
+def _print_log(bundle: Any, follow: bool) -> None:
+    from vmdesk.supervisor import status as vmstatus
+
+    path: Path = bundle.files.serial_log
+    out = sys.stdout.buffer
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise VMDeskError("the VM has no serial log yet", hint="start it first") from None
+    with handle:
+        while True:
+            chunk = handle.read(65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if not follow or vmstatus.derive(bundle.path)["status"] in ("stopped", "crashed"):
+                return
+            time.sleep(0.1)
+
+
+@click.command()
+@click.argument("vm")
+@click.argument("output", type=click.Path(path_type=Path))
+def screenshot(vm: str, output: Path) -> None:
+    """Save a PNG of a running VM's screen."""
+    from vmdesk.supervisor import client
+
+    path = client.screenshot(_bundle(vm), output)
+    console.print(f"[green]✓[/] saved {escape(str(path))}")
+
+
+@click.command()
+@click.argument("vm")
+@click.option("--resolution", required=True, help="WIDTHxHEIGHT, e.g. 1280x800.")
+def display(vm: str, resolution: str) -> None:
+    """Change a VM's display resolution (applies from its next start)."""
+    from vmdesk.core import specs
+    from vmdesk.core.library import Library
+
+    library = Library()
+    bundle = library.find(vm)
+    config = bundle.load()
+    width, height = specs.resolution(resolution)
+    config.display.width, config.display.height = width, height
+    library.update(bundle, config)
+    console.print(f"[green]✓[/] {escape(vm)} display set to {width}x{height} (from its next start)")
+
+
+def register(group: click.Group) -> None:
+    for command in (
+        start,
+        stop,
+        kill,
+        pause,
+        resume,
+        reboot,
+        status,
+        console_cmd,
+        screenshot,
+        display,
+    ):
+        group.add_command(command)

@@ -1,0 +1,79 @@
+"""What every engine offers, and what it can do as data (branch on capabilities, not types)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+# Run states a user sees; derived from the engine and the supervisor, never stored.
+STATES = ("stopped", "starting", "running", "paused", "stopping", "suspended", "crashed")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    engine: str
+    arches: tuple[str, ...]
+    accelerators: tuple[str, ...]
+    pause: bool = True
+    reboot: bool = True
+    screenshot: bool = True
+    vnc: bool = True
+    serial_console: bool = True
+    usb_passthrough: bool = False
+    share_kinds: tuple[str, ...] = field(default_factory=tuple)
+    snapshots_with_ram: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+class Session(Protocol):
+    """One running VM, owned by its supervisor."""
+
+    async def start(self) -> None: ...
+
+    async def status(self) -> str: ...
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+    async def reboot(self) -> None: ...
+
+    async def powerdown(self) -> None:
+        """Press the power button (the guest decides what to do)."""
+
+    async def quit(self) -> None:
+        """Stop at once, like pulling the plug."""
+
+    async def screenshot(self, path: Path) -> None: ...
+
+    async def wait(self) -> int:
+        """Wait for the hypervisor to exit; returns its exit status."""
+
+    def events(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def serial_read(self) -> bytes:
+        """The next chunk the guest wrote to its serial console (b"" at the end)."""
+
+    async def serial_write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+    @property
+    def exit_reason(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def capabilities(self) -> Capabilities: ...
+
+    def session(self, config: Any, bundle_dir: Path, sockets_dir: Path) -> Session: ...

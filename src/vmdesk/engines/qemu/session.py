@@ -1,0 +1,240 @@
+"""A running QEMU owned by the VM's supervisor: the process, QMP, and the serial stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPClient
+
+from vmdesk.core.config import VMConfig
+from vmdesk.core.errors import EngineError
+from vmdesk.core.layout import Layout, Sockets
+from vmdesk.engines.base import Capabilities
+from vmdesk.engines.qemu import accel as qemu_accel
+from vmdesk.engines.qemu import firmware as qemu_firmware
+from vmdesk.engines.qemu.binaries import system_binary
+from vmdesk.engines.qemu.vm_argv import Runtime, build_vm
+
+QMP_CONNECT_TIMEOUT = 15.0
+_PR_SET_PDEATHSIG = 1
+
+# QEMU run states -> ours.
+_STATES = {
+    "running": "running",
+    "paused": "paused",
+    "prelaunch": "starting",
+    "inmigrate": "starting",
+    "suspended": "suspended",
+    "shutdown": "stopping",
+    "internal-error": "crashed",
+    "guest-panicked": "crashed",
+    "io-error": "paused",
+    "watchdog": "crashed",
+    "save-vm": "paused",
+    "restore-vm": "paused",
+    "finish-migrate": "paused",
+    "postmigrate": "paused",
+}
+
+
+def capabilities() -> Capabilities:
+    return Capabilities(
+        engine="qemu",
+        arches=("x86_64", "aarch64"),
+        accelerators=("kvm", "hvf", "tcg"),
+        usb_passthrough=sys.platform == "linux",
+        share_kinds=("9p",),
+    )
+
+
+def _die_with_parent() -> None:
+    """Runs in the QEMU child before exec: if the supervisor dies, QEMU is killed too, so a
+    VM never outlives the process that manages it (Linux; elsewhere QEMU keeps running)."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _listen(path: Path) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(4)
+    return sock
+
+
+class QemuSession:
+    """Implements :class:`vmdesk.engines.base.Session` for QEMU."""
+
+    def __init__(self, config: VMConfig, bundle_dir: Path, sockets_dir: Path) -> None:
+        self.config = config
+        self.files = Layout(bundle_dir)
+        self.sockets = Sockets(sockets_dir)
+        self.accel_reason = ""
+        self.argv: list[str] = []
+        self._proc: asyncio.subprocess.Process | None = None
+        self._qmp = QMPClient(config.name)
+        self._serial: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._quit_requested = False
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    async def start(self) -> None:
+        config = self.config
+        choice = await asyncio.to_thread(qemu_accel.choose, config.arch)
+        self.accel_reason = f"{choice.accel}: {choice.reason}"
+        firmware = None
+        if config.boot.kind == "uefi":
+            firmware = qemu_firmware.for_vm(config.arch, config.boot.secure_boot, self.files.nvram)
+        qmp_sock = _listen(self.sockets.qmp)
+        serial_sock = _listen(self.sockets.serial) if config.serial.enabled else None
+        with contextlib.suppress(FileNotFoundError):
+            self.sockets.vnc.unlink()
+        try:
+            runtime = Runtime(
+                accel=choice.accel,
+                qmp_fd=qmp_sock.fileno(),
+                serial_fd=serial_sock.fileno() if serial_sock else None,
+                vnc_socket=self.sockets.vnc if config.display.vnc else None,
+                firmware=firmware,
+            )
+            self.argv = [
+                str(system_binary(config.arch)),
+                *build_vm(config, self.files.root, runtime),
+            ]
+            fds = tuple(s.fileno() for s in (qmp_sock, serial_sock) if s is not None)
+            with self.files.engine_log.open("ab") as log:
+                log.write(("+ " + " ".join(self.argv) + "\n").encode())
+                log.flush()
+                self._proc = await asyncio.create_subprocess_exec(
+                    *self.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    pass_fds=fds,
+                    preexec_fn=_die_with_parent,  # no threads yet in the supervisor
+                )
+        finally:
+            qmp_sock.close()  # QEMU has its own copies
+            if serial_sock is not None:
+                serial_sock.close()
+        try:
+            await asyncio.wait_for(self._qmp.connect(str(self.sockets.qmp)), QMP_CONNECT_TIMEOUT)
+            if config.serial.enabled:
+                self._serial = await asyncio.open_unix_connection(str(self.sockets.serial))
+        except (TimeoutError, Exception) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            await self._proc.wait()
+            raise EngineError(
+                f"QEMU did not start: {self.log_tail() or exc}",
+                hint=f"the command line and QEMU's messages are in {self.files.engine_log}",
+            ) from exc
+
+    def log_tail(self, lines: int = 2) -> str:
+        try:
+            text = self.files.engine_log.read_text(errors="replace")
+        except OSError:
+            return ""
+        kept = [line for line in text.splitlines() if line and not line.startswith("+ ")]
+        return " | ".join(kept[-lines:])
+
+    async def _execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        try:
+            return await self._qmp.execute(command, arguments)
+        except Exception as exc:
+            raise EngineError(f"QEMU refused {command}: {exc}") from exc
+
+    async def status(self) -> str:
+        reply = await self._execute("query-status")
+        return _STATES.get(str(reply["status"]), str(reply["status"]))
+
+    async def pause(self) -> None:
+        await self._execute("stop")
+
+    async def resume(self) -> None:
+        await self._execute("cont")
+
+    async def reboot(self) -> None:
+        await self._execute("system_reset")
+
+    async def powerdown(self) -> None:
+        await self._execute("system_powerdown")
+
+    async def quit(self) -> None:
+        self._quit_requested = True
+        with contextlib.suppress(Exception):
+            await self._execute("quit")
+
+    async def kill(self) -> None:
+        self._quit_requested = True
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+
+    async def screenshot(self, path: Path) -> None:
+        await self._execute("screendump", {"filename": str(path), "format": "png"})
+
+    async def wait(self) -> int:
+        assert self._proc is not None
+        return await self._proc.wait()
+
+    @property
+    def exit_reason(self) -> str:
+        """Why QEMU exited, or "" for an orderly exit."""
+        code = None if self._proc is None else self._proc.returncode
+        if code is None or code == 0:
+            return ""
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            return f"QEMU was killed by {name}"
+        tail = self.log_tail()
+        return f"QEMU exited with status {code}" + (f": {tail}" if tail else "")
+
+    @property
+    def quit_requested(self) -> bool:
+        return self._quit_requested
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        async for event in self._qmp.events:
+            yield dict(event)
+
+    async def serial_read(self) -> bytes:
+        if self._serial is None:
+            return b""
+        try:
+            return await self._serial[0].read(65536)
+        except (ConnectionError, OSError):
+            return b""
+
+    async def serial_write(self, data: bytes) -> None:
+        if self._serial is not None:
+            self._serial[1].write(data)
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._serial[1].drain()
+
+    async def close(self) -> None:
+        if self._serial is not None:
+            self._serial[1].close()
+            self._serial = None
+        with contextlib.suppress(Exception, EOFError):  # EOF after quit is expected
+            await self._qmp.disconnect()
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            await self._proc.wait()
+        for path in (self.sockets.qmp, self.sockets.serial, self.sockets.vnc):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

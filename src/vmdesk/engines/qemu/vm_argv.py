@@ -1,0 +1,325 @@
+"""Pure builder: a VM description in, QEMU's argv out (no file system, no environment).
+
+The caller resolves everything impure first (accelerator, inherited socket fds, firmware
+files) into a :class:`Runtime`. Golden files under tests/golden/vm-argv/ pin the output, and
+a real QEMU 7.2 launch (tests/unit/test_vm_argv.py, marked ``vm``) checks it is accepted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmdesk.core.arch import Arch
+from vmdesk.core.config import CdRom, Disk, LinuxBoot, Nic, PortForward, UefiBoot, VMConfig
+from vmdesk.core.errors import EngineError
+from vmdesk.engines.qemu.argv import Accel, cpu_model
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """The UEFI images of one VM."""
+
+    code: Path  # read-only UEFI code image, shared by every VM
+    vars: Path  # this VM's writable variable store (a copy in the bundle's nvram/)
+    secure_boot: bool = False
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Facts the caller resolved (impure) before building: the accelerator, inherited socket
+    fds, paths."""
+
+    accel: Accel
+    qmp_fd: int
+    serial_fd: int | None  # None when config.serial.enabled is False
+    vnc_socket: Path | None  # unix socket QEMU creates for VNC; None = no VNC
+    firmware: Firmware | None = None  # required when config.boot.kind == "uefi"
+
+
+GICV2_MAX_CPUS = 8  # the virt board's default GICv2 addresses at most 8 CPUs
+AHCI_PORTS = 6  # q35's built-in ICH9 AHCI controller: buses ide.0 .. ide.5
+XHCI_BUS = "xhci.0"
+
+# cache mode -> (protocol node options, device options); write-cache=off on the device is
+# how -blockdev spells the "writethrough" half of the old -drive cache= modes.
+_CACHE: dict[str, tuple[str, str]] = {
+    "writeback": ("cache.direct=off,cache.no-flush=off", ""),
+    "none": ("cache.direct=on,cache.no-flush=off", ""),
+    "writethrough": ("cache.direct=off,cache.no-flush=off", ",write-cache=off"),
+    "directsync": ("cache.direct=on,cache.no-flush=off", ",write-cache=off"),
+    "unsafe": ("cache.direct=off,cache.no-flush=on", ""),
+}
+
+
+def machine(
+    arch: Arch, accel: Accel, *, secure_boot: bool, pflash: bool = False, cpus: int = 1
+) -> str:
+    """The ``-machine`` value: q35 or virt, plus what the accelerator and firmware need."""
+    if arch == "x86_64":
+        value = "q35"
+        if secure_boot:
+            value += ",smm=on"  # OVMF's secure boot guards its variables with SMM
+    else:
+        value = "virt"
+        # Under KVM/HVF the host's GIC decides (v2 is often absent); under TCG the default
+        # GICv2 cannot address more than 8 CPUs, so ask for the best available then too.
+        if accel != "tcg" or cpus > GICV2_MAX_CPUS:
+            value += ",gic-version=max"
+    if pflash:
+        value += ",pflash0=fw-code,pflash1=fw-vars"
+    return value
+
+
+def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
+    """The argv after the ``qemu-system-ARCH`` program name (raises :class:`EngineError`
+    for what QEMU 7.2 cannot express)."""
+    if config.tpm:
+        raise EngineError(
+            "TPM emulation is not available in this version yet",
+            hint=f"turn it off with `vmdesk edit {config.name} --no-tpm`",
+        )
+    uefi = isinstance(config.boot, UefiBoot)
+    secure_boot = isinstance(config.boot, UefiBoot) and config.boot.secure_boot
+    argv = [
+        "-nodefaults",
+        "-no-user-config",
+        "-name", f"{_esc(config.name)},debug-threads=on",
+        "-uuid", str(config.uuid),
+        "-machine", machine(
+            config.arch, runtime.accel, secure_boot=secure_boot, pflash=uefi, cpus=config.cpus
+        ),
+        "-accel", runtime.accel,
+        "-cpu", cpu_model(config.arch, runtime.accel),
+        "-smp", str(config.cpus),
+        "-m", f"{config.memory}M",
+    ]  # fmt: skip
+    argv += _firmware(config, runtime)
+    argv += _boot(config, bundle_dir)
+    argv += _usb(config)
+    for index, disk in enumerate(config.disks):
+        argv += _disk(index, disk, bundle_dir)
+    argv += _cdroms(config, bundle_dir)
+    for index, nic in enumerate(config.nics):
+        argv += _nic(index, nic)
+    argv += ["-device", "virtio-rng-pci"]
+    argv += _display(config, runtime)
+    argv += _shares(config)
+    argv += _serial(config, runtime)
+    argv += [
+        "-chardev", f"socket,id=qmp0,fd={runtime.qmp_fd},server=on,wait=off",
+        "-mon", "chardev=qmp0,mode=control",
+    ]  # fmt: skip
+    return argv
+
+
+def _esc(value: object) -> str:
+    """QEMU option values keep a literal comma by doubling it."""
+    return str(value).replace(",", ",,")
+
+
+def _path(bundle_dir: Path, file: str) -> Path:
+    """Bundle files are stored relative so a moved bundle keeps working (pure: no resolve)."""
+    path = Path(file)
+    return path if path.is_absolute() else bundle_dir / path
+
+
+def _bootindex(order: int | None) -> str:
+    """Firmware (SeaBIOS, OVMF, AAVMF) boots devices by their ``bootindex``."""
+    return f",bootindex={order}" if order is not None else ""
+
+
+def _firmware(config: VMConfig, runtime: Runtime) -> list[str]:
+    """UEFI code + variables as pflash block nodes (raw format nodes over file nodes, the
+    layout libvirt uses, so QEMU never probes the format of a writable image)."""
+    if not isinstance(config.boot, UefiBoot):
+        return []
+    fw = runtime.firmware
+    if fw is None:
+        raise EngineError(
+            "UEFI boot needs firmware files, and none were given",
+            hint="install ovmf (x86_64) or qemu-efi-aarch64 (aarch64), e.g. with `make setup`",
+        )
+    if fw.secure_boot != config.boot.secure_boot:
+        want = "secure-boot" if config.boot.secure_boot else "non-secure-boot"
+        raise EngineError(
+            f"the VM wants {want} UEFI firmware but was given the other kind",
+            hint="pick the firmware with vmdesk.engines.qemu.firmware.for_vm",
+        )
+    argv = [
+        "-blockdev", f"node-name=fw-code-file,driver=file,filename={_esc(fw.code)},read-only=on",
+        "-blockdev", "node-name=fw-code,driver=raw,file=fw-code-file,read-only=on",
+        "-blockdev", f"node-name=fw-vars-file,driver=file,filename={_esc(fw.vars)}",
+        "-blockdev", "node-name=fw-vars,driver=raw,file=fw-vars-file",
+    ]  # fmt: skip
+    if fw.secure_boot and config.arch == "x86_64":
+        # only SMM code may write the variable flash, or the guest could forge keys
+        argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+    return argv
+
+
+def _boot(config: VMConfig, bundle_dir: Path) -> list[str]:
+    """Direct kernel boot; UEFI is pflash (above) and BIOS is QEMU's default SeaBIOS."""
+    boot = config.boot
+    if isinstance(boot, LinuxBoot):
+        # -kernel/-initrd/-append take their value verbatim: no comma escaping here
+        argv = ["-kernel", str(_path(bundle_dir, boot.kernel))]
+        if boot.initrd:
+            argv += ["-initrd", str(_path(bundle_dir, boot.initrd))]
+        if boot.cmdline:
+            argv += ["-append", boot.cmdline]
+        return argv
+    if boot.kind == "bios" and config.arch != "x86_64":
+        raise EngineError("BIOS boot exists only for x86_64 guests", hint="use --boot uefi")
+    return []
+
+
+def _needs_xhci(config: VMConfig) -> bool:
+    """One USB controller serves input devices, USB disks and passed-through devices."""
+    return (
+        config.input.usb_keyboard
+        or config.input.usb_tablet
+        or bool(config.usb_devices)
+        or any(disk.interface == "usb" for disk in config.disks)
+    )
+
+
+def _usb(config: VMConfig) -> list[str]:
+    """The xHCI controller, the keyboard/tablet (absolute pointer for VNC), host devices."""
+    if not _needs_xhci(config):
+        return []
+    argv = ["-device", "qemu-xhci,id=xhci"]
+    if config.input.usb_keyboard:
+        argv += ["-device", f"usb-kbd,bus={XHCI_BUS}"]
+    if config.input.usb_tablet:
+        argv += ["-device", f"usb-tablet,bus={XHCI_BUS}"]
+    for dev in config.usb_devices:
+        ids = f"vendorid=0x{_esc(dev.vendor_id)},productid=0x{_esc(dev.product_id)}"
+        argv += ["-device", f"usb-host,bus={XHCI_BUS},{ids}"]
+    return argv
+
+
+def _disk(index: int, disk: Disk, bundle_dir: Path) -> list[str]:
+    """A protocol node (host cache policy), a format node, and the guest-visible device."""
+    node = f"disk{index}"
+    protocol, device_options = _CACHE[disk.cache]
+    ro = ",read-only=on" if disk.read_only else ""
+    filename = _esc(_path(bundle_dir, disk.file))
+    argv = [
+        "-blockdev", f"node-name={node}-file,driver=file,filename={filename},{protocol}{ro}",
+        "-blockdev", f"node-name={node},driver={disk.format},file={node}-file{ro}",
+    ]  # fmt: skip
+    common = f"drive={node},id={node}-dev{device_options}{_bootindex(disk.boot_order)}"
+    if disk.interface == "virtio-blk":
+        device = f"virtio-blk-pci,{common}"
+    elif disk.interface == "nvme":
+        device = f"nvme,{common},serial=vmdesk-{node}"  # QEMU requires an NVMe serial
+    else:
+        device = f"usb-storage,{common},bus={XHCI_BUS}"
+    return [*argv, "-device", device]
+
+
+def _cdroms(config: VMConfig, bundle_dir: Path) -> list[str]:
+    """Read-only raw images: on q35's built-in AHCI (x86_64), on virtio-scsi (aarch64's virt
+    board has no IDE/AHCI controller)."""
+    cdroms: list[CdRom] = config.cdroms
+    if config.arch == "x86_64" and len(cdroms) > AHCI_PORTS:
+        raise EngineError(
+            f"{len(cdroms)} CD-ROMs given; an x86_64 VM has room for {AHCI_PORTS}",
+            hint="remove some CD-ROMs",
+        )
+    argv: list[str] = []
+    if cdroms and config.arch == "aarch64":
+        argv += ["-device", "virtio-scsi-pci,id=scsi0"]
+    for index, cd in enumerate(cdroms):
+        node = f"cd{index}"
+        filename = _esc(_path(bundle_dir, cd.file))
+        argv += [
+            "-blockdev", f"node-name={node}-file,driver=file,filename={filename},read-only=on",
+            "-blockdev", f"node-name={node},driver=raw,file={node}-file,read-only=on",
+        ]  # fmt: skip
+        common = f"drive={node},id={node}-dev{_bootindex(cd.boot_order)}"
+        if config.arch == "x86_64":
+            argv += ["-device", f"ide-cd,{common},bus=ide.{index}"]
+        else:
+            argv += ["-device", f"scsi-cd,{common},bus=scsi0.0"]
+    return argv
+
+
+def _hostfwd(fwd: PortForward) -> str:
+    """One slirp ``hostfwd`` rule; QEMU 7.2 parses only IPv4 host addresses there."""
+    if ipaddress.ip_address(fwd.host_address).version != 4:
+        raise EngineError(
+            f"port forward {fwd}: QEMU 7.2 cannot forward from an IPv6 address",
+            hint="use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
+        )
+    return f"hostfwd={fwd.protocol}:{fwd.host_address}:{fwd.host_port}-:{fwd.guest_port}"
+
+
+def _nic(index: int, nic: Nic) -> list[str]:
+    """A netdev backend (slirp NAT or the setuid bridge helper) and a virtio NIC."""
+    if nic.mode == "none":
+        return []
+    netdev = f"net{index}"
+    if nic.mode == "bridged":
+        if not nic.bridge:
+            raise EngineError(
+                f"nics[{index}]: bridged networking needs a host bridge",
+                hint="name it, e.g. --nic bridged:br0",
+            )
+        backend = f"bridge,id={netdev},br={_esc(nic.bridge)}"
+    else:
+        backend = ",".join([f"user,id={netdev}", *(_hostfwd(f) for f in nic.forwards)])
+    device = f"virtio-net-pci,netdev={netdev},id={netdev}-dev"
+    if nic.mac:
+        device += f",mac={_esc(nic.mac)}"
+    return ["-netdev", backend, "-device", device]
+
+
+def _display(config: VMConfig, runtime: Runtime) -> list[str]:
+    """Never a local window: VNC on a unix socket is the only viewer."""
+    display = config.display
+    argv = ["-display", "none"]
+    if display.device == "virtio-gpu":
+        argv += ["-device", f"virtio-gpu-pci,xres={display.width},yres={display.height}"]
+    elif display.device == "ramfb":
+        argv += ["-device", "ramfb"]  # -nodefaults already dropped q35's VGA
+    if display.device != "none" and display.vnc and runtime.vnc_socket is not None:
+        argv += ["-vnc", f"unix:{_esc(runtime.vnc_socket)}"]
+    return argv
+
+
+def _shares(config: VMConfig) -> list[str]:
+    """Host folders over virtio-9p (virtiofs needs a daemon per share: a later change)."""
+    argv: list[str] = []
+    for index, share in enumerate(config.shares):
+        if not Path(share.path).is_absolute():
+            raise EngineError(
+                f"shared folder {share.tag!r}: {share.path!r} is not an absolute path",
+                hint="give the full path of the host folder",
+            )
+        fsdev = f"fsdev{index}"
+        options = f"local,id={fsdev},path={_esc(share.path)},security_model=none"
+        if share.read_only:
+            options += ",readonly=on"
+        argv += [
+            "-fsdev", options,
+            "-device", f"virtio-9p-pci,fsdev={fsdev},mount_tag={_esc(share.tag)}",
+        ]  # fmt: skip
+    return argv
+
+
+def _serial(config: VMConfig, runtime: Runtime) -> list[str]:
+    """The first serial port, served on an inherited listening socket."""
+    if not config.serial.enabled:
+        return []
+    if runtime.serial_fd is None:
+        raise EngineError(
+            "the serial console is on but no socket was passed for it",
+            hint="this is a bug in VM-Desk; please report it",
+        )
+    return [
+        "-chardev", f"socket,id=serial0,fd={runtime.serial_fd},server=on,wait=off",
+        "-serial", "chardev:serial0",
+    ]  # fmt: skip

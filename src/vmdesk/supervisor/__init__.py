@@ -1,0 +1,1 @@
+"""One detached process per running VM: owns the engine session, its sockets and its logs."""

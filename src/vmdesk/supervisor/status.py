@@ -1,0 +1,118 @@
+"""Talking to a VM's supervisor, and deriving the VM's status (standard library only).
+
+Status is never stored: it comes from the bundle's owner lock, a live question to the
+supervisor, and the record the supervisor leaves when the VM stops. Stale files left by a
+supervisor that died are detected and cleaned here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from vmdesk.core.layout import Layout, Sockets
+from vmdesk.core.listing import is_locked
+
+
+class ControlError(Exception):
+    """The supervisor could not be reached or refused the request."""
+
+
+def request(sock: Path, op: str, *, timeout: float = 5.0, **args: Any) -> dict[str, Any]:
+    """One JSON request/reply on the supervisor's control socket."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(sock))
+            conn.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as exc:
+        raise ControlError(f"the VM's supervisor did not answer ({exc})") from exc
+    try:
+        reply: dict[str, Any] = json.loads(data)
+    except ValueError as exc:
+        raise ControlError("the VM's supervisor closed the connection") from exc
+    return reply
+
+
+def vm_uuid(files: Layout) -> str:
+    try:
+        return str(json.loads(files.config.read_text())["uuid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown"
+
+
+def sockets_for(bundle_dir: Path) -> Sockets:
+    files = Layout(bundle_dir)
+    return Sockets(files.sockets(vm_uuid(files)))
+
+
+def _pid_alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid
+
+
+def clean_stale(bundle_dir: Path) -> str | None:
+    """Remove what a dead supervisor left behind; returns why, when it died unexpectedly."""
+    files = Layout(bundle_dir)
+    reason = None
+    if files.supervisor_pid.exists():
+        reason = "the VM's supervisor stopped unexpectedly; the VM was stopped with it"
+        engine = _pid_alive(files.engine_pid)
+        if engine is not None:  # only when the engine did not die with its supervisor
+            with contextlib.suppress(OSError):
+                os.kill(engine, signal.SIGKILL)
+    for path in (files.supervisor_pid, files.engine_pid, *sockets_for(bundle_dir).all()):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    if reason is not None:
+        record_exit(bundle_dir, "crashed", reason)
+    return reason
+
+
+def record_exit(bundle_dir: Path, status: str, reason: str, hint: str = "") -> None:
+    files = Layout(bundle_dir)
+    record = {"status": status, "reason": reason, "hint": hint, "time": time.time()}
+    tmp = files.last_exit.with_suffix(".tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(record) + "\n")
+        tmp.replace(files.last_exit)
+
+
+def last_exit(bundle_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Layout(bundle_dir).last_exit.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def derive(bundle_dir: Path, *, timeout: float = 1.0) -> dict[str, Any]:
+    """``{"status": ..., "reason": ...}`` for the VM in ``bundle_dir``."""
+    files = Layout(bundle_dir)
+    if not is_locked(files.lock):
+        clean_stale(bundle_dir)
+        record = last_exit(bundle_dir)
+        if record.get("status") in ("crashed", "failed"):
+            return {"status": "crashed", "reason": record.get("reason", "")}
+        return {"status": "stopped"}
+    try:
+        reply = request(sockets_for(bundle_dir).control, "status", timeout=timeout)
+    except ControlError:
+        return {"status": "starting"}  # the supervisor holds the lock but is not serving yet
+    return {k: v for k, v in reply.items() if k != "ok"}
