@@ -155,3 +155,13 @@ def test_broken_bundle_shows_in_list(vmdesk: Run) -> None:
     err = vmdesk("show", "dev", ok=False).stderr
     assert "not valid JSON" in err
     assert cfg.read_text() == "{"
+
+
+def test_doctor_table_and_json(vmdesk: Run) -> None:
+    checks = json.loads(vmdesk("doctor", "--json").stdout)
+    names = {c["name"] for c in checks}
+    assert {"qemu-system-x86_64", "qemu-system-aarch64", "qemu-img", "free disk"} <= names
+    accel = next(c for c in checks if c["name"].startswith("accelerator"))
+    assert accel["detail"].split(":")[0] in ("kvm", "tcg")
+    table = vmdesk("doctor", "--no-probe").stdout
+    assert "qemu-system-aarch64" in table and "this host can run VMs" in table

@@ -229,12 +229,25 @@ def show(vm: str, as_json: bool) -> None:
     """Show a VM's description and status."""
     from vmdesk.core import config as vmconfig
 
-    library = _library()
-    bundle = library.find(vm)
+    from vmdesk.engines.registry import engine_for
+    from vmdesk.supervisor import status as vmstatus
+
+    bundle = _library().find(vm)
     config = bundle.load()
-    status = library.status(bundle)
+    runtime = vmstatus.derive(bundle.path)
+    status = runtime["status"]
+    try:
+        capabilities: dict[str, Any] | None = engine_for(config).capabilities().as_dict()
+    except VMDeskError:
+        capabilities = None
     if as_json:
-        out = {"status": status, "path": str(bundle.path), "config": vmconfig.to_dict(config)}
+        out = {
+            "status": status,
+            "runtime": runtime,
+            "path": str(bundle.path),
+            "config": vmconfig.to_dict(config),
+            "capabilities": capabilities,
+        }
         click.echo(json.dumps(out, indent=2))
         return
     console.print(f"[bold]{escape(config.name)}[/]  {status}  ({config.uuid})")
@@ -260,6 +273,14 @@ def show(vm: str, as_json: bool) -> None:
     if config.usb_devices:
         extras.append("USB " + ", ".join(str(u) for u in config.usb_devices))
     console.print(f"  extras   {', '.join(extras) or 'none'}")
+    if runtime.get("reason"):
+        console.print(f"  [red]last exit[/] {escape(str(runtime['reason']))}")
+    if runtime.get("accel"):
+        console.print(f"  engine   {escape(str(runtime['accel']))}")
+    if runtime.get("vnc"):
+        console.print(f"  vnc      unix socket {escape(str(runtime['vnc']))}")
+    if runtime.get("console"):
+        console.print(f"  console  `vmdesk console {escape(config.name)}`")
 
 
 @click.command()

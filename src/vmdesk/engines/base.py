@@ -50,6 +50,9 @@ class Session(Protocol):
     async def quit(self) -> None:
         """Stop at once, like pulling the plug."""
 
+    async def kill(self) -> None:
+        """Kill the hypervisor process (no guest shutdown at all)."""
+
     async def screenshot(self, path: Path) -> None: ...
 
     async def wait(self) -> int:
@@ -69,6 +72,14 @@ class Session(Protocol):
 
     @property
     def pid(self) -> int | None: ...
+
+    @property
+    def quit_requested(self) -> bool:
+        """Whether the exit was asked for (so a non-zero exit is not a crash)."""
+
+    @property
+    def accel_reason(self) -> str:
+        """The accelerator in use and why it was chosen."""
 
 
 class Engine(Protocol):

@@ -33,14 +33,14 @@ STOP_TIMEOUT = 30.0
 
 class Supervisor:
     def __init__(self, bundle: Bundle, config: VMConfig, report: Callable[[dict[str, Any]], None]):
-        from vmdesk.engines.qemu.session import QemuSession
+        from vmdesk.engines.registry import engine_for
 
         self.bundle = bundle
         self.files = bundle.files
         self.config = config
         self.report = report
         self.sockets = Sockets(self.files.sockets(str(config.uuid)))
-        self.session = QemuSession(config, bundle.path, self.sockets.dir)
+        self.session = engine_for(config).session(config, bundle.path, self.sockets.dir)
         self.stopping = False
         self.panicked = ""
         self.started_at = time.time()

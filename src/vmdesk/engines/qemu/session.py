@@ -80,12 +80,16 @@ class QemuSession:
         self.config = config
         self.files = Layout(bundle_dir)
         self.sockets = Sockets(sockets_dir)
-        self.accel_reason = ""
+        self._accel_reason = ""
         self.argv: list[str] = []
         self._proc: asyncio.subprocess.Process | None = None
         self._qmp = QMPClient(config.name)
         self._serial: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._quit_requested = False
+
+    @property
+    def accel_reason(self) -> str:
+        return self._accel_reason
 
     @property
     def pid(self) -> int | None:
@@ -94,7 +98,7 @@ class QemuSession:
     async def start(self) -> None:
         config = self.config
         choice = await asyncio.to_thread(qemu_accel.choose, config.arch)
-        self.accel_reason = f"{choice.accel}: {choice.reason}"
+        self._accel_reason = f"{choice.accel}: {choice.reason}"
         firmware = None
         if config.boot.kind == "uefi":
             firmware = qemu_firmware.for_vm(config.arch, config.boot.secure_boot, self.files.nvram)
