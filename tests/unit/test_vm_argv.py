@@ -169,8 +169,8 @@ def test_uefi_without_firmware_and_tpm_are_clear_errors() -> None:
 
 # -- QEMU 7.2 accepts what we build ---------------------------------------------------------
 
-ACCEPTED = ["minimal-aarch64", "aarch64-desktop", "x86_64-headless-server", "port-forwards",
-            "multiple-disks", "cd-install-x86_64", "cd-install-aarch64", "x86_64-secure-boot"]  # fmt: skip
+# Bridged networking needs a host bridge and USB passthrough the device: not on a CI machine.
+ACCEPTED = sorted(set(CASES) - {"bridged-and-none-nics", "usb-passthrough"})
 
 
 def _materialise(config: VMConfig, bundle: Path, tmp: Path) -> VMConfig:

@@ -228,7 +228,6 @@ def list_vms(as_json: bool) -> None:
 def show(vm: str, as_json: bool) -> None:
     """Show a VM's description and status."""
     from vmdesk.core import config as vmconfig
-
     from vmdesk.engines.registry import engine_for
     from vmdesk.supervisor import status as vmstatus
 
