@@ -18,9 +18,15 @@ DETACH_KEY = b"\x1d"  # Ctrl-]
 
 
 def _bundle(vm: str) -> Any:
-    from vmdesk.core.library import Library
+    """The VM's bundle, found without importing the config model (start must be quick)."""
+    from vmdesk.core import listing, paths
+    from vmdesk.core.bundle import Bundle
+    from vmdesk.core.errors import NotFound
 
-    return Library().find(vm)
+    found = listing.find(paths.library_dir(), vm)
+    if found is None:
+        raise NotFound(f"no VM named {vm!r}", hint="see `vmdesk list` for your VMs")
+    return Bundle(found)
 
 
 @click.command()

@@ -7,10 +7,13 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmdesk.core import atomic, layout, listing
-from vmdesk.core import config as vmconfig
 from vmdesk.core.errors import BundleError, ConfigError, Conflict, NotFound
+
+if TYPE_CHECKING:
+    from vmdesk.core import config as vmconfig
 
 
 class Bundle:
@@ -31,6 +34,10 @@ class Bundle:
 
     def load(self) -> vmconfig.VMConfig:
         """The VM description; a damaged or newer-schema file is reported, never rewritten."""
+        # Imported here: starting or stopping a VM needs the bundle, not the (slow to
+        # import) pydantic model.
+        from vmdesk.core import config as vmconfig
+
         try:
             text = self.files.config.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -54,6 +61,8 @@ class Bundle:
 
     def save(self, config: vmconfig.VMConfig) -> None:
         """Write the config atomically (the old one stays intact until the new one is whole)."""
+        from vmdesk.core import config as vmconfig
+
         atomic.write_text(self.files.config, vmconfig.to_json(config))
 
     @classmethod

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -120,7 +121,7 @@ class QemuSession:
             ]
             fds = tuple(s.fileno() for s in (qmp_sock, serial_sock) if s is not None)
             with self.files.engine_log.open("ab") as log:
-                log.write(("+ " + " ".join(self.argv) + "\n").encode())
+                log.write(("+ " + shlex.join(self.argv) + "\n").encode())
                 log.flush()
                 self._proc = await asyncio.create_subprocess_exec(
                     *self.argv,

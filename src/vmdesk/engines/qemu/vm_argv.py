@@ -82,14 +82,15 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
         )
     uefi = isinstance(config.boot, UefiBoot)
     secure_boot = isinstance(config.boot, UefiBoot) and config.boot.secure_boot
+    board = machine(
+        config.arch, runtime.accel, secure_boot=secure_boot, pflash=uefi, cpus=config.cpus
+    )
     argv = [
         "-nodefaults",
         "-no-user-config",
         "-name", f"{_esc(config.name)},debug-threads=on",
         "-uuid", str(config.uuid),
-        "-machine", machine(
-            config.arch, runtime.accel, secure_boot=secure_boot, pflash=uefi, cpus=config.cpus
-        ),
+        "-machine", board,
         "-accel", runtime.accel,
         "-cpu", cpu_model(config.arch, runtime.accel),
         "-smp", str(config.cpus),
