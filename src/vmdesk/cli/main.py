@@ -15,9 +15,34 @@ def _fast_list(args: list[str]) -> bool:
     return True
 
 
+def _fast_start(args: list[str]) -> bool:
+    """`vmdesk start NAME [--wait-ready] [--timeout N]` without click or rich."""
+    from vmdesk.cli import fast_start
+
+    options = fast_start.parse(args)
+    if options is None:
+        return False
+    from vmdesk.core.errors import VMDeskError
+
+    try:
+        fast_start.run(
+            str(options["vm"]),
+            wait_ready=bool(options["wait_ready"]),
+            ready_pattern=fast_start.DEFAULT_READY,
+            timeout=float(options["timeout"]),  # type: ignore[arg-type]
+            say=print,
+        )
+    except VMDeskError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    return True
+
+
 def main() -> None:
     args = sys.argv[1:]
-    if _fast_list(args):
+    if _fast_list(args) or _fast_start(args):
         return
     import click
     from rich.markup import escape

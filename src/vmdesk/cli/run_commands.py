@@ -11,6 +11,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from vmdesk.cli.fast_start import DEFAULT_READY
 from vmdesk.cli.output import console
 from vmdesk.core.errors import VMDeskError
 
@@ -32,26 +33,17 @@ def _bundle(vm: str) -> Any:
 @click.command()
 @click.argument("vm")
 @click.option("--wait-ready", is_flag=True, help="Wait for the guest to report it is ready.")
-@click.option("--ready-pattern", default=r"^VMDESK-READY [^\r\n]*(?=\r?\n)", show_default=True,
+@click.option("--ready-pattern", default=DEFAULT_READY, show_default=True,
               help="Regex on the serial console that means ready.")  # fmt: skip
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for readiness.")
 def start(vm: str, wait_ready: bool, ready_pattern: str, timeout: float) -> None:
     """Start a VM; it keeps running after this command returns."""
-    from vmdesk.supervisor import client
+    from vmdesk.cli import fast_start
 
-    bundle = _bundle(vm)
-    started = time.monotonic()
-    report = client.start(bundle)
-    if report.get("already_running"):
-        console.print(f"VM {escape(vm)} is already running")
-    else:
-        console.print(
-            f"[green]✓[/] started {escape(vm)} in {time.monotonic() - started:.1f} s "
-            f"(accelerator {escape(str(report.get('accel')))})"
-        )
-    if wait_ready:
-        line = client.wait_ready(bundle, ready_pattern, timeout)
-        console.print(f"[green]✓[/] ready after {time.monotonic() - started:.1f} s: {escape(line)}")
+    fast_start.run(
+        vm, wait_ready=wait_ready, ready_pattern=ready_pattern, timeout=timeout,
+        say=lambda text: console.print(escape(text)),
+    )  # fmt: skip
 
 
 @click.command()

@@ -1,0 +1,53 @@
+"""`vmdesk start` with the standard library only: every millisecond before the supervisor
+spawns is added to the guest's boot time, so this path imports neither click nor rich."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+DEFAULT_READY = r"^VMDESK-READY [^\r\n]*(?=\r?\n)"
+
+
+def run(
+    vm: str, *, wait_ready: bool, ready_pattern: str, timeout: float, say: Callable[[str], None]
+) -> None:
+    from vmdesk.core import listing, paths
+    from vmdesk.core.bundle import Bundle
+    from vmdesk.core.errors import NotFound
+    from vmdesk.supervisor import client
+
+    found = listing.find(paths.library_dir(), vm)
+    if found is None:
+        raise NotFound(f"no VM named {vm!r}", hint="see `vmdesk list` for your VMs")
+    bundle = Bundle(found)
+    started = time.monotonic()
+    report = client.start(bundle)
+    if report.get("already_running"):
+        say(f"VM {vm} is already running")
+    else:
+        took = time.monotonic() - started
+        say(f"✓ started {vm} in {took:.1f} s (accelerator {report.get('accel')})")
+    if wait_ready:
+        line = client.wait_ready(bundle, ready_pattern, timeout)
+        say(f"✓ ready after {time.monotonic() - started:.1f} s: {line}")
+
+
+def parse(args: list[str]) -> dict[str, object] | None:
+    """``start NAME [--wait-ready] [--timeout N]``; None for anything else (click handles it)."""
+    if len(args) < 2 or args[0] != "start" or args[1].startswith("-"):
+        return None
+    options: dict[str, object] = {"vm": args[1], "wait_ready": False, "timeout": 120.0}
+    rest = args[2:]
+    while rest:
+        flag = rest.pop(0)
+        if flag == "--wait-ready":
+            options["wait_ready"] = True
+        elif flag == "--timeout" and rest:
+            try:
+                options["timeout"] = float(rest.pop(0))
+            except ValueError:
+                return None
+        else:
+            return None
+    return options
