@@ -30,7 +30,7 @@ class CLI:
         self.home = home
         self.env = {**os.environ, "VMDESK_HOME": str(home), "VMDESK_ACCEL": "tcg"}
 
-    def __call__(self, *args: str, ok: bool = True, timeout: float = 180) -> str:
+    def __call__(self, *args: str, ok: bool | None = True, timeout: float = 180) -> str:
         done = subprocess.run(
             [sys.executable, "-m", "vmdesk.cli.main", *args],
             capture_output=True, text=True, stdin=subprocess.DEVNULL, env=self.env,
@@ -38,7 +38,7 @@ class CLI:
         )  # fmt: skip
         if ok:
             assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
-        else:
+        elif ok is False:
             assert done.returncode != 0, f"{args} should fail: {done.stdout}"
         return done.stdout + done.stderr
 
@@ -60,7 +60,7 @@ def cli(tmp_path: Path) -> Iterator[CLI]:
     yield runner
     for bundle in runner.home.glob("*.vmdesk"):  # never leave a VM running
         if vmstatus.derive(bundle)["status"] not in ("stopped", "crashed"):
-            runner("stop", bundle.name.removesuffix(".vmdesk"), "--force", ok=False)
+            runner("stop", bundle.name.removesuffix(".vmdesk"), "--force", ok=None)
 
 
 def _uptime(console: SerialConsole) -> float:
@@ -228,6 +228,24 @@ def test_screenshot_is_a_png_of_the_configured_resolution(cli: CLI, tmp_path: Pa
         time.sleep(0.5)
     assert _png_size(shot) == (1024, 768)
     cli("stop", "screen", "--force")
+
+
+def test_reboot_boots_the_guest_again(cli: CLI) -> None:
+    cli("create", "again", "--image", "tiny-linux")
+    cli("start", "again", "--wait-ready")
+    console = cli.console("again")
+    try:
+        console.run("echo first boot")  # also waits out the replay of earlier output
+        mark = console.mark()
+        cli("reboot", "again")
+        ready = console.wait_for(tiny_linux.READY_PATTERN, READY, start=mark)  # a second boot
+        console.wait_for("vmdesk-tiny# ", 30, start=ready.end())  # its shell is up
+        time.sleep(1)  # a shell that just started may drop what is typed while it sets up
+        assert console.run("echo rebooted") == "rebooted"
+    finally:
+        console.close()
+    assert cli.status("again")["status"] == "running"
+    cli("stop", "again", "--force")
 
 
 def test_console_log_and_errors(cli: CLI) -> None:

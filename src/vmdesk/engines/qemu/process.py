@@ -116,7 +116,9 @@ class SerialConsole:
         token = f"VMDESK-DONE-{time.monotonic_ns()}"
         typed = f"{token[:6]}''{token[6:]}"  # split, so the shell's echo never matches token
         start = self.mark()
-        self.send(f"{command}; echo {typed}")
+        # A leading space: busybox's line editor may eat the first byte typed right after
+        # its prompt (it is waiting for the answer to a cursor-position query).
+        self.send(f" {command}; echo {typed}")
         done = self.wait_for(r"^" + re.escape(token) + r"\n", timeout, start=start)
         # The typed line can be echoed twice (by the tty, then by the shell's line editor
         # when it was typed before the prompt): the output starts after the last echo.
