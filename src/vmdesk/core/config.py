@@ -64,7 +64,9 @@ Memory = Annotated[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, frozen=False, defer_build=True
+    )
 
 
 class LinuxBoot(_Model):

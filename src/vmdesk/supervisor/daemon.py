@@ -71,6 +71,11 @@ class Supervisor:
         ]
         self.report({"ok": True, "pid": os.getpid(), "accel": self.session.accel_reason})
         code = await self.session.wait()
+        # Record how it ended first, so `status` is right while the rest is torn down.
+        crashed = self.panicked or (
+            self.session.exit_reason if code != 0 and not self.session.quit_requested else ""
+        )
+        vmstatus.record_exit(self.bundle.path, "crashed" if crashed else "stopped", crashed)
         control.close()
         console.close()
         for task in tasks:
@@ -78,14 +83,9 @@ class Supervisor:
         for client in list(self.console_clients):
             client.close()
         await self.session.close()
-        crashed = self.panicked or (
-            self.session.exit_reason if code != 0 and not self.session.quit_requested else ""
-        )
         if crashed:
-            vmstatus.record_exit(self.bundle.path, "crashed", crashed)
             self.event("CRASHED", {"reason": crashed})
         else:
-            vmstatus.record_exit(self.bundle.path, "stopped", "")
             self.event("STOPPED")
         return 0
 

@@ -114,5 +114,12 @@ def derive(bundle_dir: Path, *, timeout: float = 1.0) -> dict[str, Any]:
     try:
         reply = request(sockets_for(bundle_dir).control, "status", timeout=timeout)
     except ControlError:
-        return {"status": "starting"}  # the supervisor holds the lock but is not serving yet
+        # The supervisor holds the lock but does not answer: it is either still starting,
+        # or the VM has just ended and it is cleaning up (then the exit is on record).
+        record = last_exit(bundle_dir)
+        if record.get("status") in ("crashed", "failed"):
+            return {"status": "crashed", "reason": record.get("reason", "")}
+        if record.get("status") == "stopped":
+            return {"status": "stopped"}
+        return {"status": "starting"}
     return {k: v for k, v in reply.items() if k != "ok"}
