@@ -34,7 +34,11 @@ class Capabilities:
 class Session(Protocol):
     """One running VM, owned by its supervisor."""
 
-    async def start(self) -> None: ...
+    def launch(self) -> None:
+        """Start the hypervisor process; synchronous, so it can run before any event loop."""
+
+    async def attach(self) -> None:
+        """Connect to the launched hypervisor (control channel, serial console)."""
 
     async def status(self) -> str: ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from vmdesk.supervisor.daemon import main
+from vmdesk.supervisor.launcher import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -1,9 +1,9 @@
-"""The supervisor process: holds the bundle lock while its VM runs.
+"""The supervisor's event loop: serves one VM while its hypervisor runs.
 
-It starts the engine session, copies the serial console to ``logs/serial.log`` and to any
-attached console clients, writes events to ``logs/events.jsonl``, answers the control
-socket, and when the hypervisor exits records how (``logs/last-exit.json``), removes its
-sockets and pid files, and exits, leaving the bundle clean.
+It attaches to the launched engine session (see launcher.py), relays the serial console to
+any attached clients (the hypervisor itself writes ``logs/serial.log``), writes events to
+``logs/events.jsonl``, answers the control socket, and when the hypervisor exits records
+how (``logs/last-exit.json``); the launcher then removes sockets and pid files.
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ import contextlib
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from vmdesk.core import isolation
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import Conflict, VMDeskError
+from vmdesk.core.errors import VMDeskError
 from vmdesk.core.layout import Sockets
+from vmdesk.engines.base import Session
 from vmdesk.supervisor import status as vmstatus
 
 SERIAL_KEEP = 1 << 20  # bytes of console output kept in memory for wait_serial and replays
@@ -32,15 +31,19 @@ STOP_TIMEOUT = 30.0
 
 
 class Supervisor:
-    def __init__(self, bundle: Bundle, config: VMConfig, report: Callable[[dict[str, Any]], None]):
-        from vmdesk.engines.registry import engine_for
-
+    def __init__(
+        self,
+        bundle: Bundle,
+        config: VMConfig,
+        session: Session,
+        report: Callable[[dict[str, Any]], None],
+    ):
         self.bundle = bundle
         self.files = bundle.files
         self.config = config
         self.report = report
         self.sockets = Sockets(self.files.sockets(str(config.uuid)))
-        self.session = engine_for(config).session(config, bundle.path, self.sockets.dir)
+        self.session = session
         self.stopping = False
         self.panicked = ""
         self.started_at = time.time()
@@ -48,7 +51,6 @@ class Supervisor:
         self.serial_changed = asyncio.Condition()
         self.console_clients: set[asyncio.StreamWriter] = set()
         self.events_log = self.files.events.open("a", encoding="utf-8")
-        self.serial_log = self.files.serial_log.open("ab")
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -58,10 +60,11 @@ class Supervisor:
         self.events_log.flush()
 
     async def run(self) -> int:
-        self.sockets.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.files.supervisor_pid.write_text(f"{os.getpid()}\n")
-        await self.session.start()
-        self.files.engine_pid.write_text(f"{self.session.pid}\n")
+        """Attach to the launched engine and serve until the hypervisor exits."""
+        await self.session.attach()
+        # QEMU logged the console from its first byte, before we connected: start from that.
+        with contextlib.suppress(OSError):
+            self.serial += self.files.serial_log.read_bytes()[-SERIAL_KEEP:]
         self.event("STARTED", {"accel": self.session.accel_reason, "pid": self.session.pid})
         control = await asyncio.start_unix_server(self._control_client, str(self.sockets.control))
         console = await asyncio.start_unix_server(self._console_client, str(self.sockets.console))
@@ -91,13 +94,6 @@ class Supervisor:
 
     def close(self) -> None:
         self.events_log.close()
-        self.serial_log.close()
-        for path in (self.files.supervisor_pid, self.files.engine_pid, *self.sockets.all()):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        if self.sockets.dir != self.files.run:
-            with contextlib.suppress(OSError):
-                self.sockets.dir.rmdir()
 
     # -- the serial console ------------------------------------------------------------
 
@@ -106,8 +102,6 @@ class Supervisor:
             chunk = await self.session.serial_read()
             if not chunk:
                 return
-            self.serial_log.write(chunk)
-            self.serial_log.flush()
             async with self.serial_changed:
                 self.serial += chunk
                 if len(self.serial) > SERIAL_KEEP:
@@ -235,54 +229,3 @@ class Supervisor:
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
             writer.close()
-
-
-def _reporter(ready_fd: int | None) -> Callable[[dict[str, Any]], None]:
-    """Tell the starting CLI, once, whether the VM runs (a pipe it reads)."""
-    sent = False
-
-    def report(message: dict[str, Any]) -> None:
-        nonlocal sent
-        if sent or ready_fd is None:
-            return
-        sent = True
-        with contextlib.suppress(OSError):
-            os.write(ready_fd, json.dumps(message).encode() + b"\n")
-            os.close(ready_fd)
-
-    return report
-
-
-def main(args: list[str]) -> int:
-    bundle = Bundle(Path(args[0]))
-    ready_fd = int(args[args.index("--ready-fd") + 1]) if "--ready-fd" in args else None
-    report = _reporter(ready_fd)
-    try:
-        lock = bundle.lock(f"running the VM (supervisor pid {os.getpid()})")
-        lock.__enter__()
-    except Conflict as exc:
-        report({"ok": False, "already_running": True, "error": exc.message})
-        return 0
-    supervisor: Supervisor | None = None
-    try:
-        vmstatus.clean_stale(bundle.path)
-        with contextlib.suppress(FileNotFoundError):
-            bundle.files.last_exit.unlink()
-        config = bundle.load()
-        isolation.enforce(config, bundle.path)
-        supervisor = Supervisor(bundle, config, report)
-        return asyncio.run(supervisor.run())
-    except VMDeskError as exc:
-        vmstatus.record_exit(bundle.path, "failed", exc.message, exc.hint or "")
-        report({"ok": False, "error": exc.message, "hint": exc.hint})
-        return 1
-    except BaseException as exc:
-        reason = f"the supervisor failed: {type(exc).__name__}: {exc}"
-        vmstatus.record_exit(bundle.path, "failed", reason)
-        report({"ok": False, "error": reason})
-        print(reason, file=sys.stderr)
-        raise
-    finally:
-        if supervisor is not None:
-            supervisor.close()
-        lock.__exit__(None, None, None)

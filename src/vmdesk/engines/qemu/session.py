@@ -1,20 +1,23 @@
-"""A running QEMU owned by the VM's supervisor: the process, QMP, and the serial stream."""
+"""A running QEMU owned by the VM's supervisor: the process, QMP, and the serial stream.
+
+Starting is split in two so QEMU begins booting as early as possible: :meth:`launch` is
+synchronous and spawns QEMU before the event loop (and asyncio and qemu.qmp, a tenth of a
+second of imports) exists; :meth:`attach` then connects QMP and the serial console.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import os
 import shlex
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-
-from qemu.qmp import QMPClient
+from typing import TYPE_CHECKING, Any
 
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import EngineError
@@ -24,6 +27,11 @@ from vmdesk.engines.qemu import accel as qemu_accel
 from vmdesk.engines.qemu import firmware as qemu_firmware
 from vmdesk.engines.qemu.binaries import system_binary
 from vmdesk.engines.qemu.vm_argv import Runtime, build_vm
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from qemu.qmp import QMPClient
 
 QMP_CONNECT_TIMEOUT = 15.0
 _PR_SET_PDEATHSIG = 1
@@ -83,8 +91,8 @@ class QemuSession:
         self.sockets = Sockets(sockets_dir)
         self._accel_reason = ""
         self.argv: list[str] = []
-        self._proc: asyncio.subprocess.Process | None = None
-        self._qmp = QMPClient(config.name)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._qmp: QMPClient | None = None
         self._serial: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._quit_requested = False
 
@@ -96,13 +104,19 @@ class QemuSession:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    async def start(self) -> None:
+    def launch(self) -> None:
+        """Spawn QEMU (synchronously, before any event loop exists)."""
         config = self.config
-        choice = await asyncio.to_thread(qemu_accel.choose, config.arch)
+        choice = qemu_accel.choose(config.arch)
         self._accel_reason = f"{choice.accel}: {choice.reason}"
         firmware = None
         if config.boot.kind == "uefi":
             firmware = qemu_firmware.for_vm(config.arch, config.boot.secure_boot, self.files.nvram)
+        serial_log = None
+        if config.serial.enabled and config.serial.log:
+            serial_log = self.files.serial_log
+            with contextlib.suppress(FileNotFoundError):  # keep the previous run's log
+                serial_log.replace(serial_log.with_name(serial_log.name + ".1"))
         qmp_sock = _listen(self.sockets.qmp)
         serial_sock = _listen(self.sockets.serial) if config.serial.enabled else None
         with contextlib.suppress(FileNotFoundError):
@@ -114,6 +128,7 @@ class QemuSession:
                 serial_fd=serial_sock.fileno() if serial_sock else None,
                 vnc_socket=self.sockets.vnc if config.display.vnc else None,
                 firmware=firmware,
+                serial_log=serial_log,
             )
             self.argv = [
                 str(system_binary(config.arch)),
@@ -123,11 +138,11 @@ class QemuSession:
             with self.files.engine_log.open("ab") as log:
                 log.write(("+ " + shlex.join(self.argv) + "\n").encode())
                 log.flush()
-                self._proc = await asyncio.create_subprocess_exec(
-                    *self.argv,
-                    stdin=asyncio.subprocess.DEVNULL,
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
                     stdout=log,
-                    stderr=asyncio.subprocess.STDOUT,
+                    stderr=subprocess.STDOUT,
                     pass_fds=fds,
                     preexec_fn=_die_with_parent,  # no threads yet in the supervisor
                 )
@@ -135,18 +150,31 @@ class QemuSession:
             qmp_sock.close()  # QEMU has its own copies
             if serial_sock is not None:
                 serial_sock.close()
+
+    async def attach(self) -> None:
+        """Connect QMP and the serial console to the launched QEMU."""
+        import asyncio
+
+        from qemu.qmp import QMPClient
+
+        assert self._proc is not None
+        self._qmp = QMPClient(self.config.name)
         try:
             await asyncio.wait_for(self._qmp.connect(str(self.sockets.qmp)), QMP_CONNECT_TIMEOUT)
-            if config.serial.enabled:
+            if self.config.serial.enabled:
                 self._serial = await asyncio.open_unix_connection(str(self.sockets.serial))
         except (TimeoutError, Exception) as exc:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
-            await self._proc.wait()
+            await asyncio.to_thread(self._proc.wait)
             raise EngineError(
                 f"QEMU did not start: {self.log_tail() or exc}",
                 hint=f"the command line and QEMU's messages are in {self.files.engine_log}",
             ) from exc
+
+    async def start(self) -> None:
+        self.launch()
+        await self.attach()
 
     def log_tail(self, lines: int = 2) -> str:
         try:
@@ -157,6 +185,8 @@ class QemuSession:
         return " | ".join(kept[-lines:])
 
     async def _execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        if self._qmp is None:
+            raise EngineError("QEMU is not attached")
         try:
             return await self._qmp.execute(command, arguments)
         except Exception as exc:
@@ -185,7 +215,7 @@ class QemuSession:
 
     async def kill(self) -> None:
         self._quit_requested = True
-        if self._proc is not None and self._proc.returncode is None:
+        if self._proc is not None and self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
 
@@ -193,13 +223,15 @@ class QemuSession:
         await self._execute("screendump", {"filename": str(path), "format": "png"})
 
     async def wait(self) -> int:
+        import asyncio
+
         assert self._proc is not None
-        return await self._proc.wait()
+        return await asyncio.to_thread(self._proc.wait)
 
     @property
     def exit_reason(self) -> str:
         """Why QEMU exited, or "" for an orderly exit."""
-        code = None if self._proc is None else self._proc.returncode
+        code = None if self._proc is None else self._proc.poll()
         if code is None or code == 0:
             return ""
         if code < 0:
@@ -213,6 +245,8 @@ class QemuSession:
         return self._quit_requested
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
+        if self._qmp is None:
+            return
         async for event in self._qmp.events:
             yield dict(event)
 
@@ -234,12 +268,13 @@ class QemuSession:
         if self._serial is not None:
             self._serial[1].close()
             self._serial = None
-        with contextlib.suppress(Exception, EOFError):  # EOF after quit is expected
-            await self._qmp.disconnect()
-        if self._proc is not None and self._proc.returncode is None:
+        if self._qmp is not None:
+            with contextlib.suppress(Exception, EOFError):  # EOF after quit is expected
+                await self._qmp.disconnect()
+        if self._proc is not None and self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
-            await self._proc.wait()
+            self._proc.wait()
         for path in (self.sockets.qmp, self.sockets.serial, self.sockets.vnc):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

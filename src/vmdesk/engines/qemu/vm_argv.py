@@ -36,6 +36,9 @@ class Runtime:
     serial_fd: int | None  # None when config.serial.enabled is False
     vnc_socket: Path | None  # unix socket QEMU creates for VNC; None = no VNC
     firmware: Firmware | None = None  # required when config.boot.kind == "uefi"
+    # QEMU appends everything the guest prints here, from the first byte, whether or not
+    # anyone is connected to the serial socket yet.
+    serial_log: Path | None = None
 
 
 GICV2_MAX_CPUS = 8  # the virt board's default GICv2 addresses at most 8 CPUs
@@ -315,12 +318,15 @@ def _serial(config: VMConfig, runtime: Runtime) -> list[str]:
     """The first serial port, served on an inherited listening socket."""
     if not config.serial.enabled:
         return []
+    log = ""
+    if runtime.serial_log is not None:
+        log = f",logfile={_esc(runtime.serial_log)},logappend=on"
     if runtime.serial_fd is None:
         raise EngineError(
             "the serial console is on but no socket was passed for it",
             hint="this is a bug in VM-Desk; please report it",
         )
     return [
-        "-chardev", f"socket,id=serial0,fd={runtime.serial_fd},server=on,wait=off",
+        "-chardev", f"socket,id=serial0,fd={runtime.serial_fd},server=on,wait=off{log}",
         "-serial", "chardev:serial0",
     ]  # fmt: skip
