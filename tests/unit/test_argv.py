@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests import golden_files
 from vmdesk.engines.qemu import argv
 from vmdesk.engines.qemu.argv import BootSpec, Endpoints, Share
 
-GOLDEN = Path(__file__).parent.parent / "golden" / "qemu-argv"
 KERNEL = Path("/images/vmlinuz")
 INITRD = Path("/images/initrd.img")
 
@@ -44,11 +43,7 @@ CASES: dict[str, tuple[BootSpec, Endpoints]] = {
 def test_argv_matches_golden_file(name: str) -> None:
     spec, endpoints = CASES[name]
     got = "\n".join(argv.build(spec, endpoints)) + "\n"
-    golden = GOLDEN / f"{name}.argv"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(got)
-    assert got == golden.read_text(), f"regenerate with UPDATE_GOLDEN=1 if intended: {golden}"
+    golden_files.check(f"qemu-argv/{name}.argv", got)
 
 
 def test_builder_is_pure() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from tests import golden_files
 from vmdesk.core.config import VMConfig, from_dict
 from vmdesk.core.errors import EngineError
 from vmdesk.engines.qemu.argv import Accel
@@ -143,11 +144,7 @@ def test_argv_matches_golden_file(name: str) -> None:
     data, accel, uefi = CASES[name]
     config = _config(data)
     got = "\n".join(build_vm(config, BUNDLE, _runtime(config, accel, uefi))) + "\n"
-    golden = GOLDEN / f"{name}.argv"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(got)
-    assert got == golden.read_text(), f"regenerate with UPDATE_GOLDEN=1 if intended: {golden}"
+    golden_files.check(f"vm-argv/{name}.argv", got)
 
 
 def test_builder_is_pure_and_does_not_touch_the_config() -> None:

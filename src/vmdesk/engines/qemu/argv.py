@@ -95,15 +95,20 @@ def build(spec: BootSpec, endpoints: Endpoints) -> list[str]:
             "-device", "virtio-net-pci,netdev=net0",
         ]  # fmt: skip
     for index, share in enumerate(spec.shares):
-        fsdev = f"fsdev{index}"
-        options = f"local,id={fsdev},path={_escape(str(share.path))},security_model=none"
-        if share.read_only:
-            options += ",readonly=on"
-        argv += [
-            "-fsdev", options,
-            "-device", f"virtio-9p-pci,fsdev={fsdev},mount_tag={_escape(share.tag)}",
-        ]  # fmt: skip
+        argv += share_9p(index, share.tag, str(share.path), share.read_only)
     return argv
+
+
+def share_9p(index: int, tag: str, path: str, read_only: bool) -> list[str]:
+    """A host folder as a virtio-9p device the guest mounts by ``tag``."""
+    fsdev = f"fsdev{index}"
+    options = f"local,id={fsdev},path={_escape(path)},security_model=none"
+    if read_only:
+        options += ",readonly=on"
+    return [
+        "-fsdev", options,
+        "-device", f"virtio-9p-pci,fsdev={fsdev},mount_tag={_escape(tag)}",
+    ]  # fmt: skip
 
 
 def _escape(value: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from vmdesk.core.arch import Arch
 from vmdesk.core.config import CdRom, Disk, LinuxBoot, Nic, PortForward, UefiBoot, VMConfig
 from vmdesk.core.errors import EngineError
-from vmdesk.engines.qemu.argv import Accel, cpu_model
+from vmdesk.engines.qemu.argv import Accel, cpu_model, share_9p
 
 
 @dataclass(frozen=True)
@@ -303,14 +303,7 @@ def _shares(config: VMConfig) -> list[str]:
                 f"shared folder {share.tag!r}: {share.path!r} is not an absolute path",
                 hint="give the full path of the host folder",
             )
-        fsdev = f"fsdev{index}"
-        options = f"local,id={fsdev},path={_esc(share.path)},security_model=none"
-        if share.read_only:
-            options += ",readonly=on"
-        argv += [
-            "-fsdev", options,
-            "-device", f"virtio-9p-pci,fsdev={fsdev},mount_tag={_esc(share.tag)}",
-        ]  # fmt: skip
+        argv += share_9p(index, share.tag, share.path, share.read_only)
     return argv
 
 
