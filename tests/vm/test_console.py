@@ -39,7 +39,7 @@ def test_attach_type_detach_restores_the_terminal(cli: CLI) -> None:  # noqa: F8
     )  # fmt: skip
     try:
         _read_until(master, b"Ctrl-] detaches")
-        os.write(master, b"echo $((6*7))\r")
+        os.write(master, b" echo $((6*7))\r")  # leading space: see SerialConsole.run
         assert b"42" in _read_until(master, b"\n42")
         # a second client at the same time sees the same console
         other = cli.console("tty")

@@ -102,14 +102,36 @@ def wait_stopped(bundle: Bundle, timeout: float) -> None:
         time.sleep(0.02)
 
 
+def _ended(bundle: Bundle) -> bool:
+    """After a stop/kill request whose answer was lost: did the VM end anyway?"""
+    try:
+        wait_stopped(bundle, 15)
+    except GuestTimeout:
+        return False
+    return vmstatus.derive(bundle.path)["status"] in ("stopped", "crashed")
+
+
 def stop(bundle: Bundle, *, force: bool = False, timeout: float = 30.0) -> dict[str, Any]:
-    reply = call(bundle, "stop", force=force, timeout=timeout + 15, stop_timeout=timeout)
+    try:
+        reply = call(bundle, "stop", force=force, timeout=timeout + 15, stop_timeout=timeout)
+    except NotRunning:
+        raise
+    except EngineError:
+        if not _ended(bundle):
+            raise
+        return {"forced": force}
     wait_stopped(bundle, 15)
     return reply
 
 
 def kill(bundle: Bundle) -> None:
-    call(bundle, "kill")
+    try:
+        call(bundle, "kill")
+    except NotRunning:
+        raise
+    except EngineError:
+        if not _ended(bundle):
+            raise
     wait_stopped(bundle, 15)
 
 

@@ -50,6 +50,8 @@ class Supervisor:
         self.serial = bytearray()
         self.serial_changed = asyncio.Condition()
         self.console_clients: set[asyncio.StreamWriter] = set()
+        # stop/kill requests still to be answered when the hypervisor exits
+        self.ending: set[asyncio.Task[Any]] = set()
         self.events_log = self.files.events.open("a", encoding="utf-8")
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -79,6 +81,8 @@ class Supervisor:
             self.session.exit_reason if code != 0 and not self.session.quit_requested else ""
         )
         vmstatus.record_exit(self.bundle.path, "crashed" if crashed else "stopped", crashed)
+        if self.ending:  # let `stop` and `kill` callers hear that it worked
+            await asyncio.wait(self.ending, timeout=5)
         control.close()
         console.close()
         for task in tasks:
@@ -193,6 +197,9 @@ class Supervisor:
             line = await reader.readline()
             request = json.loads(line or b"{}")
             op = request.get("op")
+            task = asyncio.current_task()
+            if op in ("stop", "kill") and task is not None:
+                self.ending.add(task)
             if op == "status":
                 reply = await self._status()
             elif op == "stop":
