@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.vm.test_lifecycle import CLI, cli  # noqa: F401 - the fixture
+from tests.vm.conftest import CLI
 
 pytestmark = pytest.mark.vm
 
@@ -28,7 +28,7 @@ def _read_until(fd: int, needle: bytes, timeout: float = 30) -> bytes:
     return seen
 
 
-def test_attach_type_detach_restores_the_terminal(cli: CLI) -> None:  # noqa: F811
+def test_attach_type_detach_restores_the_terminal(cli: CLI) -> None:
     cli("create", "tty", "--image", "tiny-linux")
     cli("start", "tty", "--wait-ready")
     master, slave = pty.openpty()

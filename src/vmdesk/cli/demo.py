@@ -15,6 +15,7 @@ from vmdesk.core.arch import Arch
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import NotFound
 from vmdesk.core.library import Library
+from vmdesk.core.states import ENDED
 from vmdesk.engines.qemu import accel as qemu_accel
 from vmdesk.engines.qemu.process import SerialConsole
 from vmdesk.images import tiny_linux
@@ -33,7 +34,7 @@ def _fresh_vm(library: Library, arch: Arch, image: tiny_linux.TinyImage) -> None
     except NotFound:
         old = None
     if old is not None:
-        if vmstatus.derive(old.path)["status"] not in ("stopped", "crashed"):
+        if vmstatus.derive(old.path)["status"] not in ENDED:
             client.stop(old, force=True)
         library.delete(NAME)
     kernel = f"boot/{image.kernel.name}"

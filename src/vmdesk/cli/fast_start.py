@@ -5,22 +5,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vmdesk.core.bundle import Bundle
 
 DEFAULT_READY = r"^VMDESK-READY [^\r\n]*(?=\r?\n)"
+
+
+def find_bundle(vm: str) -> Bundle:
+    """The VM's bundle by name or UUID, found without importing the config model."""
+    from vmdesk.core import listing, paths
+    from vmdesk.core.bundle import Bundle
+    from vmdesk.core.errors import NotFound
+
+    found = listing.find(paths.library_dir(), vm)
+    if found is None:
+        raise NotFound(f"no VM named {vm!r}", hint="see `vmdesk list` for your VMs")
+    return Bundle(found)
 
 
 def run(
     vm: str, *, wait_ready: bool, ready_pattern: str, timeout: float, say: Callable[[str], None]
 ) -> None:
-    from vmdesk.core import listing, paths
-    from vmdesk.core.bundle import Bundle
-    from vmdesk.core.errors import NotFound
     from vmdesk.supervisor import client
 
-    found = listing.find(paths.library_dir(), vm)
-    if found is None:
-        raise NotFound(f"no VM named {vm!r}", hint="see `vmdesk list` for your VMs")
-    bundle = Bundle(found)
+    bundle = find_bundle(vm)
     started = time.monotonic()
     report = client.start(bundle)
     if report.get("already_running"):

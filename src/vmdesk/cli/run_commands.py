@@ -14,20 +14,15 @@ from rich.markup import escape
 from vmdesk.cli.fast_start import DEFAULT_READY
 from vmdesk.cli.output import console
 from vmdesk.core.errors import VMDeskError
+from vmdesk.core.states import ENDED
 
 DETACH_KEY = b"\x1d"  # Ctrl-]
 
 
 def _bundle(vm: str) -> Any:
-    """The VM's bundle, found without importing the config model (start must be quick)."""
-    from vmdesk.core import listing, paths
-    from vmdesk.core.bundle import Bundle
-    from vmdesk.core.errors import NotFound
+    from vmdesk.cli.fast_start import find_bundle
 
-    found = listing.find(paths.library_dir(), vm)
-    if found is None:
-        raise NotFound(f"no VM named {vm!r}", hint="see `vmdesk list` for your VMs")
-    return Bundle(found)
+    return find_bundle(vm)
 
 
 @click.command()
@@ -119,7 +114,7 @@ def console_cmd(vm: str, show_log: bool, follow: bool) -> None:
         return
     from vmdesk.supervisor import status as vmstatus
 
-    if vmstatus.derive(bundle.path)["status"] in ("stopped", "crashed"):
+    if vmstatus.derive(bundle.path)["status"] in ENDED:
         raise VMDeskError(f"VM {vm!r} is not running", hint=f"`vmdesk start {vm}`, or --log")
     from vmdesk.cli import serial_attach
 
@@ -142,7 +137,7 @@ def _print_log(bundle: Any, follow: bool) -> None:
                 out.write(chunk)
                 out.flush()
                 continue
-            if not follow or vmstatus.derive(bundle.path)["status"] in ("stopped", "crashed"):
+            if not follow or vmstatus.derive(bundle.path)["status"] in ENDED:
                 return
             time.sleep(0.1)
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-# Run states a user sees; derived from the engine and the supervisor, never stored.
-STATES = ("stopped", "starting", "running", "paused", "stopping", "suspended", "crashed")
+from vmdesk.core.states import STATES as STATES  # the states sessions report
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import Conflict, EngineError, GuestTimeout, VMDeskError
+from vmdesk.core.states import ENDED
 from vmdesk.supervisor import status as vmstatus
 
 START_TIMEOUT = 60.0  # includes a KVM probe on the first start after a host boot
@@ -76,7 +77,7 @@ def start(bundle: Bundle, *, timeout: float = START_TIMEOUT) -> dict[str, Any]:
 def call(bundle: Bundle, op: str, *, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
     """Send a request to the running VM's supervisor; NotRunning if it is not running."""
     current = vmstatus.derive(bundle.path)
-    if current["status"] in ("stopped", "crashed"):
+    if current["status"] in ENDED:
         raise NotRunning(
             f"VM {_name(bundle)!r} is not running", hint=f"`vmdesk start {_name(bundle)}`"
         )
@@ -108,31 +109,30 @@ def _ended(bundle: Bundle) -> bool:
         wait_stopped(bundle, 15)
     except GuestTimeout:
         return False
-    return vmstatus.derive(bundle.path)["status"] in ("stopped", "crashed")
+    return vmstatus.derive(bundle.path)["status"] in ENDED
 
 
-def stop(bundle: Bundle, *, force: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+def _end(bundle: Bundle, op: str, lost_reply: dict[str, Any], **args: Any) -> dict[str, Any]:
+    """A request that ends the VM; returns once the supervisor has let go of the bundle."""
     try:
-        reply = call(bundle, "stop", force=force, timeout=timeout + 15, stop_timeout=timeout)
-    except NotRunning:
-        raise
+        reply = call(bundle, op, **args)
     except EngineError:
         if not _ended(bundle):
             raise
-        return {"forced": force}
+        return lost_reply
     wait_stopped(bundle, 15)
     return reply
 
 
+def stop(bundle: Bundle, *, force: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+    return _end(
+        bundle, "stop", {"forced": force},
+        force=force, timeout=timeout + 15, stop_timeout=timeout,
+    )  # fmt: skip
+
+
 def kill(bundle: Bundle) -> None:
-    try:
-        call(bundle, "kill")
-    except NotRunning:
-        raise
-    except EngineError:
-        if not _ended(bundle):
-            raise
-    wait_stopped(bundle, 15)
+    _end(bundle, "kill", {})
 
 
 def wait_ready(bundle: Bundle, pattern: str, timeout: float) -> str:

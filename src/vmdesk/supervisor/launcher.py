@@ -39,17 +39,6 @@ def _reporter(ready_fd: int | None) -> Report:
     return report
 
 
-def _cleanup(bundle: Bundle, sockets: Sockets | None) -> None:
-    paths = [bundle.files.supervisor_pid, bundle.files.engine_pid]
-    paths += list(sockets.all()) if sockets is not None else []
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    if sockets is not None and sockets.dir != bundle.files.run:
-        with contextlib.suppress(OSError):
-            sockets.dir.rmdir()
-
-
 def main(args: list[str]) -> int:
     bundle = Bundle(Path(args[0]))
     ready_fd = int(args[args.index("--ready-fd") + 1]) if "--ready-fd" in args else None
@@ -97,5 +86,5 @@ def main(args: list[str]) -> int:
         print(reason, file=sys.stderr)
         raise
     finally:
-        _cleanup(bundle, sockets)
+        vmstatus.remove_run_files(bundle.files, sockets)
         lock.__exit__(None, None, None)

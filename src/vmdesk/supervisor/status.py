@@ -67,6 +67,17 @@ def _pid_alive(pid_file: Path) -> int | None:
     return pid
 
 
+def remove_run_files(files: Layout, sockets: Sockets | None) -> None:
+    """Pid files and sockets of a run; a short socket dir outside the bundle goes too."""
+    paths = [files.supervisor_pid, files.engine_pid, *(sockets.all() if sockets else ())]
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    if sockets is not None and sockets.dir != files.run:
+        with contextlib.suppress(OSError):
+            sockets.dir.rmdir()
+
+
 def clean_stale(bundle_dir: Path) -> str | None:
     """Remove what a dead supervisor left behind; returns why, when it died unexpectedly."""
     files = Layout(bundle_dir)
@@ -77,9 +88,7 @@ def clean_stale(bundle_dir: Path) -> str | None:
         if engine is not None:  # only when the engine did not die with its supervisor
             with contextlib.suppress(OSError):
                 os.kill(engine, signal.SIGKILL)
-    for path in (files.supervisor_pid, files.engine_pid, *sockets_for(bundle_dir).all()):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    remove_run_files(files, sockets_for(bundle_dir))
     if reason is not None:
         record_exit(bundle_dir, "crashed", reason)
     return reason
@@ -102,24 +111,25 @@ def last_exit(bundle_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _ended_status(record: dict[str, Any], *, default: str) -> dict[str, Any]:
+    """What the exit record says, or ``default`` when there is none."""
+    if record.get("status") in ("crashed", "failed"):
+        return {"status": "crashed", "reason": record.get("reason", "")}
+    if record.get("status") == "stopped":
+        return {"status": "stopped"}
+    return {"status": default}
+
+
 def derive(bundle_dir: Path, *, timeout: float = 1.0) -> dict[str, Any]:
     """``{"status": ..., "reason": ...}`` for the VM in ``bundle_dir``."""
     files = Layout(bundle_dir)
     if not is_locked(files.lock):
         clean_stale(bundle_dir)
-        record = last_exit(bundle_dir)
-        if record.get("status") in ("crashed", "failed"):
-            return {"status": "crashed", "reason": record.get("reason", "")}
-        return {"status": "stopped"}
+        return _ended_status(last_exit(bundle_dir), default="stopped")
     try:
         reply = request(sockets_for(bundle_dir).control, "status", timeout=timeout)
     except ControlError:
         # The supervisor holds the lock but does not answer: it is either still starting,
         # or the VM has just ended and it is cleaning up (then the exit is on record).
-        record = last_exit(bundle_dir)
-        if record.get("status") in ("crashed", "failed"):
-            return {"status": "crashed", "reason": record.get("reason", "")}
-        if record.get("status") == "stopped":
-            return {"status": "stopped"}
-        return {"status": "starting"}
+        return _ended_status(last_exit(bundle_dir), default="starting")
     return {k: v for k, v in reply.items() if k != "ok"}

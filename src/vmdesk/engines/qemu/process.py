@@ -23,16 +23,10 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from vmdesk.core.errors import EngineError, GuestTimeout
 from vmdesk.engines.qemu import argv as qemu_argv
+from vmdesk.engines.qemu import unix_socket
 from vmdesk.engines.qemu.binaries import system_binary
 
 LineCallback = Callable[[str], None]
-
-
-def _listening_socket(path: Path) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    sock.listen(1)
-    return sock
 
 
 class SerialConsole:
@@ -179,7 +173,7 @@ class QemuProcess:
         self.serial_log = log_dir / "serial.log"
         self.qemu_log = log_dir / "qemu.log"
         qmp_path, serial_path = self._runtime / "qmp.sock", self._runtime / "serial.sock"
-        qmp_sock, serial_sock = _listening_socket(qmp_path), _listening_socket(serial_path)
+        qmp_sock, serial_sock = unix_socket.listen(qmp_path), unix_socket.listen(serial_path)
         try:
             endpoints = qemu_argv.Endpoints(
                 qmp_fd=qmp_sock.fileno(),

@@ -12,7 +12,6 @@ import ctypes
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.base import Capabilities
 from vmdesk.engines.qemu import accel as qemu_accel
 from vmdesk.engines.qemu import firmware as qemu_firmware
+from vmdesk.engines.qemu import unix_socket
 from vmdesk.engines.qemu.binaries import system_binary
 from vmdesk.engines.qemu.vm_argv import Runtime, build_vm
 
@@ -73,15 +73,6 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _listen(path: Path) -> socket.socket:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    sock.listen(4)
-    return sock
-
-
 class QemuSession:
     """Implements :class:`vmdesk.engines.base.Session` for QEMU."""
 
@@ -117,8 +108,8 @@ class QemuSession:
             serial_log = self.files.serial_log
             with contextlib.suppress(FileNotFoundError):  # keep the previous run's log
                 serial_log.replace(serial_log.with_name(serial_log.name + ".1"))
-        qmp_sock = _listen(self.sockets.qmp)
-        serial_sock = _listen(self.sockets.serial) if config.serial.enabled else None
+        qmp_sock = unix_socket.listen(self.sockets.qmp)
+        serial_sock = unix_socket.listen(self.sockets.serial) if config.serial.enabled else None
         with contextlib.suppress(FileNotFoundError):
             self.sockets.vnc.unlink()
         try:
@@ -171,10 +162,6 @@ class QemuSession:
                 f"QEMU did not start: {self.log_tail() or exc}",
                 hint=f"the command line and QEMU's messages are in {self.files.engine_log}",
             ) from exc
-
-    async def start(self) -> None:
-        self.launch()
-        await self.attach()
 
     def log_tail(self, lines: int = 2) -> str:
         try:

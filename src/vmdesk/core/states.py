@@ -1,0 +1,7 @@
+"""The run states a user sees; derived from the supervisor and the engine, never stored."""
+
+from __future__ import annotations
+
+STATES = ("stopped", "starting", "running", "paused", "stopping", "suspended", "crashed")
+# States in which nothing runs: the VM can be started, edited or deleted.
+ENDED = ("stopped", "crashed")
