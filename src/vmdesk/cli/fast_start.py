@@ -32,7 +32,7 @@ def run(
 
     bundle = find_bundle(vm)
     started = time.monotonic()
-    report = client.start(bundle)
+    report = client.start(bundle, fork=True)
     if report.get("already_running"):
         say(f"VM {vm} is already running")
     else:

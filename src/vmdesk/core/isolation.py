@@ -9,19 +9,12 @@ explicitly (recorded by :func:`approve` in ``approved_paths``).
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from vmdesk.core.config import LinuxBoot, VMConfig
 from vmdesk.core.errors import PolicyViolation, Problem
-
-
-def resolve(path: str, bundle_dir: Path) -> Path:
-    """Absolute, symlinks and '..' resolved (os.path.realpath semantics); relative paths are
-    relative to bundle_dir; '~' expanded."""
-    # realpath (not Path.resolve(strict=True)) so paths that don't exist yet still resolve.
-    return Path(os.path.realpath(Path(bundle_dir) / Path(path).expanduser()))
+from vmdesk.core.host_paths import is_device, joined, resolve
 
 
 def _host_paths(config: VMConfig) -> Iterator[tuple[str, str, bool]]:
@@ -36,14 +29,6 @@ def _host_paths(config: VMConfig) -> Iterator[tuple[str, str, bool]]:
         yield "boot.kernel", config.boot.kernel, False
         if config.boot.initrd is not None:
             yield "boot.initrd", config.boot.initrd, False
-
-
-def _is_device(path: Path) -> bool:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:  # not there (yet) or unreadable: certainly not a device we'd open
-        return False
-    return stat.S_ISBLK(mode) or stat.S_ISCHR(mode)
 
 
 def problems(config: VMConfig, bundle_dir: Path) -> list[Problem]:
@@ -74,7 +59,7 @@ def problems(config: VMConfig, bundle_dir: Path) -> list[Problem]:
     roots += [resolve(approved, bundle_dir) for approved in config.approved_paths]
     for field, raw, storage in _host_paths(config):
         path = resolve(raw, bundle_dir)
-        if storage and _is_device(path):
+        if storage and is_device(path):
             # Refused even when approved: a raw device exposes far more than one file.
             found.append(
                 Problem(
@@ -116,3 +101,20 @@ def approve(config: VMConfig, path: str | Path) -> None:
     if resolved not in config.approved_paths:
         # Reassigned rather than appended so pydantic validates the new value.
         config.approved_paths = [*config.approved_paths, resolved]
+
+
+def resolutions(config: VMConfig, bundle_dir: Path) -> list[tuple[str, str, bool]]:
+    """(path as named, where it resolves, is a device) for every path the policy judged.
+
+    The verdict of :func:`problems` holds for as long as these do, which is what lets a
+    cached launch plan skip the config model (see vmdesk.supervisor.launch_plan).
+    """
+    if config.isolation == "unrestricted":
+        return []
+    named = [".", *config.approved_paths, *(raw for _, raw, _ in _host_paths(config))]
+    found = []
+    for raw in named:
+        path = joined(raw, bundle_dir)
+        real = os.path.realpath(path)
+        found.append((path, real, is_device(real)))
+    return found

@@ -8,6 +8,7 @@ from pathlib import Path
 SUFFIX = ".vmdesk"
 CONFIG = "config.json"
 LOCK = ".lock"
+LAUNCH_PLAN = ".launch-plan.json"  # a cache of the last start (supervisor/launch_plan.py)
 DISKS = "disks"
 NVRAM = "nvram"
 TPM = "tpm"
@@ -102,6 +103,11 @@ class Layout:
     @property
     def engine_pid(self) -> Path:
         return self.run / "engine.pid"
+
+    @property
+    def launch_plan(self) -> Path:
+        """What the last start ran and what it depended on (supervisor/launch_plan.py)."""
+        return self.root / LAUNCH_PLAN
 
     def sockets(self, vm_uuid: str) -> Path:
         """Where this VM's unix sockets live: ``run/``, or a short dir for long paths."""

@@ -162,10 +162,7 @@ class Library:
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".import-", dir=self.root) as tmp:
             staged = Path(tmp) / "vm"
-            shutil.copytree(
-                source, staged, symlinks=True, ignore=shutil.ignore_patterns(layout.LOCK, "run")
-            )
-            (staged / layout.RUN).mkdir(exist_ok=True)
+            _copy_bundle(source, staged)
             Bundle(staged).save(config)
             _publish(staged, target)
         return Bundle(target)
@@ -183,13 +180,16 @@ class Library:
         with bundle.lock("being exported"):
             staged = destination.parent / f".{destination.name}.partial"
             shutil.rmtree(staged, ignore_errors=True)
-            shutil.copytree(
-                bundle.path, staged, symlinks=True,
-                ignore=shutil.ignore_patterns(layout.LOCK, "run"),
-            )  # fmt: skip
-            (staged / layout.RUN).mkdir(exist_ok=True)
+            _copy_bundle(bundle.path, staged)
             staged.rename(destination)
         return destination
+
+
+def _copy_bundle(source: Path, target: Path) -> None:
+    """Copy a bundle without what belongs to this host and its runs (lock, run/, plan)."""
+    not_copied = shutil.ignore_patterns(layout.LOCK, layout.LAUNCH_PLAN, layout.RUN)
+    shutil.copytree(source, target, symlinks=True, ignore=not_copied)
+    (target / layout.RUN).mkdir(exist_ok=True)
 
 
 def _publish(staged: Path, target: Path) -> None:

@@ -33,8 +33,19 @@ class Capabilities:
 class Session(Protocol):
     """One running VM, owned by its supervisor."""
 
-    def launch(self) -> None:
-        """Start the hypervisor process; synchronous, so it can run before any event loop."""
+    def launch(self) -> dict[str, Any] | None:
+        """Start the hypervisor process; synchronous, so it can run before any event loop.
+
+        Returns the launch spec it ran when launches are replayable: JSON data naming its
+        ``engine``, whose stdlib-only ``vmdesk.engines.<engine>.spawn.spawn(spec)`` starts
+        the same process again (see vmdesk.supervisor.launch_plan); None otherwise.
+        """
+
+    def launch_spec(self) -> dict[str, Any] | None:
+        """What :meth:`launch` would run now (None: not replayable)."""
+
+    def adopt(self, process: Any, spec: dict[str, Any]) -> None:
+        """Take over a process spawned by replaying ``spec`` (equal to :meth:`launch_spec`)."""
 
     async def attach(self) -> None:
         """Connect to the launched hypervisor (control channel, serial console)."""

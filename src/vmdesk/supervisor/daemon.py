@@ -37,11 +37,13 @@ class Supervisor:
         config: VMConfig,
         session: Session,
         report: Callable[[dict[str, Any]], None],
+        launch: str = "fresh",
     ):
         self.bundle = bundle
         self.files = bundle.files
         self.config = config
         self.report = report
+        self.launch = launch  # "replayed" when started from a saved launch plan
         self.sockets = Sockets(self.files.sockets(str(config.uuid)))
         self.session = session
         self.stopping = False
@@ -67,7 +69,10 @@ class Supervisor:
         # QEMU logged the console from its first byte, before we connected: start from that.
         with contextlib.suppress(OSError):
             self.serial += self.files.serial_log.read_bytes()[-SERIAL_KEEP:]
-        self.event("STARTED", {"accel": self.session.accel_reason, "pid": self.session.pid})
+        self.event(
+            "STARTED",
+            {"accel": self.session.accel_reason, "pid": self.session.pid, "launch": self.launch},
+        )
         control = await asyncio.start_unix_server(self._control_client, str(self.sockets.control))
         console = await asyncio.start_unix_server(self._console_client, str(self.sockets.console))
         tasks = [

@@ -1,7 +1,9 @@
 """The supervisor's first moments, kept free of asyncio: take the bundle, check the VM,
 spawn the hypervisor, and only then import the event-loop machinery that serves it.
 
-Everything done before the hypervisor spawns is added to the guest's boot time.
+Everything done before the hypervisor spawns is added to the guest's boot time, so when a
+saved launch plan still holds (launch_plan.py) the hypervisor is spawned from it before the
+config model is even imported; the VM is then checked in full while it boots.
 """
 
 from __future__ import annotations
@@ -9,15 +11,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vmdesk.core import isolation
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import Conflict, VMDeskError
-from vmdesk.core.layout import Sockets
+from vmdesk.core.layout import Layout, Sockets
+from vmdesk.supervisor import launch_plan
 from vmdesk.supervisor import status as vmstatus
 
 Report = Callable[[dict[str, Any]], None]
@@ -39,9 +42,30 @@ def _reporter(ready_fd: int | None) -> Report:
     return report
 
 
+def _read_config(files: Layout) -> bytes:
+    try:
+        return files.config.read_bytes()
+    except OSError:
+        return b""  # Bundle.load() explains what is wrong
+
+
+def _same_launch(a: dict[str, Any], b: dict[str, Any] | None) -> bool:
+    """Whether two launch specs run the same thing (the accelerator's reason is prose)."""
+    return b is not None and {**a, "accel_reason": ""} == {**b, "accel_reason": ""}
+
+
+def _discard(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 def main(args: list[str]) -> int:
     bundle = Bundle(Path(args[0]))
+    files = bundle.files
     ready_fd = int(args[args.index("--ready-fd") + 1]) if "--ready-fd" in args else None
+    if ready_fd is not None:  # the CLI's end of start-up only; never the hypervisor's
+        os.set_inheritable(ready_fd, False)
     report = _reporter(ready_fd)
     try:
         lock = bundle.lock(f"running the VM (supervisor pid {os.getpid()})")
@@ -50,41 +74,67 @@ def main(args: list[str]) -> int:
         report({"ok": False, "already_running": True, "error": exc.message})
         return 0
     sockets: Sockets | None = None
+    replayed: subprocess.Popen[bytes] | None = None
     try:
         vmstatus.clean_stale(bundle.path)
         with contextlib.suppress(FileNotFoundError):
-            bundle.files.last_exit.unlink()
+            files.last_exit.unlink()
+        files.supervisor_pid.write_text(f"{os.getpid()}\n")
+        plan_key = launch_plan.key(bundle.path, _read_config(files))
+        plan = launch_plan.load(files, plan_key)
+        if plan is not None:  # nothing it depends on changed: boot now, check below
+            for path in plan["listen"].values():
+                Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            replayed = launch_plan.replay(plan)
+            files.engine_pid.write_text(f"{replayed.pid}\n")
+
+        from vmdesk.core import isolation  # imports the config model: after the replay
+
         config = bundle.load()
         isolation.enforce(config, bundle.path)
-        sockets = Sockets(bundle.files.sockets(str(config.uuid)))
+        sockets = Sockets(files.sockets(str(config.uuid)))
         sockets.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        bundle.files.supervisor_pid.write_text(f"{os.getpid()}\n")
 
         from vmdesk.engines.registry import engine_for
 
         session = engine_for(config).session(config, bundle.path, sockets.dir)
-        session.launch()
-        bundle.files.engine_pid.write_text(f"{session.pid}\n")
+        fresh = session.launch_spec() if replayed is not None else None
+        if replayed is not None and fresh is not None and _same_launch(fresh, plan):
+            session.adopt(replayed, fresh)
+        else:
+            if replayed is not None:  # a dependency the plan's key missed: never expected
+                print("the saved launch plan was stale; starting afresh", file=sys.stderr)
+                _discard(replayed)
+                replayed = None
+                launch_plan.forget(files)
+            ran = session.launch()
+            if ran is not None:
+                paths = isolation.resolutions(config, bundle.path)
+                launch_plan.save(files, plan_key, ran, paths)
+        files.engine_pid.write_text(f"{session.pid}\n")
 
         import asyncio  # only now: the guest is already booting
 
         from vmdesk.supervisor.daemon import Supervisor
 
-        supervisor = Supervisor(bundle, config, session, report)
+        launch = "fresh" if replayed is None else "replayed"
+        supervisor = Supervisor(bundle, config, session, report, launch)
         try:
             return asyncio.run(supervisor.run())
         finally:
             supervisor.close()
     except VMDeskError as exc:
+        _discard(replayed)
         vmstatus.record_exit(bundle.path, "failed", exc.message, exc.hint or "")
         report({"ok": False, "error": exc.message, "hint": exc.hint})
         return 1
     except BaseException as exc:
+        _discard(replayed)
         reason = f"the supervisor failed: {type(exc).__name__}: {exc}"
         vmstatus.record_exit(bundle.path, "failed", reason)
         report({"ok": False, "error": reason})
         print(reason, file=sys.stderr)
         raise
     finally:
-        vmstatus.remove_run_files(bundle.files, sockets)
+        vmstatus.remove_run_files(files, sockets)
         lock.__exit__(None, None, None)

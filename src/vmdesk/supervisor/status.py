@@ -113,8 +113,10 @@ def last_exit(bundle_dir: Path) -> dict[str, Any]:
 
 def _ended_status(record: dict[str, Any], *, default: str) -> dict[str, Any]:
     """What the exit record says, or ``default`` when there is none."""
-    if record.get("status") in ("crashed", "failed"):
+    if record.get("status") == "crashed":
         return {"status": "crashed", "reason": record.get("reason", "")}
+    if record.get("status") == "failed":  # it never ran: nothing crashed
+        return {"status": "stopped", "reason": f"the last start failed: {record.get('reason')}"}
     if record.get("status") == "stopped":
         return {"status": "stopped"}
     return {"status": default}

@@ -202,9 +202,13 @@ def _probe_cache_key(arch: Arch) -> str:
     return f"{boot_id}/{platform.release()}/qemu-{qemu}"
 
 
+def probe_cache_path(arch: Arch) -> Path:
+    return paths.cache_dir() / "accel" / f"kvm-probe-{arch}.json"
+
+
 def cached_probe_kvm(arch: Arch, *, refresh: bool = False) -> tuple[ProbeResult, bool]:
     """The KVM probe verdict for this boot of the host; (result, came from the cache)."""
-    cache = paths.cache_dir() / "accel" / f"kvm-probe-{arch}.json"
+    cache = probe_cache_path(arch)
     key = _probe_cache_key(arch)
     if not refresh:
         try:

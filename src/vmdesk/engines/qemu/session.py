@@ -8,9 +8,7 @@ second of imports) exists; :meth:`attach` then connects QMP and the serial conso
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.base import Capabilities
 from vmdesk.engines.qemu import accel as qemu_accel
 from vmdesk.engines.qemu import firmware as qemu_firmware
-from vmdesk.engines.qemu import unix_socket
+from vmdesk.engines.qemu import spawn
 from vmdesk.engines.qemu.binaries import system_binary
 from vmdesk.engines.qemu.vm_argv import Runtime, build_vm
 
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
     from qemu.qmp import QMPClient
 
 QMP_CONNECT_TIMEOUT = 15.0
-_PR_SET_PDEATHSIG = 1
 
 # QEMU run states -> ours.
 _STATES = {
@@ -65,14 +62,6 @@ def capabilities() -> Capabilities:
     )
 
 
-def _die_with_parent() -> None:
-    """Runs in the QEMU child before exec: if the supervisor dies, QEMU is killed too, so a
-    VM never outlives the process that manages it (Linux; elsewhere QEMU keeps running)."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class QemuSession:
     """Implements :class:`vmdesk.engines.base.Session` for QEMU."""
 
@@ -95,52 +84,52 @@ class QemuSession:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    def launch(self) -> None:
-        """Spawn QEMU (synchronously, before any event loop exists)."""
+    def launch_spec(self) -> dict[str, Any]:
+        """What :meth:`launch` runs, as JSON data (see spawn.py) that the supervisor may cache
+        and replay; choosing it has no side effects beyond creating missing UEFI variables."""
         config = self.config
         choice = qemu_accel.choose(config.arch)
-        self._accel_reason = f"{choice.accel}: {choice.reason}"
         firmware = None
         if config.boot.kind == "uefi":
             firmware = qemu_firmware.for_vm(config.arch, config.boot.secure_boot, self.files.nvram)
-        serial_log = None
-        if config.serial.enabled and config.serial.log:
-            serial_log = self.files.serial_log
-            with contextlib.suppress(FileNotFoundError):  # keep the previous run's log
-                serial_log.replace(serial_log.with_name(serial_log.name + ".1"))
-        qmp_sock = unix_socket.listen(self.sockets.qmp)
-        serial_sock = unix_socket.listen(self.sockets.serial) if config.serial.enabled else None
-        with contextlib.suppress(FileNotFoundError):
-            self.sockets.vnc.unlink()
-        try:
-            runtime = Runtime(
-                accel=choice.accel,
-                qmp_fd=qmp_sock.fileno(),
-                serial_fd=serial_sock.fileno() if serial_sock else None,
-                vnc_socket=self.sockets.vnc if config.display.vnc else None,
-                firmware=firmware,
-                serial_log=serial_log,
-            )
-            self.argv = [
-                str(system_binary(config.arch)),
-                *build_vm(config, self.files.root, runtime),
-            ]
-            fds = tuple(s.fileno() for s in (qmp_sock, serial_sock) if s is not None)
-            with self.files.engine_log.open("ab") as log:
-                log.write(("+ " + shlex.join(self.argv) + "\n").encode())
-                log.flush()
-                self._proc = subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=fds,
-                    preexec_fn=_die_with_parent,  # no threads yet in the supervisor
-                )
-        finally:
-            qmp_sock.close()  # QEMU has its own copies
-            if serial_sock is not None:
-                serial_sock.close()
+        serial_log = self.files.serial_log if config.serial.enabled and config.serial.log else None
+        runtime = Runtime(
+            accel=choice.accel,
+            qmp_fd=spawn.QMP_FD,
+            serial_fd=spawn.SERIAL_FD if config.serial.enabled else None,
+            vnc_socket=self.sockets.vnc if config.display.vnc else None,
+            firmware=firmware,
+            serial_log=serial_log,
+        )
+        binary = system_binary(config.arch)
+        listen = {str(spawn.QMP_FD): str(self.sockets.qmp)}
+        if config.serial.enabled:
+            listen[str(spawn.SERIAL_FD)] = str(self.sockets.serial)
+        watch = [str(binary), str(qemu_accel.probe_cache_path(config.arch)), "/dev/kvm"]
+        if firmware is not None:
+            watch += [str(firmware.code), str(firmware.vars)]
+        return {
+            "engine": "qemu",
+            "argv": [str(binary), *build_vm(config, self.files.root, runtime)],
+            "listen": listen,
+            "rotate": [str(serial_log)] if serial_log else [],
+            "remove": [str(self.sockets.vnc)],
+            "log": str(self.files.engine_log),
+            "watch": watch,
+            "accel_reason": f"{choice.accel}: {choice.reason}",
+        }
+
+    def launch(self) -> dict[str, Any]:
+        """Spawn QEMU (synchronously, before any event loop exists); returns the spec run."""
+        spec = self.launch_spec()
+        self.adopt(spawn.spawn(spec), spec)
+        return spec
+
+    def adopt(self, process: subprocess.Popen[bytes], spec: dict[str, Any]) -> None:
+        """Take over a QEMU the supervisor spawned from a cached copy of :meth:`launch_spec`."""
+        self._proc = process
+        self.argv = list(spec["argv"])
+        self._accel_reason = str(spec["accel_reason"])
 
     async def attach(self) -> None:
         """Connect QMP and the serial console to the launched QEMU."""

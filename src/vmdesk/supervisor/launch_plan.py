@@ -1,0 +1,131 @@
+"""Launch plans: starting a VM again without first loading the config model.
+
+Everything the supervisor does before the hypervisor spawns adds to the guest's boot time,
+and loading and checking the VM description (pydantic) takes about a fifth of a second.
+So after each start the supervisor saves what it ran (the engine's launch spec) together
+with everything that spec was derived from; the next start replays the spec at once if
+none of that changed, then checks the description in full while the guest boots.
+
+A plan holds only while all of these are unchanged:
+- the bytes of config.json, the bundle's path, and the environment that steers paths and
+  the accelerator;
+- VM-Desk's own code (size and mtime of every module), the host's boot (the KVM probe
+  verdict is per boot), the user's uid and groups (who may open /dev/kvm);
+- the files in the spec's ``watch`` list (QEMU, the probe cache, /dev/kvm, firmware);
+- the isolation verdict's inputs: every path the policy judged still resolves to the same
+  place and is still (or still is not) a device.
+
+Standard library only: this runs before the hypervisor spawns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from vmdesk.core.host_paths import is_device
+from vmdesk.core.layout import Layout
+
+VERSION = 1
+_ENVIRONMENT = ("VMDESK_ACCEL", "VMDESK_HOME", "VMDESK_CACHE", "XDG_CACHE_HOME", "HOME", "PATH")
+_REPLAYERS = {"qemu": "vmdesk.engines.qemu.spawn"}  # engines whose launches can be replayed
+
+
+def key(bundle_dir: Path, config: bytes) -> str:
+    """Digest of everything a plan depends on except the watched files and paths."""
+    facts = [
+        f"v{VERSION}",
+        str(bundle_dir),
+        sys.platform,
+        sys.executable,
+        _boot_id(),
+        f"{os.getuid()}:{sorted(os.getgroups())}",
+        _code_stamp(),
+        *(f"{name}={os.environ.get(name, '')}" for name in _ENVIRONMENT),
+    ]
+    digest = hashlib.sha256("\0".join(facts).encode())
+    digest.update(b"\0" + config)
+    return digest.hexdigest()
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # not Linux: the probe cache in the watch list covers re-probes
+        return ""
+
+
+def _code_stamp() -> str:
+    package = Path(__file__).resolve().parents[1]
+    entries = []
+    for directory, subdirs, names in os.walk(package):
+        subdirs[:] = [d for d in subdirs if d != "__pycache__"]
+        for name in names:
+            if name.endswith(".py"):
+                info = os.stat(os.path.join(directory, name))
+                entries.append(f"{directory}/{name}:{info.st_size}:{info.st_mtime_ns}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
+
+
+def _signature(path: str) -> list[int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_mode, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def load(files: Layout, plan_key: str) -> dict[str, Any] | None:
+    """The saved launch spec if the plan still holds, else None."""
+    try:
+        plan = json.loads(files.launch_plan.read_bytes())
+    except (OSError, ValueError):
+        return None
+    try:
+        if plan["key"] != plan_key or plan["spec"]["engine"] not in _REPLAYERS:
+            return None
+        for path, signature in plan["watch"].items():
+            if _signature(path) != signature:
+                return None
+        for named, real, device in plan["paths"]:
+            if os.path.realpath(named) != real or is_device(real) != device:
+                return None
+        spec: dict[str, Any] = plan["spec"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return spec
+
+
+def save(
+    files: Layout, plan_key: str, spec: dict[str, Any], paths: list[tuple[str, str, bool]]
+) -> None:
+    """Remember ``spec`` (just launched, with the isolation ``paths`` it was judged on)."""
+    plan = {
+        "key": plan_key,
+        "spec": spec,
+        "watch": {path: _signature(path) for path in spec["watch"]},
+        "paths": paths,
+    }
+    tmp = files.launch_plan.with_suffix(".tmp")
+    with contextlib.suppress(OSError):  # only a cache: without it the next start is slower
+        tmp.write_text(json.dumps(plan))
+        tmp.replace(files.launch_plan)
+
+
+def forget(files: Layout) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        files.launch_plan.unlink()
+
+
+def replay(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """Spawn the hypervisor from a saved spec through its engine's stdlib-only spawner."""
+    spawner = importlib.import_module(_REPLAYERS[spec["engine"]])
+    process: subprocess.Popen[bytes] = spawner.spawn(spec)
+    return process
