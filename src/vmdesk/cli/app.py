@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 
 from vmdesk import __version__
-from vmdesk.cli import doctor_command, run_commands, vm_commands
+from vmdesk.cli import doctor_command, run_commands, storage_commands, vm_commands
 from vmdesk.cli.output import console
 from vmdesk.core.arch import ARCHES, parse_arch
 from vmdesk.core.errors import VMDeskError
@@ -30,6 +30,7 @@ def cli(debug: bool) -> None:
 
 vm_commands.register(cli)
 run_commands.register(cli)
+storage_commands.register(cli)
 cli.add_command(doctor_command.doctor)
 
 

@@ -350,6 +350,9 @@ def delete(vm: str, yes: bool) -> None:
             f"Delete VM {vm!r} with all its disks and snapshots ({bundle.path})?", abort=True
         )
     library.delete(vm)
+    from vmdesk.storage import clones
+
+    clones.sweep_bases(library)  # a base the VM was the last user of goes too
     console.print(f"[green]✓[/] deleted {escape(vm)}")
 
 
@@ -368,7 +371,9 @@ def import_vm(path: Path, name: str | None) -> None:
 @click.argument("destination", type=click.Path(path_type=Path))
 def export_vm(vm: str, destination: Path) -> None:
     """Copy a VM's bundle out of the library (to a new path or into a folder)."""
-    target = _library().export(vm, destination)
+    from vmdesk.storage import clones
+
+    target = clones.export(_library(), vm, destination)
     console.print(f"[green]✓[/] exported {escape(vm)} to {escape(str(target))}")
 
 

@@ -51,6 +51,10 @@ class BundleError(VMDeskError):
     """A VM bundle on disk is damaged, from a newer VM-Desk, or not a bundle at all."""
 
 
+class StorageError(VMDeskError):
+    """A disk image operation failed (the image is left as it was)."""
+
+
 class PolicyViolation(VMDeskError):
     """The VM's isolation mode forbids what its configuration asks for."""
 

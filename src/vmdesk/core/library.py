@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vmdesk.core import layout, paths, validation
@@ -82,11 +84,17 @@ class Library:
         if problems:
             raise ConfigError(problems)
 
-    def create(self, config: VMConfig, files: dict[str, Path] | None = None) -> Bundle:
+    def create(
+        self,
+        config: VMConfig,
+        files: dict[str, Path] | None = None,
+        populate: Callable[[Path], None] | None = None,
+    ) -> Bundle:
         """Add a new VM; its bundle appears whole or not at all.
 
         ``files`` maps paths inside the bundle (e.g. ``boot/vmlinuz``) to host files that
-        are copied in before the bundle appears.
+        are copied in, and ``populate`` may fill the staged bundle directory, before the
+        bundle appears under its name.
         """
         target = self.path_for(config.name)
         if target.exists():
@@ -97,22 +105,49 @@ class Library:
         if any(c.uuid == config.uuid for c in self.configs()):
             config.uuid = uuidlib.uuid4()
         self._check(config, target, skip=None)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".create-", dir=self.root) as tmp:
-            staged = Bundle.create(Path(tmp) / "vm", config)
+        with self._scratch("create") as tmp:
+            staged = Bundle.create(tmp / "vm", config)
             for inside, source in (files or {}).items():
                 destination = staged.path / inside
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, destination)
+            if populate is not None:
+                populate(staged.path)
             _publish(staged.path, target)
         return Bundle(target)
 
+    @contextlib.contextmanager
+    def _scratch(self, purpose: str) -> Iterator[Path]:
+        """A private directory in the library, named after this process so that
+        :meth:`sweep` can tell an abandoned one (its process was killed) from a live one."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.sweep()
+        path = Path(tempfile.mkdtemp(prefix=f".{purpose}-{os.getpid()}-", dir=self.root))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def sweep(self) -> list[Path]:
+        """Remove what interrupted creates, clones, imports and deletes left behind."""
+        removed = []
+        for path in self.root.glob(".*-*-*"):
+            parts = path.name.split("-")
+            if path.is_dir() and parts[1].isdigit() and not _alive(int(parts[1])):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
+
     def update(self, bundle: Bundle, config: VMConfig) -> VMConfig:
         """Replace a VM's description after checking it; returns what was saved."""
-        checked = from_dict(to_dict(config))  # cross-field rules, exactly as on load
         with bundle.lock("editing its configuration"):
-            self._check(checked, bundle.path, skip=bundle)
-            bundle.save(checked)
+            return self.save_locked(bundle, config)
+
+    def save_locked(self, bundle: Bundle, config: VMConfig) -> VMConfig:
+        """:meth:`update` for a caller that already holds the bundle's lock."""
+        checked = from_dict(to_dict(config))  # cross-field rules, exactly as on load
+        self._check(checked, bundle.path, skip=bundle)
+        bundle.save(checked)
         return checked
 
     def rename(self, ref: str, new_name: str) -> Bundle:
@@ -136,7 +171,7 @@ class Library:
             )
         with bundle.lock("being deleted"):
             # Move it out of the library first, so a crash mid-delete never leaves half a VM.
-            trash = Path(tempfile.mkdtemp(prefix=".delete-", dir=self.root))
+            trash = Path(tempfile.mkdtemp(prefix=f".delete-{os.getpid()}-", dir=self.root))
             bundle.path.rename(trash / bundle.dir_name)
         shutil.rmtree(trash, ignore_errors=True)
         return bundle.path
@@ -159,16 +194,18 @@ class Library:
                 nic.mac = None  # a copy must not share the original's MACs
         target = self.path_for(config.name)
         self._check(config, target, skip=None)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".import-", dir=self.root) as tmp:
-            staged = Path(tmp) / "vm"
+        with self._scratch("import") as tmp:
+            staged = tmp / "vm"
             _copy_bundle(source, staged)
             Bundle(staged).save(config)
             _publish(staged, target)
         return Bundle(target)
 
-    def export(self, ref: str, destination: Path) -> Path:
-        """Copy a VM's bundle out; ``destination`` is a new path or an existing directory."""
+    def export(
+        self, ref: str, destination: Path, finish: Callable[[Bundle, Path], None] | None = None
+    ) -> Path:
+        """Copy a VM's bundle out; ``destination`` is a new path or an existing directory.
+        ``finish(bundle, staged_copy)`` may adjust the copy before it appears."""
         bundle = self.find(ref)
         destination = destination.expanduser()
         if destination.is_dir():
@@ -180,7 +217,13 @@ class Library:
         with bundle.lock("being exported"):
             staged = destination.parent / f".{destination.name}.partial"
             shutil.rmtree(staged, ignore_errors=True)
-            _copy_bundle(bundle.path, staged)
+            try:
+                _copy_bundle(bundle.path, staged)
+                if finish is not None:
+                    finish(bundle, staged)
+            except BaseException:
+                shutil.rmtree(staged, ignore_errors=True)
+                raise
             staged.rename(destination)
         return destination
 
@@ -190,6 +233,16 @@ def _copy_bundle(source: Path, target: Path) -> None:
     not_copied = shutil.ignore_patterns(layout.LOCK, layout.LAUNCH_PLAN, layout.RUN)
     shutil.copytree(source, target, symlinks=True, ignore=not_copied)
     (target / layout.RUN).mkdir(exist_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _publish(staged: Path, target: Path) -> None:

@@ -42,8 +42,8 @@ MODULES: tuple[str, ...] = (
     "tpm_tis", "tpm_crb", "tpm_tis_device",
     # input: event devices, the power buttons (ACPI on x86_64, gpio-keys on aarch64 virt), USB
     "evdev", "button", "gpio_keys", "xhci_pci", "usbhid", "hid_generic",
-    # media
-    "sd_mod", "sr_mod", "isofs",
+    # media: SCSI disks and CDs (virtio-scsi, USB storage), q35's AHCI for CDs
+    "sd_mod", "sr_mod", "isofs", "ahci", "usb_storage",
 )  # fmt: skip
 
 SERIAL_CONSOLE: dict[Arch, str] = {"x86_64": "ttyS0", "aarch64": "ttyAMA0"}

@@ -1,1 +1,1 @@
-"""storage layer."""
+"""Disk images: create, inspect, grow, convert, clone and snapshot them (via qemu-img)."""

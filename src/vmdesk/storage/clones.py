@@ -1,0 +1,277 @@
+"""Clones of a stopped VM: full (its own copy of every disk) or linked (qcow2 overlays on
+read-only bases shared with the source).
+
+A linked clone freezes each of the source's disks into a base in the library's
+``.bases/`` (a hard link, so no data moves), then gives the source and the clone each a
+fresh overlay on it. Bases are never written again (mode 0444, opened read-only by
+QEMU); how many overlays use one is worked out from the images' backing chains, and
+:func:`sweep_bases` deletes a base once nothing uses it. Every step keeps the source
+usable if the process is killed: the source's disk is replaced by its overlay in one
+rename, and a half-made clone stays in a private staging directory the library sweeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import uuid as uuidlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmdesk.core import layout
+from vmdesk.core.bundle import Bundle
+from vmdesk.core.config import Disk, VMConfig, from_dict, to_dict
+from vmdesk.core.errors import ConfigError, Conflict, StorageError, VMDeskError
+from vmdesk.core.library import Library
+from vmdesk.core.states import ENDED
+from vmdesk.storage import copying, images, qemu_img
+from vmdesk.storage.copying import CopyProgress
+from vmdesk.storage.qemu_img import Progress
+from vmdesk.storage.snapshots import TAG_PREFIX, load_tree
+from vmdesk.storage.vm_media import locked, resolved
+
+BASES = ".bases"
+# Not copied into a clone: its disks are made separately, and a clone starts with fresh
+# firmware variables, TPM state, no snapshots and no logs.
+_NOT_COPIED = {
+    layout.CONFIG, layout.LOCK, layout.LAUNCH_PLAN, layout.RUN, layout.DISKS,
+    layout.NVRAM, layout.TPM, layout.SNAPSHOTS, layout.LOGS,
+}  # fmt: skip
+
+
+def bases_dir(library: Library) -> Path:
+    """Where bases live: two levels below the library root, like a bundle's ``disks/``, so
+    the relative backing name ``../../.bases/images/X`` means the same file from both a
+    bundle's disks and another base (a base of a linked clone of a linked clone)."""
+    return library.root / BASES / "images"
+
+
+@contextlib.contextmanager
+def _bases_locked(library: Library) -> Iterator[Path]:
+    """Serialise base bookkeeping across processes (a clone's new base is not yet used)."""
+    directory = bases_dir(library)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory.parent / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield directory
+    finally:
+        os.close(fd)
+
+
+def clone(
+    library: Library,
+    source: str,
+    name: str,
+    *,
+    linked: bool = False,
+    forwards: bool = True,
+    progress: CopyProgress | None = None,
+) -> Bundle:
+    """A new VM ``name`` with the source's description and its own copy of its disks."""
+    src = library.find(source)
+    src_name = src.dir_name.removesuffix(layout.SUFFIX)
+    if library.status(src) not in ENDED:
+        raise Conflict(
+            f"VM {src_name!r} is running, and a clone needs a stopped VM",
+            hint=f"stop it first (`vmdesk stop {src_name}`)",
+        )
+    with locked(src, "being cloned"):
+        config = src.load()
+        new = _clone_description(config, name, forwards)
+        if linked:
+            with _bases_locked(library):
+                planned = _linked_disks(library, src, config)
+                return _create(library, new, src, planned, src_name, progress)
+        return _create(library, new, src, _full_disks(src, config), src_name, progress)
+
+
+def _clone_description(config: VMConfig, name: str, forwards: bool) -> VMConfig:
+    data = to_dict(config)
+    data["name"] = name
+    data["uuid"] = str(uuidlib.uuid4())
+    for nic in data["nics"]:
+        nic["mac"] = None  # a clone never shares the source's MACs
+        if not forwards:
+            nic["forwards"] = []
+    return from_dict(data)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One disk of the clone: copied from ``origin``, or an overlay on the base ``origin``
+    when ``base_format`` is set."""
+
+    disk: Disk
+    origin: Path
+    base_format: str | None = None
+    size: int = 0
+
+
+def _full_disks(src: Bundle, config: VMConfig) -> list[_Planned]:
+    planned = []
+    names: set[str] = set()
+    for disk in config.disks:
+        path = resolved(src, disk)
+        inside = f"disks/{_unique(path.name, names)}"
+        planned.append(_Planned(disk.model_copy(update={"file": inside}), path))
+    return planned
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, counter = name, 1
+    while candidate in taken:
+        stem, dot, suffix = name.partition(".")
+        candidate = f"{stem}-{counter}{dot}{suffix}"
+        counter += 1
+    taken.add(candidate)
+    return candidate
+
+
+def _linked_disks(library: Library, src: Bundle, config: VMConfig) -> list[_Planned]:
+    root = os.path.realpath(src.path)
+    bases = os.path.realpath(bases_dir(library))
+    for disk in config.disks:
+        path = resolved(src, disk)
+        if not os.path.realpath(path).startswith(root + os.sep):
+            raise StorageError(
+                f"{disk.file} is outside the VM's bundle, so it cannot become a shared base",
+                hint="make a full clone instead (without --linked)",
+            )
+        chain = images.inspect(path).backing_chain
+        if chain and os.path.dirname(os.path.realpath(chain[0])) != bases:
+            raise StorageError(
+                f"{disk.file} has a backing file VM-Desk did not make ({chain[0]})",
+                hint="make a full clone instead (without --linked)",
+            )
+    if load_tree(src).snapshots:
+        raise StorageError(
+            "the VM has snapshots, which a linked clone would cut off from its disks",
+            hint="delete its snapshots first, or make a full clone (without --linked)",
+        )
+    planned = []
+    for index in range(len(config.disks)):
+        base, fmt, size = _freeze(library, src, config, index)
+        frozen = config.disks[index]  # a raw disk got a new (qcow2) file
+        planned.append(_Planned(frozen.model_copy(update={"format": "qcow2"}), base, fmt, size))
+    return planned
+
+
+def _freeze(library: Library, src: Bundle, config: VMConfig, index: int) -> tuple[Path, str, int]:
+    """Turn the source's disk ``index`` into a read-only base with a new overlay on it."""
+    disk = config.disks[index]
+    path = resolved(src, disk)
+    info = images.inspect(path)
+    base = bases_dir(library) / f"{config.uuid.hex[:8]}-{secrets.token_hex(4)}.{disk.format}"
+    os.link(path, base)  # same file system: no data moves
+    if disk.format == "qcow2":
+        tmp = path.with_name(f".{path.name}.overlay")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        images.overlay(tmp, os.path.relpath(base, path.parent), "qcow2", info.virtual_size)
+        tmp.replace(path)  # the one step that switches the source over
+    else:  # a raw disk's overlay is qcow2: a new file, then the description points at it
+        taken = {p.name for p in path.parent.iterdir()}
+        new_path = path.parent / _unique(path.with_suffix(".qcow2").name, taken)
+        images.overlay(new_path, os.path.relpath(base, path.parent), "raw", info.virtual_size)
+        config.disks[index] = disk.model_copy(
+            update={"file": str(new_path.relative_to(src.path)), "format": "qcow2"}
+        )
+        src.save(config)
+        path.unlink()
+    base.chmod(0o444)
+    return base, disk.format, info.virtual_size
+
+
+def _create(
+    library: Library,
+    new: VMConfig,
+    src: Bundle,
+    disks: list[_Planned],
+    src_name: str,
+    progress: CopyProgress | None,
+) -> Bundle:
+    new.disks = [planned.disk for planned in disks]
+
+    def populate(staged: Path) -> None:
+        for entry in src.path.iterdir():
+            if entry.name not in _NOT_COPIED:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.copytree(entry, staged / entry.name, symlinks=True, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(entry, staged / entry.name, follow_symlinks=False)
+        (staged / layout.DISKS).mkdir(exist_ok=True)
+        final_disks = library.path_for(new.name) / layout.DISKS
+        for planned in disks:
+            target = staged / planned.disk.file
+            if planned.base_format is not None:
+                base = os.path.relpath(planned.origin, final_disks)
+                images.overlay(target, base, planned.base_format, planned.size)
+            else:
+                copying.copy(planned.origin, target, progress)
+                _drop_snapshots(target, planned.disk)
+
+    try:
+        return library.create(new, populate=populate)
+    except ConfigError as exc:
+        if any(".forwards" in p.field for p in exc.problems):
+            raise Conflict(
+                f"the clone's port forwards clash with {src_name!r}: {exc.problems[0]}",
+                hint="clone with --no-forwards, then add new ones with `vmdesk edit`",
+            ) from None
+        raise
+
+
+def _drop_snapshots(path: Path, disk: Disk) -> None:
+    """A full copy of a qcow2 carries the source's internal snapshots: not the clone's."""
+    if disk.format != "qcow2":
+        return
+    for tag in images.inspect(path).snapshots:
+        if tag.startswith(TAG_PREFIX):
+            qemu_img.run(["snapshot", "-d", tag, str(path)], what=f"cleaning {path}")
+
+
+def sweep_bases(library: Library) -> list[Path]:
+    """Delete the bases no disk in the library uses any more; returns them."""
+    if not bases_dir(library).is_dir():
+        return []
+    with _bases_locked(library) as directory:
+        used: set[str] = set()
+        for bundle in library.bundles():
+            try:
+                for disk in bundle.load().disks:
+                    path = resolved(bundle, disk)
+                    if path.exists():
+                        chain = images.inspect(path).backing_chain
+                        used.update(os.path.realpath(layer) for layer in chain)
+            except VMDeskError:  # unsure what a damaged VM uses: delete nothing
+                return []
+        removed = []
+        for base in directory.iterdir():
+            if base.name.startswith("."):
+                continue
+            if os.path.realpath(base) not in used:
+                base.unlink()
+                removed.append(base)
+        return removed
+
+
+def export(library: Library, ref: str, destination: Path, progress: Progress | None = None) -> Path:
+    """Export a VM; disks on a base (linked clones) are exported whole, so the copy opens
+    anywhere without the library's bases."""
+
+    def flatten(bundle: Bundle, staged: Path) -> None:
+        for disk in bundle.load().disks:
+            if Path(disk.file).expanduser().is_absolute():
+                continue  # not in the bundle, so not in the copy
+            source = resolved(bundle, disk)
+            if source.exists() and images.inspect(source).backing_chain:
+                copied = resolved(Bundle(staged), disk)
+                copied.unlink()
+                images.convert(source, copied, "qcow2", progress=progress)
+
+    return library.export(ref, destination, finish=flatten)
