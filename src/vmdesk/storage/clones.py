@@ -17,6 +17,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import tempfile
 import uuid as uuidlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,8 +85,11 @@ def clone(
         config = src.load()
         new = _clone_description(config, name, forwards)
         if linked:
-            with _bases_locked(library):
-                planned = _linked_disks(library, src, config)
+            with (
+                _bases_locked(library) as bases,
+                tempfile.TemporaryDirectory(prefix=".template-", dir=bases.parent) as scratch,
+            ):
+                planned = _linked_disks(library, src, config, Path(scratch))
                 return _create(library, new, src, planned, src_name, progress)
         return _create(library, new, src, _full_disks(src, config), src_name, progress)
 
@@ -103,13 +107,12 @@ def _clone_description(config: VMConfig, name: str, forwards: bool) -> VMConfig:
 
 @dataclass(frozen=True)
 class _Planned:
-    """One disk of the clone: copied from ``origin``, or an overlay on the base ``origin``
-    when ``base_format`` is set."""
+    """One disk of the clone, copied from ``origin``: the source's image (a full clone) or
+    a fresh overlay on the shared base (a linked clone)."""
 
     disk: Disk
     origin: Path
-    base_format: str | None = None
-    size: int = 0
+    linked: bool = False
 
 
 def _full_disks(src: Bundle, config: VMConfig) -> list[_Planned]:
@@ -132,59 +135,69 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _linked_disks(library: Library, src: Bundle, config: VMConfig) -> list[_Planned]:
+def _linked_disks(library: Library, src: Bundle, config: VMConfig, scratch: Path) -> list[_Planned]:
     root = os.path.realpath(src.path)
     bases = os.path.realpath(bases_dir(library))
-    for disk in config.disks:
+    infos = []
+    for disk in config.disks:  # every check before anything changes
         path = resolved(src, disk)
         if not os.path.realpath(path).startswith(root + os.sep):
             raise StorageError(
                 f"{disk.file} is outside the VM's bundle, so it cannot become a shared base",
                 hint="make a full clone instead (without --linked)",
             )
-        chain = images.inspect(path).backing_chain
-        if chain and os.path.dirname(os.path.realpath(chain[0])) != bases:
+        info = images.inspect(path, chain=False)
+        backing = info.backing_chain
+        if backing and os.path.dirname(os.path.realpath(backing[0])) != bases:
             raise StorageError(
-                f"{disk.file} has a backing file VM-Desk did not make ({chain[0]})",
+                f"{disk.file} has a backing file VM-Desk did not make ({backing[0]})",
                 hint="make a full clone instead (without --linked)",
             )
+        infos.append(info)
     if load_tree(src).snapshots:
         raise StorageError(
             "the VM has snapshots, which a linked clone would cut off from its disks",
             hint="delete its snapshots first, or make a full clone (without --linked)",
         )
     planned = []
-    for index in range(len(config.disks)):
-        base, fmt, size = _freeze(library, src, config, index)
+    for index, info in enumerate(infos):
+        template = scratch / f"disk{index}.qcow2"
+        _freeze(library, src, config, index, info, template)
         frozen = config.disks[index]  # a raw disk got a new (qcow2) file
-        planned.append(_Planned(frozen.model_copy(update={"format": "qcow2"}), base, fmt, size))
+        planned.append(_Planned(frozen.model_copy(update={"format": "qcow2"}), template, True))
     return planned
 
 
-def _freeze(library: Library, src: Bundle, config: VMConfig, index: int) -> tuple[Path, str, int]:
-    """Turn the source's disk ``index`` into a read-only base with a new overlay on it."""
+def _freeze(
+    library: Library, src: Bundle, config: VMConfig, index: int, info: images.ImageInfo,
+    template: Path,
+) -> None:  # fmt: skip
+    """Turn the source's disk ``index`` into a read-only base with a new overlay on it, and
+    keep a copy of that (empty) overlay as ``template`` for the clone: bundles sit side by
+    side in the library, so the same relative backing name serves both."""
     disk = config.disks[index]
     path = resolved(src, disk)
-    info = images.inspect(path)
     base = bases_dir(library) / f"{config.uuid.hex[:8]}-{secrets.token_hex(4)}.{disk.format}"
     os.link(path, base)  # same file system: no data moves
+    backing = os.path.relpath(base, path.parent)
     if disk.format == "qcow2":
         tmp = path.with_name(f".{path.name}.overlay")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        images.overlay(tmp, os.path.relpath(base, path.parent), "qcow2", info.virtual_size)
+        images.overlay(tmp, backing, "qcow2", info.virtual_size)
+        shutil.copyfile(tmp, template)
         tmp.replace(path)  # the one step that switches the source over
     else:  # a raw disk's overlay is qcow2: a new file, then the description points at it
         taken = {p.name for p in path.parent.iterdir()}
         new_path = path.parent / _unique(path.with_suffix(".qcow2").name, taken)
-        images.overlay(new_path, os.path.relpath(base, path.parent), "raw", info.virtual_size)
+        images.overlay(new_path, backing, "raw", info.virtual_size)
+        shutil.copyfile(new_path, template)
         config.disks[index] = disk.model_copy(
             update={"file": str(new_path.relative_to(src.path)), "format": "qcow2"}
         )
         src.save(config)
         path.unlink()
     base.chmod(0o444)
-    return base, disk.format, info.virtual_size
 
 
 def _create(
@@ -205,14 +218,10 @@ def _create(
                 else:
                     shutil.copy2(entry, staged / entry.name, follow_symlinks=False)
         (staged / layout.DISKS).mkdir(exist_ok=True)
-        final_disks = library.path_for(new.name) / layout.DISKS
         for planned in disks:
             target = staged / planned.disk.file
-            if planned.base_format is not None:
-                base = os.path.relpath(planned.origin, final_disks)
-                images.overlay(target, base, planned.base_format, planned.size)
-            else:
-                copying.copy(planned.origin, target, progress)
+            copying.copy(planned.origin, target, None if planned.linked else progress)
+            if not planned.linked:
                 _drop_snapshots(target, planned.disk)
 
     try:
@@ -250,6 +259,8 @@ def sweep_bases(library: Library) -> list[Path]:
                         used.update(os.path.realpath(layer) for layer in chain)
             except VMDeskError:  # unsure what a damaged VM uses: delete nothing
                 return []
+        for stale in directory.parent.glob(".template-*"):  # from a killed linked clone
+            shutil.rmtree(stale, ignore_errors=True)
         removed = []
         for base in directory.iterdir():
             if base.name.startswith("."):

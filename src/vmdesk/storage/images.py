@@ -50,19 +50,23 @@ def parse_format(value: str) -> Format:
     raise StorageError(f"unknown disk format {value!r}", hint="use qcow2 or raw")
 
 
-def inspect(path: Path) -> ImageInfo:
-    """What an image is: format, sizes, backing chain and internal snapshots."""
+def inspect(path: Path, *, chain: bool = True) -> ImageInfo:
+    """What an image is: format, sizes, backing chain and internal snapshots. Without
+    ``chain`` only the image itself is opened, and the chain holds just its backing file."""
     if not path.is_file():
         raise NotFound(f"{path} does not exist", hint="check the path")
-    layers = qemu_img.info(path, chain=True)
-    top = layers[0]
-    chain = [str(layer["filename"]) for layer in layers[1:]]
+    if chain:
+        layers = qemu_img.info(path, chain=True)
+        top, backing = layers[0], [str(layer["filename"]) for layer in layers[1:]]
+    else:
+        top = qemu_img.info(path)
+        backing = [str(top["full-backing-filename"])] if "full-backing-filename" in top else []
     return ImageInfo(
         path=str(path),
         format=str(top["format"]),
         virtual_size=int(top["virtual-size"]),
         allocated=int(top.get("actual-size", 0)),
-        backing_chain=chain,
+        backing_chain=backing,
         snapshots=[str(s["name"]) for s in top.get("snapshots", [])],
     )
 
