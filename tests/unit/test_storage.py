@@ -136,6 +136,11 @@ def test_add_attach_list_grow_and_detach(library: Library, tmp_path: Path) -> No
     assert str(outside) in config.approved_paths  # naming it approved it
     with pytest.raises(Conflict, match="already attached"):
         vm_media.attach(library, "src", outside)
+    overlay = tmp_path / "overlay.qcow2"
+    images.create(overlay, GiB, backing=tmp_path / "data.raw")
+    with pytest.raises(StorageError, match="overlay on") as err:
+        vm_media.attach(library, "src", overlay)
+    assert "disk convert" in (err.value.hint or "")
     listed = vm_media.disks(library, "src")
     assert [d.info.virtual_size for d in listed if d.info] == [20 * GiB, GiB]
     assert vm_media.grow(library, "src", "disk0.qcow2", 30 * GiB).virtual_size == 30 * GiB

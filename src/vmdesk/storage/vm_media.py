@@ -138,6 +138,11 @@ def attach(
             f"{path} is a {info.format} image; VMs use qcow2 or raw",
             hint=f"convert it: `vmdesk disk convert {path} NEW.qcow2`",
         )
+    if info.backing_chain:  # QEMU would open those too, past the isolation policy
+        raise StorageError(
+            f"{path} is an overlay on {info.backing_chain[0]}",
+            hint=f"attach a standalone copy: `vmdesk disk convert {path} NEW.qcow2`",
+        )
     with editing(library, ref, "attaching a disk") as edit:
         for current in edit.config.disks:
             if resolved(edit.bundle, current) == Path(os.path.normpath(path)):
