@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -128,8 +127,8 @@ def test_spawn_hands_over_exactly_stdio_and_the_sockets_at_fixed_fds(tmp_path: P
     (tmp_path / "serial.log").write_text("last run")
     (tmp_path / "vnc.sock").write_text("stale")
     try:
-        process: subprocess.Popen[bytes] = spawn.spawn(spec)
-        assert process.wait(timeout=30) == 0
+        spawned = spawn.spawn(spec)
+        assert spawned.qemu.wait(timeout=30) == 0 and spawned.helpers == []
     finally:
         os.close(stray)
     lines = log.read_text().splitlines()
@@ -141,3 +140,30 @@ def test_spawn_hands_over_exactly_stdio_and_the_sockets_at_fixed_fds(tmp_path: P
     client = socket.socket(socket.AF_UNIX)
     with pytest.raises(ConnectionRefusedError):  # the child owned the listening sockets
         client.connect(str(tmp_path / "qmp.sock"))
+
+
+def test_spawn_pairs_a_helper_with_qemu_and_kills_it_when_qemu_cannot_start(
+    tmp_path: Path,
+) -> None:
+    echo = "import os\nos.write(3, os.read(3, 100).upper())\n"  # the helper answers on fd 3
+    ask = "import os\nos.write(5, b'ping')\nprint(os.read(5, 100).decode())\n"
+    helper = {"argv": [sys.executable, "-c", echo], "log": str(tmp_path / "helper.log"),
+              "engine_fd": 5}  # fmt: skip
+    spec = {"argv": [sys.executable, "-c", ask], "listen": {}, "rotate": [], "remove": [],
+            "log": str(tmp_path / "engine.log"), "helpers": [helper]}  # fmt: skip
+    spawned = spawn.spawn(spec)
+    assert spawned.qemu.wait(timeout=30) == 0 and spawned.helpers[0].wait(timeout=30) == 0
+    assert (tmp_path / "engine.log").read_text().splitlines()[-1] == "PING"
+    marker = f"# helper of {tmp_path}"
+    sleeper = {**helper, "argv": [sys.executable, "-c", f"import time; time.sleep(60)  {marker}"]}
+    broken = {**spec, "argv": [str(tmp_path / "no-such-qemu")], "helpers": [sleeper]}
+    with pytest.raises(FileNotFoundError):
+        spawn.spawn(broken)
+    alive = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if marker.encode() in (proc / "cmdline").read_bytes():
+                alive.append(proc.name)
+        except OSError:
+            continue
+    assert alive == []  # the helper started for it was killed and reaped

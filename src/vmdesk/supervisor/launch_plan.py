@@ -25,10 +25,9 @@ import hashlib
 import importlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from vmdesk.core.host_paths import is_device
 from vmdesk.core.layout import Layout
@@ -124,8 +123,17 @@ def forget(files: Layout) -> None:
         files.launch_plan.unlink()
 
 
-def replay(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+class Replayed(Protocol):
+    """What an engine's spawner returns: the running hypervisor (and its helpers)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def discard(self) -> None: ...
+
+
+def replay(spec: dict[str, Any]) -> Replayed:
     """Spawn the hypervisor from a saved spec through its engine's stdlib-only spawner."""
     spawner = importlib.import_module(_REPLAYERS[spec["engine"]])
-    process: subprocess.Popen[bytes] = spawner.spawn(spec)
-    return process
+    spawned: Replayed = spawner.spawn(spec)
+    return spawned

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -54,10 +53,9 @@ def _same_launch(a: dict[str, Any], b: dict[str, Any] | None) -> bool:
     return b is not None and {**a, "accel_reason": ""} == {**b, "accel_reason": ""}
 
 
-def _discard(process: subprocess.Popen[bytes] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.kill()
-        process.wait()
+def _discard(replayed: launch_plan.Replayed | None) -> None:
+    if replayed is not None:
+        replayed.discard()
 
 
 def main(args: list[str]) -> int:
@@ -74,7 +72,7 @@ def main(args: list[str]) -> int:
         report({"ok": False, "already_running": True, "error": exc.message})
         return 0
     sockets: Sockets | None = None
-    replayed: subprocess.Popen[bytes] | None = None
+    replayed: launch_plan.Replayed | None = None
     try:
         vmstatus.clean_stale(bundle.path)
         with contextlib.suppress(FileNotFoundError):

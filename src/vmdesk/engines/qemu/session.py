@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import EngineError
+from vmdesk.core.errors import EngineError, HostToolMissing
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.base import Capabilities
 from vmdesk.engines.qemu import accel as qemu_accel
@@ -72,6 +73,7 @@ class QemuSession:
         self._accel_reason = ""
         self.argv: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
+        self._helpers: list[subprocess.Popen[bytes]] = []
         self._qmp: QMPClient | None = None
         self._serial: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._quit_requested = False
@@ -100,6 +102,7 @@ class QemuSession:
             vnc_socket=self.sockets.vnc if config.display.vnc else None,
             firmware=firmware,
             serial_log=serial_log,
+            tpm_fd=spawn.TPM_FD if config.tpm else None,
         )
         binary = system_binary(config.arch)
         listen = {str(spawn.QMP_FD): str(self.sockets.qmp)}
@@ -108,6 +111,11 @@ class QemuSession:
         watch = [str(binary), str(qemu_accel.probe_cache_path(config.arch)), "/dev/kvm"]
         if firmware is not None:
             watch += [str(firmware.code), str(firmware.vars)]
+        helpers = []
+        if config.tpm:
+            swtpm = self._swtpm()
+            helpers.append(swtpm)
+            watch.append(swtpm["argv"][0])
         return {
             "engine": "qemu",
             "argv": [str(binary), *build_vm(config, self.files.root, runtime)],
@@ -115,9 +123,29 @@ class QemuSession:
             "rotate": [str(serial_log)] if serial_log else [],
             "remove": [str(self.sockets.vnc)],
             "log": str(self.files.engine_log),
+            "helpers": helpers,
             "watch": watch,
             "accel_reason": f"{choice.accel}: {choice.reason}",
         }
+
+    def _swtpm(self) -> dict[str, Any]:
+        """swtpm for this VM: TPM 2.0 state in the bundle's tpm/, its control channel on a
+        socket pair with QEMU, and gone when QEMU closes that channel (--terminate)."""
+        binary = shutil.which("swtpm")
+        if binary is None:
+            raise HostToolMissing(
+                "swtpm (TPM emulation) was not found",
+                hint="install it: `sudo apt-get install swtpm swtpm-tools` (or `make setup`), "
+                f"or turn the TPM off: `vmdesk edit {self.config.name} --no-tpm`",
+            )
+        self.files.tpm.mkdir(exist_ok=True)
+        log = self.files.logs / "swtpm.log"
+        argv = [
+            binary, "socket", "--tpm2", "--tpmstate", f"dir={self.files.tpm}",
+            "--ctrl", f"type=unixio,clientfd={spawn.HELPER_FD}", "--terminate",
+            "--log", f"file={log},level=1",
+        ]  # fmt: skip
+        return {"argv": argv, "log": str(log), "engine_fd": spawn.TPM_FD}
 
     def launch(self) -> dict[str, Any]:
         """Spawn QEMU (synchronously, before any event loop exists); returns the spec run."""
@@ -125,9 +153,10 @@ class QemuSession:
         self.adopt(spawn.spawn(spec), spec)
         return spec
 
-    def adopt(self, process: subprocess.Popen[bytes], spec: dict[str, Any]) -> None:
+    def adopt(self, spawned: spawn.Spawned, spec: dict[str, Any]) -> None:
         """Take over a QEMU the supervisor spawned from a cached copy of :meth:`launch_spec`."""
-        self._proc = process
+        self._proc = spawned.qemu
+        self._helpers = spawned.helpers
         self.argv = list(spec["argv"])
         self._accel_reason = str(spec["accel_reason"])
 
@@ -251,6 +280,12 @@ class QemuSession:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
             self._proc.wait()
+        for helper in reversed(self._helpers):
+            try:  # swtpm saves its state and exits once QEMU is gone
+                await asyncio.to_thread(helper.wait, 5.0)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait()
         for path in (self.sockets.qmp, self.sockets.serial, self.sockets.vnc):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

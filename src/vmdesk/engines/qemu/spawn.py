@@ -6,7 +6,11 @@ A spec is plain JSON data:
 
     {"engine": "qemu", "argv": [...], "listen": {"3": qmp.sock, "4": serial.sock},
      "rotate": [serial.log], "remove": [vnc.sock], "log": engine.log,
+     "helpers": [{"argv": [...], "log": swtpm.log, "engine_fd": 5}],
      "watch": [files whose change makes the spec stale], "accel_reason": "..."}
+
+Each helper daemon (swtpm) gets one end of a socket pair at fd 3 and QEMU the other end
+at the helper's ``engine_fd``; helpers start first and are killed if QEMU cannot start.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import fcntl
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,8 @@ from vmdesk.engines.qemu import unix_socket
 # depend on the supervisor's own fd numbers and can be cached.
 QMP_FD = 3
 SERIAL_FD = 4
+TPM_FD = 5
+HELPER_FD = 3  # where a helper finds its end of the socket pair
 _PR_SET_PDEATHSIG = 1
 
 
@@ -50,9 +58,28 @@ def _child_setup(moves: list[tuple[int, int]], prctl: Any) -> None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
-    """Start QEMU as ``spec`` says: move the previous serial log aside, bind the sockets it
-    inherits, append the command line to the engine log, and spawn."""
+@dataclass
+class Spawned:
+    """QEMU and the helper daemons started for it (helpers die with the supervisor)."""
+
+    qemu: subprocess.Popen[bytes]
+    helpers: list[subprocess.Popen[bytes]]
+
+    @property
+    def pid(self) -> int:
+        return self.qemu.pid
+
+    def discard(self) -> None:
+        """Kill QEMU, then its helpers."""
+        for process in (self.qemu, *reversed(self.helpers)):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def spawn(spec: dict[str, Any]) -> Spawned:
+    """Start QEMU as ``spec`` says: move the previous serial log aside, start its helpers,
+    bind the sockets it inherits, append the command line to the engine log, and spawn."""
     for path in spec["rotate"]:  # keep the previous run's log as NAME.1
         with contextlib.suppress(FileNotFoundError):
             os.replace(path, path + ".1")
@@ -60,22 +87,41 @@ def spawn(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
-    listening = {int(fd): unix_socket.listen(Path(path)) for fd, path in spec["listen"].items()}
-    moves = [(sock.fileno(), fd) for fd, sock in listening.items()]
+    helpers: list[subprocess.Popen[bytes]] = []
     try:
-        with open(spec["log"], "ab") as log:
-            log.write(("+ " + shlex.join(spec["argv"]) + "\n").encode())
-            log.flush()
-            return subprocess.Popen(
-                spec["argv"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Not close_fds: it would close the fixed fds set up in the child, which
-                # closes everything else itself.
-                close_fds=False,
-                preexec_fn=lambda: _child_setup(moves, prctl),  # no threads exist yet
-            )
-    finally:
-        for sock in listening.values():
-            sock.close()  # QEMU has its own copies
+        with contextlib.ExitStack() as ours:  # our copies of the sockets, closed after
+            moves: list[tuple[int, int]] = []
+            for helper in spec.get("helpers", []):
+                engine_end, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                ours.enter_context(engine_end)
+                ours.enter_context(helper_end)
+                moves_helper = [(helper_end.fileno(), HELPER_FD)]
+                helpers.append(_start(helper["argv"], helper["log"], moves_helper, prctl))
+                moves.append((engine_end.fileno(), int(helper["engine_fd"])))
+            for fd, path in spec["listen"].items():
+                sock = ours.enter_context(unix_socket.listen(Path(path)))
+                moves.append((sock.fileno(), int(fd)))
+            return Spawned(_start(spec["argv"], spec["log"], moves, prctl), helpers)
+    except BaseException:
+        for process in reversed(helpers):  # torn down in reverse
+            process.kill()
+            process.wait()
+        raise
+
+
+def _start(
+    argv: list[str], log_path: str, moves: list[tuple[int, int]], prctl: Any
+) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        log.write(("+ " + shlex.join(argv) + "\n").encode())
+        log.flush()
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Not close_fds: it would close the fixed fds set up in the child, which
+            # closes everything else itself.
+            close_fds=False,
+            preexec_fn=lambda: _child_setup(moves, prctl),  # no threads exist yet
+        )

@@ -39,6 +39,7 @@ class Runtime:
     # QEMU appends everything the guest prints here, from the first byte, whether or not
     # anyone is connected to the serial socket yet.
     serial_log: Path | None = None
+    tpm_fd: int | None = None  # QEMU's end of a socket pair to this VM's swtpm
 
 
 GICV2_MAX_CPUS = 8  # the virt board's default GICv2 addresses at most 8 CPUs
@@ -78,11 +79,6 @@ def machine(
 def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     """The argv after the ``qemu-system-ARCH`` program name (raises :class:`EngineError`
     for what QEMU 7.2 cannot express)."""
-    if config.tpm:
-        raise EngineError(
-            "TPM emulation is not available in this version yet",
-            hint=f"turn it off with `vmdesk edit {config.name} --no-tpm`",
-        )
     uefi = isinstance(config.boot, UefiBoot)
     secure_boot = isinstance(config.boot, UefiBoot) and config.boot.secure_boot
     board = machine(
@@ -108,6 +104,7 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     for index, nic in enumerate(config.nics):
         argv += _nic(index, nic)
     argv += ["-device", "virtio-rng-pci"]
+    argv += _tpm(config, runtime)
     argv += _display(config, runtime)
     argv += _shares(config)
     argv += _serial(config, runtime)
@@ -116,6 +113,21 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
         "-mon", "chardev=qmp0,mode=control",
     ]  # fmt: skip
     return argv
+
+
+def _tpm(config: VMConfig, runtime: Runtime) -> list[str]:
+    """TPM 2.0 through swtpm: CRB on x86_64 (what Windows 11 expects), the TIS sysbus
+    device on the aarch64 virt board."""
+    if not config.tpm:
+        return []
+    if runtime.tpm_fd is None:
+        raise EngineError("the VM has a TPM but no swtpm was started for it")
+    device = "tpm-crb" if config.arch == "x86_64" else "tpm-tis-device"
+    return [
+        "-chardev", f"socket,id=tpm0-ctrl,fd={runtime.tpm_fd}",
+        "-tpmdev", "emulator,id=tpm0,chardev=tpm0-ctrl",
+        "-device", f"{device},tpmdev=tpm0",
+    ]  # fmt: skip
 
 
 def _esc(value: object) -> str:
