@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
 if TYPE_CHECKING:
     from vmdesk.core.bundle import Bundle
 

@@ -301,18 +301,23 @@ def clone(source: str, name: str, linked: bool, no_forwards: bool) -> None:
 
 @click.group()
 def snapshot() -> None:
-    """Snapshots of a stopped VM's disks (a tree: revert, branch, delete)."""
+    """Snapshots of a VM's disks, with its RAM when it runs (a tree: revert, delete)."""
 
 
 @snapshot.command("create")
 @click.argument("vm")
 @click.argument("name", required=False)
 def snapshot_create(vm: str, name: str | None) -> None:
-    """Snapshot every disk of the stopped VM (NAME defaults to the time)."""
+    """Snapshot every disk of the VM, and its RAM if it runs (NAME defaults to the time)."""
     from vmdesk.storage import snapshots
 
+    started = time.monotonic()
     snap = snapshots.create(_library(), vm, name)
-    console.print(f"[green]✓[/] snapshot {escape(snap.name)} of {escape(vm)} ({snap.id})")
+    what = "snapshot with RAM" if snap.ram else "snapshot"
+    took = time.monotonic() - started
+    console.print(
+        f"[green]✓[/] {what} {escape(snap.name)} of {escape(vm)} ({snap.id}, {took:.1f} s)"
+    )
 
 
 @snapshot.command("list")
@@ -337,7 +342,8 @@ def snapshot_list(vm: str, as_json: bool) -> None:
         for snap in tree.children(parent_id):
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(snap.created))
             here = "  [bold green]<- now[/]" if snap.id == tree.current else ""
-            add(parent.add(f"{escape(snap.name)} [dim]{snap.id} {when}[/]{here}"), snap.id)
+            ram = " +RAM" if snap.ram else ""
+            add(parent.add(f"{escape(snap.name)} [dim]{snap.id} {when}{ram}[/]{here}"), snap.id)
 
     add(root, None)
     console.print(root)
@@ -347,7 +353,7 @@ def snapshot_list(vm: str, as_json: bool) -> None:
 @click.argument("vm")
 @click.argument("name")
 def snapshot_revert(vm: str, name: str) -> None:
-    """Put every disk of the stopped VM back to snapshot NAME (later changes are lost)."""
+    """Go back to snapshot NAME (later changes are lost); a running VM resumes from it."""
     from vmdesk.storage import snapshots
 
     snap = snapshots.revert(_library(), vm, name)

@@ -7,11 +7,11 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from vmdesk.core import atomic, layout, listing
+from vmdesk.core import layout, listing
 from vmdesk.core.errors import BundleError, ConfigError, Conflict, NotFound
 
+TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
 if TYPE_CHECKING:
     from vmdesk.core import config as vmconfig
 
@@ -61,6 +61,8 @@ class Bundle:
 
     def save(self, config: vmconfig.VMConfig) -> None:
         """Write the config atomically (the old one stays intact until the new one is whole)."""
+        # Imported here: starting or stopping a VM needs neither.
+        from vmdesk.core import atomic
         from vmdesk.core import config as vmconfig
 
         atomic.write_text(self.files.config, vmconfig.to_json(config))

@@ -10,9 +10,12 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from vmdesk.core import layout
+
+TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
+if TYPE_CHECKING:
+    from typing import Any
 
 COLUMNS = ("name", "status", "arch", "cpus", "memory", "engine", "isolation")
 

@@ -69,6 +69,14 @@ class Session(Protocol):
 
     async def screenshot(self, path: Path) -> None: ...
 
+    async def save_snapshot(self, tag: str) -> None:
+        """Snapshot the running VM with its RAM (when ``capabilities.snapshots_with_ram``)."""
+
+    async def load_snapshot(self, tag: str) -> None:
+        """Put the running VM back to a snapshot taken with :meth:`save_snapshot`."""
+
+    async def delete_snapshot(self, tag: str) -> None: ...
+
     async def wait(self) -> int:
         """Wait for the hypervisor to exit; returns its exit status."""
 

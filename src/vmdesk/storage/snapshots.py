@@ -1,4 +1,8 @@
-"""Offline snapshots of a stopped VM: internal qcow2 snapshots of every disk, and a tree.
+"""Snapshots: internal qcow2 snapshots of every disk, and a tree.
+
+A stopped VM is snapshotted with qemu-img (disks only); a running one through its
+supervisor with QEMU's snapshot-save job, which also keeps RAM and device state, so a
+revert resumes the guest exactly where it was.
 
 The tree lives in ``snapshots/tree.json`` (id, name, time, parent, the disks it covers,
 and which snapshot the VM's disks currently descend from). Each disk carries an internal
@@ -9,9 +13,13 @@ tags that no tree entry names; every snapshot command removes such orphans first
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +29,12 @@ from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import BundleError, Conflict, NotFound, StorageError
 from vmdesk.core.library import Library
+from vmdesk.core.states import ENDED
 from vmdesk.storage import images, qemu_img
 from vmdesk.storage.vm_media import locked, resolved
 
 TAG_PREFIX = "vmdesk-"
+LIVE_TIMEOUT = 600.0  # writing a large guest's RAM into its disk takes a while
 
 
 @dataclass
@@ -34,6 +44,7 @@ class Snapshot:
     created: float
     parent: str | None
     disks: list[str] = field(default_factory=list)  # config file entries it covers
+    ram: bool = False  # taken from a running VM: RAM and device state included
 
 
 @dataclass
@@ -127,7 +138,9 @@ class _Session:
 
 
 def create(library: Library, ref: str, name: str | None = None) -> Snapshot:
-    """Snapshot every disk of a stopped VM."""
+    """Snapshot every disk of the VM (with its RAM when it runs)."""
+    if _running(library, ref):
+        return _live(library, ref, "snapshot_save", name=name)
     with _Session(library, ref) as (bundle, config, tree):
         name = name or time.strftime("%Y-%m-%d %H:%M:%S")
         if any(s.name == name for s in tree.snapshots):
@@ -155,7 +168,10 @@ def tree(library: Library, ref: str) -> Tree:
 
 
 def revert(library: Library, ref: str, snapshot: str) -> Snapshot:
-    """Put every disk back to how it was when ``snapshot`` was taken."""
+    """Put every disk back to how it was when ``snapshot`` was taken (and a running VM's
+    RAM, for a snapshot that has it)."""
+    if _running(library, ref):
+        return _live(library, ref, "snapshot_load", snapshot=snapshot)
     with _Session(library, ref) as (bundle, config, tree):
         snap = tree.find(snapshot)
         paths = _disk_paths(bundle, config)
@@ -175,16 +191,75 @@ def revert(library: Library, ref: str, snapshot: str) -> Snapshot:
 
 def delete(library: Library, ref: str, snapshot: str) -> Snapshot:
     """Delete a snapshot; its children keep working and hang off its parent instead."""
+    if _running(library, ref):
+        return _live(library, ref, "snapshot_delete", snapshot=snapshot)
     with _Session(library, ref) as (bundle, config, tree):
         snap = tree.find(snapshot)
         tag = TAG_PREFIX + snap.id
         for path in _disk_paths(bundle, config).values():
             if path.exists() and tag in _tags(path):
                 qemu_img.run(["snapshot", "-d", tag, str(path)], what=f"deleting from {path}")
-        for child in tree.children(snap.id):
-            child.parent = snap.parent
-        tree.snapshots.remove(snap)
-        if tree.current == snap.id:
-            tree.current = snap.parent
-        _save_tree(bundle, tree)
+        _forget(bundle, tree, snap)
+        return snap
+
+
+def _forget(bundle: Bundle, tree: Tree, snap: Snapshot) -> None:
+    for child in tree.children(snap.id):
+        child.parent = snap.parent
+    tree.snapshots.remove(snap)
+    if tree.current == snap.id:
+        tree.current = snap.parent
+    _save_tree(bundle, tree)
+
+
+def _running(library: Library, ref: str) -> bool:
+    return library.status(library.find(ref)) not in ENDED
+
+
+@contextlib.contextmanager
+def _tree_locked(bundle: Bundle) -> Iterator[None]:
+    """While the VM runs its supervisor owns the bundle: snapshot commands serialise on
+    their own lock instead."""
+    bundle.files.snapshots.mkdir(exist_ok=True)
+    fd = os.open(bundle.files.snapshots / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _live(
+    library: Library, ref: str, op: str, *, name: str | None = None, snapshot: str = ""
+) -> Snapshot:
+    """Create, revert or delete a snapshot of a running VM through its supervisor."""
+    from vmdesk.supervisor import client
+
+    bundle = library.find(ref)
+    with _tree_locked(bundle):
+        config, tree = bundle.load(), load_tree(bundle)
+        if op == "snapshot_save":
+            name = name or time.strftime("%Y-%m-%d %H:%M:%S")
+            if any(s.name == name for s in tree.snapshots):
+                raise Conflict(f"a snapshot named {name!r} exists", hint="choose another name")
+            paths = _qcow2_disks(bundle, config)
+            snap = Snapshot(secrets.token_hex(4), name, time.time(), tree.current, list(paths))
+            snap.ram = True
+        else:
+            snap = tree.find(snapshot)
+            if op == "snapshot_load" and not snap.ram:
+                raise StorageError(
+                    f"snapshot {snap.name!r} holds disks only, and the VM is running",
+                    hint="stop the VM first, then revert (`vmdesk stop NAME`)",
+                )
+        client.call(bundle, op, tag=TAG_PREFIX + snap.id, timeout=LIVE_TIMEOUT)
+        if op == "snapshot_save":
+            tree.snapshots.append(snap)
+            tree.current = snap.id
+            _save_tree(bundle, tree)
+        elif op == "snapshot_load":
+            tree.current = snap.id
+            _save_tree(bundle, tree)
+        else:
+            _forget(bundle, tree, snap)
         return snap

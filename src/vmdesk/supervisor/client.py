@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import Conflict, EngineError, GuestTimeout, VMDeskError
 from vmdesk.core.states import ENDED
 from vmdesk.supervisor import status as vmstatus
+
+TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
+if TYPE_CHECKING:
+    from typing import Any
 
 START_TIMEOUT = 60.0  # includes a KVM probe on the first start after a host boot
 

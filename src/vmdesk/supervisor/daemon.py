@@ -223,6 +223,16 @@ class Supervisor:
             elif op == "screenshot":
                 await self.session.screenshot(Path(request["path"]))
                 reply = {"path": request["path"]}
+            elif op in ("snapshot_save", "snapshot_load", "snapshot_delete"):
+                action = {
+                    "snapshot_save": self.session.save_snapshot,
+                    "snapshot_load": self.session.load_snapshot,
+                    "snapshot_delete": self.session.delete_snapshot,
+                }[op]
+                started = time.monotonic()
+                await action(str(request["tag"]))
+                self.event(op.upper(), {"tag": request["tag"]})
+                reply = {"seconds": round(time.monotonic() - started, 3)}
             elif op == "wait_serial":
                 match = await self._wait_serial(
                     str(request["pattern"]), float(request.get("wait", 60))

@@ -27,13 +27,25 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Protocol
 
 from vmdesk.core.host_paths import is_device
 from vmdesk.core.layout import Layout
 
 VERSION = 1
 _ENVIRONMENT = ("VMDESK_ACCEL", "VMDESK_HOME", "VMDESK_CACHE", "XDG_CACHE_HOME", "HOME", "PATH")
+TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class Replayed(Protocol):
+        """What an engine's spawner returns: the running hypervisor (and its helpers)."""
+
+        @property
+        def pid(self) -> int: ...
+
+        def discard(self) -> None: ...
+
+
 _REPLAYERS = {"qemu": "vmdesk.engines.qemu.spawn"}  # engines whose launches can be replayed
 
 
@@ -121,15 +133,6 @@ def save(
 def forget(files: Layout) -> None:
     with contextlib.suppress(FileNotFoundError):
         files.launch_plan.unlink()
-
-
-class Replayed(Protocol):
-    """What an engine's spawner returns: the running hypervisor (and its helpers)."""
-
-    @property
-    def pid(self) -> int: ...
-
-    def discard(self) -> None: ...
 
 
 def replay(spec: dict[str, Any]) -> Replayed:

@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import Conflict, VMDeskError
@@ -22,7 +21,11 @@ from vmdesk.core.layout import Layout, Sockets
 from vmdesk.supervisor import launch_plan
 from vmdesk.supervisor import status as vmstatus
 
-Report = Callable[[dict[str, Any]], None]
+TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
+if TYPE_CHECKING:
+    from typing import Any
+
+    Report = Callable[[dict[str, Any]], None]
 
 
 def _reporter(ready_fd: int | None) -> Report:

@@ -14,10 +14,13 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.core.listing import is_locked
+
+TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ControlError(Exception):

@@ -60,6 +60,7 @@ def capabilities() -> Capabilities:
         accelerators=("kvm", "hvf", "tcg"),
         usb_passthrough=sys.platform == "linux",
         share_kinds=("9p",),
+        snapshots_with_ram=True,
     )
 
 
@@ -74,6 +75,7 @@ class QemuSession:
         self.argv: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._helpers: list[subprocess.Popen[bytes]] = []
+        self._jobs = 0
         self._qmp: QMPClient | None = None
         self._serial: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._quit_requested = False
@@ -226,6 +228,47 @@ class QemuSession:
 
     async def screenshot(self, path: Path) -> None:
         await self._execute("screendump", {"filename": str(path), "format": "png"})
+
+    def _disk_nodes(self) -> list[str]:
+        """The format nodes of the VM's disks (vm_argv names them disk0, disk1, ...)."""
+        return [f"disk{index}" for index in range(len(self.config.disks))]
+
+    async def save_snapshot(self, tag: str) -> None:
+        """Snapshot RAM, device state and every disk of the running VM as ``tag`` (the
+        machine state goes into the first disk, as QEMU's savevm does)."""
+        nodes = self._disk_nodes()
+        await self._job("snapshot-save", {"tag": tag, "vmstate": nodes[0], "devices": nodes})
+
+    async def load_snapshot(self, tag: str) -> None:
+        nodes = self._disk_nodes()
+        await self._job("snapshot-load", {"tag": tag, "vmstate": nodes[0], "devices": nodes})
+
+    async def delete_snapshot(self, tag: str) -> None:
+        await self._job("snapshot-delete", {"tag": tag, "devices": self._disk_nodes()})
+
+    async def _job(self, command: str, arguments: dict[str, Any]) -> None:
+        """Run a QMP job to its end: wait for its JOB_STATUS_CHANGE events, then read how
+        it ended from query-jobs (events do not carry errors) and dismiss it."""
+        from qemu.qmp import EventListener
+
+        if self._qmp is None:
+            raise EngineError("QEMU is not attached")
+        self._jobs += 1
+        job_id = f"vmdesk-{command}-{self._jobs}"
+        listener = EventListener("JOB_STATUS_CHANGE")
+        with self._qmp.listen(listener):
+            await self._execute(command, {"job-id": job_id, **arguments})
+            async for event in listener:
+                data = event.get("data")
+                if not isinstance(data, dict) or data.get("id") != job_id:
+                    continue
+                if data.get("status") == "concluded":
+                    break
+        jobs = await self._execute("query-jobs")
+        error = next((j.get("error") for j in jobs if j.get("id") == job_id), None)
+        await self._execute("job-dismiss", {"id": job_id})
+        if error:
+            raise EngineError(f"QEMU's {command} failed: {error}")
 
     async def wait(self) -> int:
         import asyncio

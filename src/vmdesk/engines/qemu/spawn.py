@@ -24,11 +24,13 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from vmdesk.engines.qemu import unix_socket
+
+TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
+if TYPE_CHECKING:
+    from typing import Any
 
 # QEMU always finds its inherited listening sockets at these fds, so an argv does not
 # depend on the supervisor's own fd numbers and can be cached.
@@ -58,12 +60,17 @@ def _child_setup(moves: list[tuple[int, int]], prctl: Any) -> None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-@dataclass
 class Spawned:
-    """QEMU and the helper daemons started for it (helpers die with the supervisor)."""
+    """QEMU and the helper daemons started for it (helpers die with the supervisor).
+    A plain class: dataclasses would add their import to every VM's start."""
 
-    qemu: subprocess.Popen[bytes]
-    helpers: list[subprocess.Popen[bytes]]
+    __slots__ = ("helpers", "qemu")
+
+    def __init__(
+        self, qemu: subprocess.Popen[bytes], helpers: list[subprocess.Popen[bytes]]
+    ) -> None:
+        self.qemu = qemu
+        self.helpers = helpers
 
     @property
     def pid(self) -> int:
