@@ -164,11 +164,11 @@ def test_changes_are_refused_while_the_vm_runs(library: Library) -> None:
         for change in (
             lambda: vm_media.add(library, "src", GiB),
             lambda: vm_media.grow(library, "src", "0", 2 * GiB),
-            lambda: snapshots.create(library, "src", "s1"),
+            lambda: clones.clone(library, "src", "copy"),
         ):
             with pytest.raises(Conflict) as err:
                 change()
-            assert "stop the VM" in (err.value.hint or "")
+            assert "vmdesk stop" in (err.value.hint or "")
     assert len(bundle.load().disks) == 1
     assert not (bundle.path / "disks/disk1.qcow2").exists()
 

@@ -35,6 +35,10 @@ def run(
     report = client.start(bundle, fork=True)
     if report.get("already_running"):
         say(f"VM {vm} is already running")
+    elif report.get("resumed"):
+        took = time.monotonic() - started
+        say(f"✓ resumed {vm} from its saved state in {took:.1f} s")
+        return  # the guest was ready before it was suspended
     else:
         took = time.monotonic() - started
         say(f"✓ started {vm} in {took:.1f} s (accelerator {report.get('accel')})")

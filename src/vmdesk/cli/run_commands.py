@@ -51,9 +51,23 @@ def stop(vm: str, force: bool, timeout: float) -> None:
     from vmdesk.supervisor import client
 
     started = time.monotonic()
-    reply = client.stop(_bundle(vm), force=force, timeout=timeout)
+    bundle = _bundle(vm)
+    if not bundle.is_locked() and client.discard_suspended(bundle):
+        console.print(f"[green]✓[/] {escape(vm)} was suspended: its saved state is discarded")
+        return
+    reply = client.stop(bundle, force=force, timeout=timeout)
     how = "forced off" if reply.get("forced") else "powered off"
     console.print(f"[green]✓[/] {escape(vm)} {how} in {time.monotonic() - started:.1f} s")
+
+
+@click.command()
+@click.argument("vm")
+def suspend(vm: str) -> None:
+    """Save a running VM's state to its bundle and stop it; `vmdesk start` resumes it."""
+    from vmdesk.supervisor import client
+
+    reply = client.suspend(_bundle(vm))
+    console.print(f"[green]✓[/] {escape(vm)} suspended in {reply.get('seconds', 0):.1f} s")
 
 
 @click.command()
@@ -174,6 +188,7 @@ def register(group: click.Group) -> None:
     for command in (
         start,
         stop,
+        suspend,
         kill,
         pause,
         resume,

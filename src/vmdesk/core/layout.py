@@ -105,6 +105,11 @@ class Layout:
         return self.run / "engine.pid"
 
     @property
+    def suspended_state(self) -> Path:
+        """The machine state of a suspended VM; `vmdesk start` resumes from it."""
+        return self.snapshots / "suspended.state"
+
+    @property
     def launch_plan(self) -> Path:
         """What the last start ran and what it depended on (supervisor/launch_plan.py)."""
         return self.root / LAUNCH_PLAN

@@ -145,6 +145,7 @@ class Library:
 
     def save_locked(self, bundle: Bundle, config: VMConfig) -> VMConfig:
         """:meth:`update` for a caller that already holds the bundle's lock."""
+        refuse_if_suspended(bundle)
         checked = from_dict(to_dict(config))  # cross-field rules, exactly as on load
         self._check(checked, bundle.path, skip=bundle)
         bundle.save(checked)
@@ -233,6 +234,17 @@ def _copy_bundle(source: Path, target: Path) -> None:
     not_copied = shutil.ignore_patterns(layout.LOCK, layout.LAUNCH_PLAN, layout.RUN)
     shutil.copytree(source, target, symlinks=True, ignore=not_copied)
     (target / layout.RUN).mkdir(exist_ok=True)
+
+
+def refuse_if_suspended(bundle: Bundle) -> None:
+    """A suspended VM resumes only on the hardware it was saved with: no changes."""
+    if bundle.files.suspended_state.exists():
+        name = bundle.dir_name.removesuffix(layout.SUFFIX)
+        raise Conflict(
+            f"VM {name!r} is suspended, and its saved state needs it exactly as it is",
+            hint=f"resume it (`vmdesk start {name}`) and stop it first, "
+            f"or discard the saved state (`vmdesk stop {name}`)",
+        )
 
 
 def _alive(pid: int) -> bool:

@@ -77,6 +77,16 @@ class Session(Protocol):
 
     async def delete_snapshot(self, tag: str) -> None: ...
 
+    async def save_state(self, path: Path) -> None:
+        """Pause the guest and write its machine state to ``path`` (suspend to disk)."""
+
+    @property
+    def restoring(self) -> bool:
+        """Whether this launch resumes a saved state (see :meth:`finish_restore`)."""
+
+    async def finish_restore(self) -> None:
+        """Wait until the resumed VM runs; then its saved state is no longer needed."""
+
     async def wait(self) -> int:
         """Wait for the hypervisor to exit; returns its exit status."""
 

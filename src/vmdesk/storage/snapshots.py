@@ -28,7 +28,7 @@ from vmdesk.core import atomic
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import BundleError, Conflict, NotFound, StorageError
-from vmdesk.core.library import Library
+from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.core.states import ENDED
 from vmdesk.storage import images, qemu_img
 from vmdesk.storage.vm_media import locked, resolved
@@ -128,6 +128,11 @@ class _Session:
         bundle = self.library.find(self.ref)
         self._lock = locked(bundle, "taking or restoring a snapshot")
         self._lock.__enter__()
+        try:
+            refuse_if_suspended(bundle)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
         config = bundle.load()
         tree = load_tree(bundle)
         _clean_orphans(bundle, config, tree)

@@ -18,7 +18,7 @@ from vmdesk.core import isolation
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import CdRom, Disk, VMConfig
 from vmdesk.core.errors import Conflict, NotFound, StorageError
-from vmdesk.core.library import Library
+from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.storage import images
 from vmdesk.storage.images import Format, ImageInfo
 
@@ -62,6 +62,7 @@ def editing(library: Library, ref: str, purpose: str) -> Iterator[Edit]:
     and the files it created removed if not."""
     bundle = library.find(ref)
     with locked(bundle, purpose):
+        refuse_if_suspended(bundle)
         edit = Edit(bundle, bundle.load())
         try:
             yield edit

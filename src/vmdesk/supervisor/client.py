@@ -181,6 +181,23 @@ def stop(bundle: Bundle, *, force: bool = False, timeout: float = 30.0) -> dict[
     )  # fmt: skip
 
 
+def suspend(bundle: Bundle, *, timeout: float = 600.0) -> dict[str, Any]:
+    """Save the running VM's state into its bundle and end it; `start` resumes it."""
+    reply = call(bundle, "suspend", timeout=timeout)
+    wait_stopped(bundle, 30)
+    return reply
+
+
+def discard_suspended(bundle: Bundle) -> bool:
+    """Throw away a suspended VM's saved state (it then boots afresh); False if none."""
+    try:
+        bundle.files.suspended_state.unlink()
+    except FileNotFoundError:
+        return False
+    vmstatus.record_exit(bundle.path, "stopped", "")
+    return True
+
+
 def kill(bundle: Bundle) -> None:
     _end(bundle, "kill", {})
 

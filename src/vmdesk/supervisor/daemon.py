@@ -47,6 +47,7 @@ class Supervisor:
         self.sockets = Sockets(self.files.sockets(str(config.uuid)))
         self.session = session
         self.stopping = False
+        self.suspended = False
         self.panicked = ""
         self.started_at = time.time()
         self.serial = bytearray()
@@ -66,6 +67,9 @@ class Supervisor:
     async def run(self) -> int:
         """Attach to the launched engine and serve until the hypervisor exits."""
         await self.session.attach()
+        if self.session.restoring:
+            await self.session.finish_restore()
+            self.event("RESTORED")
         # QEMU logged the console from its first byte, before we connected: start from that.
         with contextlib.suppress(OSError):
             self.serial += self.files.serial_log.read_bytes()[-SERIAL_KEEP:]
@@ -79,13 +83,15 @@ class Supervisor:
             asyncio.create_task(self._pump_serial()),
             asyncio.create_task(self._pump_events()),
         ]
-        self.report({"ok": True, "pid": os.getpid(), "accel": self.session.accel_reason})
+        self.report({"ok": True, "pid": os.getpid(), "accel": self.session.accel_reason,
+                     "resumed": self.session.restoring})  # fmt: skip
         code = await self.session.wait()
         # Record how it ended first, so `status` is right while the rest is torn down.
         crashed = self.panicked or (
             self.session.exit_reason if code != 0 and not self.session.quit_requested else ""
         )
-        vmstatus.record_exit(self.bundle.path, "crashed" if crashed else "stopped", crashed)
+        ended = "suspended" if self.suspended else "crashed" if crashed else "stopped"
+        vmstatus.record_exit(self.bundle.path, ended, crashed)
         if self.ending:  # let `stop` and `kill` callers hear that it worked
             await asyncio.wait(self.ending, timeout=5)
         control.close()
@@ -95,7 +101,9 @@ class Supervisor:
         for client in list(self.console_clients):
             client.close()
         await self.session.close()
-        if crashed:
+        if self.suspended:
+            self.event("SUSPENDED")
+        elif crashed:
             self.event("CRASHED", {"reason": crashed})
         else:
             self.event("STOPPED")
@@ -191,6 +199,20 @@ class Supervisor:
         await self.session.wait()
         return {"forced": True}
 
+    async def _suspend(self) -> dict[str, Any]:
+        """Save the machine state into the bundle, then end QEMU; `start` resumes it."""
+        started = time.monotonic()
+        self.stopping = True
+        try:
+            await self.session.save_state(self.files.suspended_state)
+        except BaseException:
+            self.stopping = False
+            raise
+        self.suspended = True
+        await self.session.quit()
+        await self.session.wait()
+        return {"seconds": round(time.monotonic() - started, 3)}
+
     async def _simple(self, action: Callable[[], Awaitable[None]]) -> dict[str, Any]:
         await action()
         return await self._status()
@@ -223,6 +245,8 @@ class Supervisor:
             elif op == "screenshot":
                 await self.session.screenshot(Path(request["path"]))
                 reply = {"path": request["path"]}
+            elif op == "suspend":
+                reply = await self._suspend()
             elif op in ("snapshot_save", "snapshot_load", "snapshot_delete"):
                 action = {
                     "snapshot_save": self.session.save_snapshot,

@@ -82,7 +82,8 @@ def main(args: list[str]) -> int:
             files.last_exit.unlink()
         files.supervisor_pid.write_text(f"{os.getpid()}\n")
         plan_key = launch_plan.key(bundle.path, _read_config(files))
-        plan = launch_plan.load(files, plan_key)
+        resuming = files.suspended_state.exists()  # its -incoming is no plan to keep
+        plan = None if resuming else launch_plan.load(files, plan_key)
         if plan is not None:  # nothing it depends on changed: boot now, check below
             for path in plan["listen"].values():
                 Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ def main(args: list[str]) -> int:
                 replayed = None
                 launch_plan.forget(files)
             ran = session.launch()
-            if ran is not None:
+            if ran is not None and not resuming:
                 paths = isolation.resolutions(config, bundle.path)
                 launch_plan.save(files, plan_key, ran, paths)
         files.engine_pid.write_text(f"{session.pid}\n")

@@ -130,6 +130,8 @@ def derive(bundle_dir: Path, *, timeout: float = 1.0) -> dict[str, Any]:
     files = Layout(bundle_dir)
     if not is_locked(files.lock):
         clean_stale(bundle_dir)
+        if files.suspended_state.exists():
+            return {"status": "suspended"}
         return _ended_status(last_exit(bundle_dir), default="stopped")
     try:
         reply = request(sockets_for(bundle_dir).control, "status", timeout=timeout)

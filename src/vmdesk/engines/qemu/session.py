@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -118,9 +119,13 @@ class QemuSession:
             swtpm = self._swtpm()
             helpers.append(swtpm)
             watch.append(swtpm["argv"][0])
+        argv = [str(binary), *build_vm(config, self.files.root, runtime)]
+        state = self.files.suspended_state
+        if state.exists():  # resume a suspended VM: QEMU runs the guest once it is read
+            argv += ["-incoming", "exec:cat " + shlex.quote(str(state))]
         return {
             "engine": "qemu",
-            "argv": [str(binary), *build_vm(config, self.files.root, runtime)],
+            "argv": argv,
             "listen": listen,
             "rotate": [str(serial_log)] if serial_log else [],
             "remove": [str(self.sockets.vnc)],
@@ -228,6 +233,74 @@ class QemuSession:
 
     async def screenshot(self, path: Path) -> None:
         await self._execute("screendump", {"filename": str(path), "format": "png"})
+
+    @property
+    def restoring(self) -> bool:
+        return "-incoming" in self.argv
+
+    async def finish_restore(self) -> None:
+        """Wait until a resumed VM runs, then drop its saved state. If QEMU cannot use the
+        state, it is moved aside so that the next start boots afresh."""
+        import asyncio
+
+        state = self.files.suspended_state
+        while True:  # polled: the restore may end before we were connected to see events
+            try:
+                reply = await self._execute("query-status")
+            except EngineError:
+                reply = {"status": "gone"}
+            if reply["status"] not in ("inmigrate", "prelaunch", "restore-vm"):
+                break
+            await asyncio.sleep(0.05)
+        if reply["status"] == "paused":  # it was paused for saving: carry on
+            await self._execute("cont")
+            reply["status"] = "running"
+        if reply["status"] == "running":
+            state.unlink()
+            return
+        state.replace(state.with_name(state.name + ".failed"))
+        raise EngineError(
+            f"QEMU could not resume the VM from its saved state ({reply['status']})",
+            hint=f"the state was kept as {state.name}.failed; the next start boots afresh",
+        )
+
+    async def save_state(self, path: Path) -> None:
+        """Pause the guest and write its whole machine state to ``path``. QEMU writes it
+        through a file descriptor we pass it (a `migrate` to ``fd:``), so the file is
+        complete when QEMU reports the migration completed."""
+        from qemu.qmp import EventListener
+
+        if self._qmp is None:
+            raise EngineError("QEMU is not attached")
+        partial = path.with_name(path.name + ".partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            events = {"capabilities": [{"capability": "events", "state": True}]}
+            await self._execute("migrate-set-capabilities", events)
+            self._qmp.send_fd_scm(fd)
+            await self._execute("getfd", {"fdname": "vmdesk-suspend"})
+            await self._execute("stop")
+            listener = EventListener("MIGRATION")
+            with self._qmp.listen(listener):
+                await self._execute("migrate", {"uri": "fd:vmdesk-suspend"})
+                async for event in listener:
+                    data = event.get("data")
+                    status = data.get("status") if isinstance(data, dict) else None
+                    if status == "completed":
+                        break
+                    if status in ("failed", "cancelled"):
+                        await self._execute("cont")  # the guest runs on as before
+                        raise EngineError(
+                            "QEMU could not save the VM's state",
+                            hint=f"see {self.files.engine_log}; the VM keeps running",
+                        )
+            os.fsync(fd)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+        partial.replace(path)
 
     def _disk_nodes(self) -> list[str]:
         """The format nodes of the VM's disks (vm_argv names them disk0, disk1, ...)."""
