@@ -13,7 +13,6 @@ rename, and a half-made clone stays in a private staging directory the library s
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
 import shutil
@@ -29,11 +28,12 @@ from vmdesk.core.config import Disk, VMConfig, from_dict, to_dict
 from vmdesk.core.errors import ConfigError, Conflict, StorageError, VMDeskError
 from vmdesk.core.library import Library
 from vmdesk.core.states import ENDED
-from vmdesk.storage import copying, images, qemu_img
+from vmdesk.storage import copying, images
 from vmdesk.storage.copying import CopyProgress
+from vmdesk.storage.file_lock import exclusive
 from vmdesk.storage.qemu_img import Progress
-from vmdesk.storage.snapshots import TAG_PREFIX, load_tree
-from vmdesk.storage.vm_media import locked, resolved
+from vmdesk.storage.snapshots import drop_tags, load_tree
+from vmdesk.storage.vm_media import inside, locked, resolved
 
 BASES = ".bases"
 # Not copied into a clone: its disks are made separately, and a clone starts with fresh
@@ -56,12 +56,8 @@ def _bases_locked(library: Library) -> Iterator[Path]:
     """Serialise base bookkeeping across processes (a clone's new base is not yet used)."""
     directory = bases_dir(library)
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory.parent / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive(directory.parent / ".lock"):
         yield directory
-    finally:
-        os.close(fd)
 
 
 def clone(
@@ -136,12 +132,11 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _linked_disks(library: Library, src: Bundle, config: VMConfig, scratch: Path) -> list[_Planned]:
-    root = os.path.realpath(src.path)
     bases = os.path.realpath(bases_dir(library))
     infos = []
     for disk in config.disks:  # every check before anything changes
         path = resolved(src, disk)
-        if not os.path.realpath(path).startswith(root + os.sep):
+        if not inside(src, path):
             raise StorageError(
                 f"{disk.file} is outside the VM's bundle, so it cannot become a shared base",
                 hint="make a full clone instead (without --linked)",
@@ -221,8 +216,8 @@ def _create(
         for planned in disks:
             target = staged / planned.disk.file
             copying.copy(planned.origin, target, None if planned.linked else progress)
-            if not planned.linked:
-                _drop_snapshots(target, planned.disk)
+            if not planned.linked:  # the source's snapshots stay its own
+                drop_tags(target)
 
     try:
         return library.create(new, populate=populate)
@@ -233,15 +228,6 @@ def _create(
                 hint="clone with --no-forwards, then add new ones with `vmdesk edit`",
             ) from None
         raise
-
-
-def _drop_snapshots(path: Path, disk: Disk) -> None:
-    """A full copy of a qcow2 carries the source's internal snapshots: not the clone's."""
-    if disk.format != "qcow2":
-        return
-    for tag in images.inspect(path).snapshots:
-        if tag.startswith(TAG_PREFIX):
-            qemu_img.run(["snapshot", "-d", tag, str(path)], what=f"cleaning {path}")
 
 
 def sweep_bases(library: Library) -> list[Path]:

@@ -14,9 +14,7 @@ tags that no tree entry names; every snapshot command removes such orphans first
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from vmdesk.core.errors import BundleError, Conflict, NotFound, StorageError
 from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.core.states import ENDED
 from vmdesk.storage import images, qemu_img
+from vmdesk.storage.file_lock import exclusive
 from vmdesk.storage.vm_media import locked, resolved
 
 TAG_PREFIX = "vmdesk-"
@@ -95,14 +94,26 @@ def _tags(path: Path) -> list[str]:
     return [n for n in images.inspect(path).snapshots if n.startswith(TAG_PREFIX)]
 
 
+def _delete_tag(path: Path, tag: str) -> None:
+    qemu_img.run(["snapshot", "-d", tag, str(path)], what=f"deleting snapshot {tag} of {path}")
+
+
+def drop_tags(path: Path, keep: frozenset[str] = frozenset()) -> None:
+    """Delete the VM-Desk snapshots inside the qcow2 image ``path``, except ``keep``."""
+    info = images.inspect(path)
+    if info.format != "qcow2":
+        return
+    for tag in info.snapshots:
+        if tag.startswith(TAG_PREFIX) and tag not in keep:
+            _delete_tag(path, tag)
+
+
 def _clean_orphans(bundle: Bundle, config: VMConfig, tree: Tree) -> None:
     """Remove internal snapshots left by an interrupted `snapshot create`."""
-    known = {TAG_PREFIX + s.id for s in tree.snapshots}
+    known = frozenset(TAG_PREFIX + s.id for s in tree.snapshots)
     for path in _disk_paths(bundle, config).values():
-        if path.exists() and images.inspect(path).format == "qcow2":
-            for tag in _tags(path):
-                if tag not in known:
-                    qemu_img.run(["snapshot", "-d", tag, str(path)], what=f"cleaning {path}")
+        if path.exists():
+            drop_tags(path, keep=known)
 
 
 def _qcow2_disks(bundle: Bundle, config: VMConfig) -> dict[str, Path]:
@@ -118,35 +129,23 @@ def _qcow2_disks(bundle: Bundle, config: VMConfig) -> dict[str, Path]:
     return paths
 
 
-class _Session:
+@contextlib.contextmanager
+def _stopped_vm(library: Library, ref: str) -> Iterator[tuple[Bundle, VMConfig, Tree]]:
     """A stopped VM's bundle, locked, with its description and snapshot tree."""
-
-    def __init__(self, library: Library, ref: str) -> None:
-        self.library, self.ref = library, ref
-
-    def __enter__(self) -> tuple[Bundle, VMConfig, Tree]:
-        bundle = self.library.find(self.ref)
-        self._lock = locked(bundle, "taking or restoring a snapshot")
-        self._lock.__enter__()
-        try:
-            refuse_if_suspended(bundle)
-        except BaseException:
-            self._lock.__exit__(None, None, None)
-            raise
+    bundle = library.find(ref)
+    with locked(bundle, "taking or restoring a snapshot"):
+        refuse_if_suspended(bundle)
         config = bundle.load()
         tree = load_tree(bundle)
         _clean_orphans(bundle, config, tree)
-        return bundle, config, tree
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.__exit__(None, None, None)
+        yield bundle, config, tree
 
 
 def create(library: Library, ref: str, name: str | None = None) -> Snapshot:
     """Snapshot every disk of the VM (with its RAM when it runs)."""
     if _running(library, ref):
         return _live(library, ref, "snapshot_save", name=name)
-    with _Session(library, ref) as (bundle, config, tree):
+    with _stopped_vm(library, ref) as (bundle, config, tree):
         name = name or time.strftime("%Y-%m-%d %H:%M:%S")
         if any(s.name == name for s in tree.snapshots):
             raise Conflict(f"a snapshot named {name!r} exists", hint="choose another name")
@@ -163,7 +162,7 @@ def create(library: Library, ref: str, name: str | None = None) -> Snapshot:
             _save_tree(bundle, tree)
         except BaseException:
             for path in done:  # undo; whatever survives an interruption is an orphan
-                qemu_img.run(["snapshot", "-d", TAG_PREFIX + snap.id, str(path)], what="undo")
+                _delete_tag(path, TAG_PREFIX + snap.id)
             raise
         return snap
 
@@ -177,7 +176,7 @@ def revert(library: Library, ref: str, snapshot: str) -> Snapshot:
     RAM, for a snapshot that has it)."""
     if _running(library, ref):
         return _live(library, ref, "snapshot_load", snapshot=snapshot)
-    with _Session(library, ref) as (bundle, config, tree):
+    with _stopped_vm(library, ref) as (bundle, config, tree):
         snap = tree.find(snapshot)
         paths = _disk_paths(bundle, config)
         tag = TAG_PREFIX + snap.id
@@ -198,12 +197,12 @@ def delete(library: Library, ref: str, snapshot: str) -> Snapshot:
     """Delete a snapshot; its children keep working and hang off its parent instead."""
     if _running(library, ref):
         return _live(library, ref, "snapshot_delete", snapshot=snapshot)
-    with _Session(library, ref) as (bundle, config, tree):
+    with _stopped_vm(library, ref) as (bundle, config, tree):
         snap = tree.find(snapshot)
         tag = TAG_PREFIX + snap.id
         for path in _disk_paths(bundle, config).values():
             if path.exists() and tag in _tags(path):
-                qemu_img.run(["snapshot", "-d", tag, str(path)], what=f"deleting from {path}")
+                _delete_tag(path, tag)
         _forget(bundle, tree, snap)
         return snap
 
@@ -221,17 +220,10 @@ def _running(library: Library, ref: str) -> bool:
     return library.status(library.find(ref)) not in ENDED
 
 
-@contextlib.contextmanager
-def _tree_locked(bundle: Bundle) -> Iterator[None]:
+def _tree_locked(bundle: Bundle) -> contextlib.AbstractContextManager[None]:
     """While the VM runs its supervisor owns the bundle: snapshot commands serialise on
     their own lock instead."""
-    bundle.files.snapshots.mkdir(exist_ok=True)
-    fd = os.open(bundle.files.snapshots / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return exclusive(bundle.files.snapshots / ".lock")
 
 
 def _live(

@@ -105,6 +105,11 @@ def _in_bundle(bundle: Bundle, path: Path) -> str:
     return str(real.relative_to(root)) if real.is_relative_to(root) else str(real)
 
 
+def inside(bundle: Bundle, path: Path) -> bool:
+    """Whether ``path`` (symlinks resolved) is a file of the bundle."""
+    return not Path(_in_bundle(bundle, path)).is_absolute()
+
+
 def add(
     library: Library,
     ref: str,
@@ -179,7 +184,7 @@ def detach(library: Library, ref: str, which: str, *, delete: bool = False) -> P
         disk = edit.config.disks.pop(index)
         path = resolved(edit.bundle, disk)
         if delete:
-            if Path(_in_bundle(edit.bundle, path)).is_absolute():
+            if not inside(edit.bundle, path):
                 raise StorageError(
                     f"{path} is outside the VM's bundle; VM-Desk deletes only its own files",
                     hint="detach it without --delete and remove the file yourself",
