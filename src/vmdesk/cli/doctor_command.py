@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 from rich.markup import escape
 
+from vmdesk.cli.options import JSON_OUTPUT, print_json
 from vmdesk.cli.output import console
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@JSON_OUTPUT
 @click.option("--no-probe", is_flag=True, help="Skip the accelerator probe (it may boot a guest).")
 def doctor(as_json: bool, no_probe: bool) -> None:
     """Check QEMU, firmware, the accelerator, swtpm, virtiofsd and free disk space."""
@@ -23,7 +23,7 @@ def doctor(as_json: bool, no_probe: bool) -> None:
     checks = qemu_doctor.checks(probe_accel=not no_probe)
     failed = [c for c in checks if not c.ok and c.severity == "error"]
     if as_json:
-        click.echo(json.dumps([c.as_dict() for c in checks], indent=2))
+        print_json([c.as_dict() for c in checks])
     else:
         table = Table(show_edge=False, pad_edge=False)
         for column in ("check", "", "found", "fix"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import click
 from rich.markup import escape
 
 from vmdesk.cli.fast_start import DEFAULT_READY
+from vmdesk.cli.options import JSON_OUTPUT, print_json
 from vmdesk.cli.output import console
 from vmdesk.core.errors import VMDeskError
 from vmdesk.core.states import ENDED
@@ -101,14 +101,14 @@ reboot = _simple("reboot", "reset")
 
 @click.command()
 @click.argument("vm")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@JSON_OUTPUT
 def status(vm: str, as_json: bool) -> None:
     """Show whether a VM runs (derived live, never stored)."""
     from vmdesk.supervisor import status as vmstatus
 
     info = vmstatus.derive(_bundle(vm).path)
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        print_json(info)
         return
     line = info["status"]
     if info.get("reason"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +12,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from vmdesk.cli.options import JSON_OUTPUT, print_json
 from vmdesk.cli.output import console
 from vmdesk.cli.vm_commands import _library
 from vmdesk.core.errors import VMDeskError
@@ -25,10 +25,6 @@ def _size(value: str) -> int:
     from vmdesk.core.units import parse_size
 
     return parse_size(value, default_unit="G")
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
 
 
 @contextmanager
@@ -70,14 +66,14 @@ def disk_create(file: Path, size: str, fmt: str) -> None:
 
 @disk.command("info")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@JSON_OUTPUT
 def disk_info(file: Path, as_json: bool) -> None:
     """Show an image's format, sizes, backing chain and snapshots."""
     from vmdesk.storage import images
 
     info = images.inspect(file.expanduser().absolute())
     if as_json:
-        _print_json(info.as_dict())
+        print_json(info.as_dict())
         return
     console.print(f"{escape(info.path)}: {escape(info.summary())}")
     for layer in info.backing_chain:
@@ -98,14 +94,14 @@ def disk_check(file: Path) -> None:
 
 @disk.command("list")
 @click.argument("vm")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@JSON_OUTPUT
 def disk_list(vm: str, as_json: bool) -> None:
     """List a VM's disks."""
     from vmdesk.storage import vm_media
 
     found = vm_media.disks(_library(), vm)
     if as_json:
-        _print_json(
+        print_json(
             [
                 {
                     "index": d.index,
@@ -241,12 +237,12 @@ def cd_eject(vm: str, cd_ref: str | None) -> None:
 
 @cd.command("list")
 @click.argument("vm")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@JSON_OUTPUT
 def cd_list(vm: str, as_json: bool) -> None:
     """List a VM's CD-ROM drives."""
     cdroms = _library().find(vm).load().cdroms
     if as_json:
-        _print_json([{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(cdroms)])
+        print_json([{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(cdroms)])
         return
     if not cdroms:
         console.print(f"{escape(vm)} has no CD-ROM")
@@ -322,7 +318,7 @@ def snapshot_create(vm: str, name: str | None) -> None:
 
 @snapshot.command("list")
 @click.argument("vm")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@JSON_OUTPUT
 def snapshot_list(vm: str, as_json: bool) -> None:
     """Show the VM's snapshots as a tree; the one its disks descend from is marked."""
     from rich.tree import Tree
@@ -331,7 +327,7 @@ def snapshot_list(vm: str, as_json: bool) -> None:
 
     tree = snapshots.tree(_library(), vm)
     if as_json:
-        _print_json(tree.as_dict())
+        print_json(tree.as_dict())
         return
     if not tree.snapshots:
         console.print(f"{escape(vm)} has no snapshots")

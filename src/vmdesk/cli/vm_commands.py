@@ -11,6 +11,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from vmdesk.cli.options import JSON_OUTPUT, print_json
 from vmdesk.cli.output import console
 from vmdesk.core import specs
 from vmdesk.core.errors import VMDeskError
@@ -214,7 +215,7 @@ def _paths_in(data: dict[str, Any]) -> list[str]:
 
 
 @click.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@JSON_OUTPUT
 def list_vms(as_json: bool) -> None:
     """List the VMs in the library."""
     from vmdesk.cli import fast_list
@@ -224,7 +225,7 @@ def list_vms(as_json: bool) -> None:
 
 @click.command()
 @click.argument("vm")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@JSON_OUTPUT
 def show(vm: str, as_json: bool) -> None:
     """Show a VM's description and status."""
     from vmdesk.core import config as vmconfig
@@ -247,7 +248,7 @@ def show(vm: str, as_json: bool) -> None:
             "config": vmconfig.to_dict(config),
             "capabilities": capabilities,
         }
-        click.echo(json.dumps(out, indent=2))
+        print_json(out)
         return
     console.print(f"[bold]{escape(config.name)}[/]  {status}  ({config.uuid})")
     console.print(f"  {_describe(config)}")
@@ -382,7 +383,7 @@ def schema() -> None:
     """Print the JSON Schema of the VM description."""
     from vmdesk.core import config as vmconfig
 
-    click.echo(json.dumps(vmconfig.json_schema(), indent=2))
+    print_json(vmconfig.json_schema())
 
 
 def register(group: click.Group) -> None:

@@ -110,10 +110,10 @@ def main(args: list[str]) -> int:
                 replayed = None
                 launch_plan.forget(files)
             ran = session.launch()
+            files.engine_pid.write_text(f"{session.pid}\n")
             if ran is not None and not resuming:
                 paths = isolation.resolutions(config, bundle.path)
                 launch_plan.save(files, plan_key, ran, paths)
-        files.engine_pid.write_text(f"{session.pid}\n")
 
         import asyncio  # only now: the guest is already booting
 
