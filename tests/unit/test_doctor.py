@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
 
 from vmdesk.core.arch import host_arch
-from vmdesk.engines.qemu import accel, binaries, doctor
+from vmdesk.engines.qemu import accel, binaries, doctor, firmware
 
 _QEMU_CHECKS = ("qemu-system-x86_64", "qemu-system-aarch64", "qemu-img")
 _HOST_READY = (*_QEMU_CHECKS, "firmware x86_64", "firmware aarch64", "swtpm", "swtpm_setup")
@@ -37,7 +40,13 @@ def test_checks_on_this_host() -> None:
         assert checks[name].fix == ""
     for arch in ("x86_64", "aarch64"):
         assert re.search(r"\b7\.2\.\d+ at /", checks[f"qemu-system-{arch}"].detail)
-    assert re.fullmatch(r"\d+ UEFI builds, \d+ with secure boot", checks["firmware x86_64"].detail)
+    summary, *builds = checks["firmware x86_64"].detail.split("\n")
+    assert re.fullmatch(r"\d+ UEFI builds, \d+ with secure boot", summary)
+    # then one line per build: descriptor, code file, features, and its use
+    assert len(builds) == int(summary.split()[0])
+    assert any(re.fullmatch(r"\S+\.json: /\S+ \(.*secure-boot.*\) - used for secure boot", b)
+               for b in builds), builds  # fmt: skip
+    assert any(re.fullmatch(r"\S+\.json: /\S+ \(.*\) - used for UEFI", b) for b in builds)
     assert re.fullmatch(r"\d+\.\d GiB free at /.*", checks["free disk"].detail)
     assert not any(name.startswith("accelerator") for name in checks)
     for name in ("swtpm", "swtpm_setup", "virtiofsd", "free disk"):
@@ -74,20 +83,67 @@ def test_fake_firmware_dir(tmp_path: Path) -> None:
     (tmp_path / "60-list.json").write_text("[1, 2]")
     (tmp_path / "70-odd.json").write_text(json.dumps({"targets": "x86_64", "features": 3}))
     (tmp_path / "README").write_text("not a descriptor")
-    descriptors = doctor.firmware_descriptors(tmp_path)
+    descriptors = doctor.firmware_descriptors([tmp_path])
     assert len(descriptors) == 6  # the broken JSON and the non-object are skipped
     assert doctor.firmware_summary(descriptors, "x86_64") == (2, 1)
     assert doctor.firmware_summary(descriptors, "aarch64") == (1, 0)
 
-    checks = _by_name(doctor.checks(probe_accel=False, firmware_dir=tmp_path))
-    assert checks["firmware x86_64"].ok
-    assert checks["firmware x86_64"].detail == "2 UEFI builds, 1 with secure boot"
-    assert checks["firmware aarch64"].detail == "1 UEFI builds, 0 with secure boot"
+    checks = _by_name(doctor.checks(probe_accel=False, firmware_dirs=[tmp_path]))
+    # none of these name flash images, so none is usable: listed, with why
+    assert not checks["firmware x86_64"].ok
+    assert checks["firmware x86_64"].detail.split("\n") == [
+        "2 UEFI builds, 1 with secure boot, none usable for UEFI boot",
+        "10-plain.json: (no mapping) (no features) - unused: not a flash build with a "
+        "variable store template",
+        "20-secure.json: (no mapping) (secure-boot, requires-smm) - unused: "
+        "no secure boot with enrolled keys",
+    ]
+    assert "sudo apt-get install ovmf" in checks["firmware x86_64"].fix
+    assert checks["firmware aarch64"].detail.startswith("1 UEFI builds, 0 with secure boot")
+
+
+def _flash(tmp_path: Path, name: str, arch: str, features: list[str]) -> Path:
+    """A descriptor of a flash build whose two images exist under tmp_path."""
+    code, template = tmp_path / f"{name}-code.fd", tmp_path / f"{name}-vars.fd"
+    code.write_bytes(b"c")
+    template.write_bytes(b"v")
+    data = json.loads(_descriptor(arch, features))
+    data["targets"][0]["machines"] = ["virt-*"] if arch == "aarch64" else ["pc-q35-*"]
+    data["mapping"] = {
+        "device": "flash",
+        "executable": {"filename": str(code), "format": "raw"},
+        "nvram-template": {"filename": str(template), "format": "raw"},
+    }
+    path = tmp_path / "fw" / f"{name}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data))
+    return code
+
+
+def test_firmware_listing_names_each_build_and_its_use(tmp_path: Path) -> None:
+    enrolled = _flash(tmp_path, "40-sb", "x86_64", ["enrolled-keys", "requires-smm", "secure-boot"])
+    plain = _flash(tmp_path, "60-plain", "x86_64", ["acpi-s3"])
+    _flash(tmp_path, "70-later", "x86_64", [])
+    arm = _flash(tmp_path, "60-arm", "aarch64", [])
+    checks = _by_name(doctor.checks(probe_accel=False, firmware_dirs=[tmp_path / "fw"]))
+    x86 = checks["firmware x86_64"]
+    assert x86.ok and x86.fix == ""
+    assert x86.detail.split("\n") == [
+        "3 UEFI builds, 1 with secure boot",
+        f"40-sb.json: {enrolled} (enrolled-keys, requires-smm, secure-boot) - used for secure boot",
+        f"60-plain.json: {plain} (acpi-s3) - used for UEFI",
+        f"70-later.json: {tmp_path / '70-later-code.fd'} (no features) - unused: a build before "
+        "it wins",
+    ]
+    assert checks["firmware aarch64"].detail.split("\n") == [
+        "1 UEFI builds, 0 with secure boot",
+        f"60-arm.json: {arm} (no features) - used for UEFI",
+    ]
 
 
 def test_missing_firmware_names_the_package(tmp_path: Path) -> None:
-    assert doctor.firmware_descriptors(tmp_path / "absent") == []
-    checks = _by_name(doctor.checks(probe_accel=False, firmware_dir=tmp_path / "absent"))
+    assert doctor.firmware_descriptors([tmp_path / "absent"]) == []
+    checks = _by_name(doctor.checks(probe_accel=False, firmware_dirs=[tmp_path / "absent"]))
     assert not checks["firmware x86_64"].ok
     assert checks["firmware x86_64"].severity == "error"
     assert "sudo apt-get install ovmf" in checks["firmware x86_64"].fix
@@ -204,3 +260,20 @@ def test_accelerator_is_really_probed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert check.detail.split(":")[0] in ("kvm", "tcg"), check
     assert check.ok or check.fix
     json.dumps(check.as_dict())
+
+
+def test_the_doctor_command_lists_the_firmware(tmp_path: Path) -> None:
+    """`vmdesk doctor` shows each build on a row of its own; --json carries the same lines."""
+    env = {**os.environ, "VMDESK_HOME": str(tmp_path), "COLUMNS": "250"}
+    run = [sys.executable, "-m", "vmdesk.cli.main", "doctor", "--no-probe"]
+    table = subprocess.run(run, capture_output=True, text=True, env=env, check=True).stdout
+    for arch in ("x86_64", "aarch64"):
+        plain = firmware.choose(arch, False, firmware.descriptors())
+        assert plain is not None and plain.code is not None
+        row = next(line for line in table.splitlines() if f"  {plain.name}: " in line)
+        assert str(plain.code.path) in row and "used for UEFI" in row
+    shown = json.loads(
+        subprocess.run([*run, "--json"], capture_output=True, text=True, env=env).stdout
+    )
+    detail = next(c["detail"] for c in shown if c["name"] == "firmware x86_64")
+    assert "used for secure boot" in detail and "enrolled-keys" in detail

@@ -34,7 +34,10 @@ def doctor(as_json: bool, no_probe: bool) -> None:
                 if c.ok
                 else ("[red]FAIL[/]" if c.severity == "error" else "[yellow]warn[/]")
             )
-            table.add_row(escape(c.name), mark, escape(c.detail), escape(c.fix))
+            first, *more = c.detail.split("\n")
+            table.add_row(escape(c.name), mark, escape(first), escape(c.fix))
+            for line in more:  # e.g. the firmware builds found, one row each
+                table.add_row("", "", "  " + escape(line), "")
         console.print(table)
         if failed:
             console.print(f"[red]{len(failed)} problem(s) stop VMs from running here[/]")

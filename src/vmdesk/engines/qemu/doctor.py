@@ -7,26 +7,24 @@ crashes on a broken host is no use on exactly the hosts that need it.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from vmdesk.core import paths
 from vmdesk.core.arch import ARCHES, Arch, host_arch
 from vmdesk.core.errors import HostToolMissing, VMDeskError
 from vmdesk.engines.qemu import binaries
+from vmdesk.engines.qemu import firmware as qemu_firmware
 
 Severity = Literal["error", "warning"]
 
-FIRMWARE_DIR = Path("/usr/share/qemu/firmware")
 MIN_QEMU = (7, 2)
 LOW_DISK_BYTES = 5 << 30
-_FIRMWARE_PACKAGE: dict[Arch, str] = {"x86_64": "ovmf", "aarch64": "qemu-efi-aarch64"}
-_VIRTIOFSD = (Path("/usr/lib/qemu/virtiofsd"), Path("/usr/libexec/virtiofsd"))
+VIRTIOFSD_PLACES = (Path("/usr/lib/qemu/virtiofsd"), Path("/usr/libexec/virtiofsd"))
 _SWTPM_FIX = "sudo apt-get install swtpm swtpm-tools"
 _TCG_SLOW = "VMs run under slower TCG emulation; "
 
@@ -47,51 +45,43 @@ class Check:
         return asdict(self)
 
 
-def firmware_descriptors(directory: Path = FIRMWARE_DIR) -> list[dict[str, Any]]:
-    """QEMU's firmware descriptor files (docs/interop/firmware.json), unreadable ones skipped.
-
-    Sorted by file name because QEMU gives the numeric prefixes priority meaning.
-    """
-    found: list[dict[str, Any]] = []
-    try:
-        files = sorted(directory.glob("*.json")) if directory.is_dir() else []
-    except OSError:
-        return found
-    for path in files:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            found.append(data)
-    return found
+def firmware_descriptors(dirs: Sequence[Path] | None = None) -> list[qemu_firmware.Descriptor]:
+    """QEMU's firmware descriptors in effect (see :mod:`vmdesk.engines.qemu.firmware`)."""
+    return qemu_firmware.descriptors(dirs)
 
 
-def _strings(value: object) -> list[str]:
-    """A descriptor's list field, tolerating a malformed one (hand-edited files exist)."""
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-
-def firmware_summary(descriptors: list[dict[str, Any]], arch: Arch) -> tuple[int, int]:
+def firmware_summary(descriptors: list[qemu_firmware.Descriptor], arch: Arch) -> tuple[int, int]:
     """(UEFI builds for ``arch``, of which secure-boot capable)."""
-    uefi = secure = 0
+    builds = [d for d in descriptors if d.uefi and d.runs_on(arch)]
+    return len(builds), sum(d.secure_boot for d in builds)
+
+
+def firmware_listing(descriptors: list[qemu_firmware.Descriptor], arch: Arch) -> list[str]:
+    """One line per UEFI build for ``arch``, in priority order: descriptor, code file,
+    features, and which kind of VM boots with it (or why none can)."""
+    plain = qemu_firmware.choose(arch, False, descriptors)
+    secure = qemu_firmware.choose(arch, True, descriptors)
+    lines = []
     for desc in descriptors:
-        targets = desc.get("targets")
-        if not isinstance(targets, list) or not any(
-            isinstance(t, dict) and t.get("architecture") == arch for t in targets
-        ):
+        if not (desc.uefi and desc.runs_on(arch)):
             continue
-        if "uefi" not in _strings(desc.get("interface-types")):
-            continue
-        uefi += 1
-        if "secure-boot" in _strings(desc.get("features")):
-            secure += 1
-    return uefi, secure
+        code = str(desc.code.path) if desc.code else f"({desc.device or 'no'} mapping)"
+        features = ", ".join(desc.features) or "no features"
+        if desc is plain:
+            use = "used for UEFI"
+        elif desc is secure:
+            use = "used for secure boot"
+        else:
+            use = "unused: " + str(
+                desc.unusable(arch, desc.secure_boot) or "a build before it wins"
+            )
+        lines.append(f"{desc.name}: {code} ({features}) - {use}")
+    return lines
 
 
 def find_virtiofsd() -> Path | None:
     """virtiofsd is rarely on PATH: Debian 12 ships it in /usr/lib/qemu, Fedora in libexec."""
-    for candidate in _VIRTIOFSD:
+    for candidate in VIRTIOFSD_PLACES:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     found = shutil.which("virtiofsd")
@@ -130,15 +120,23 @@ def _tool(name: str, fix: str, *, severity: Severity, why: str) -> Check:
     return Check(name, False, f"not found on PATH ({why})", fix, severity)
 
 
-def _firmware(arch: Arch, firmware_dir: Path) -> Check:
-    uefi, secure = firmware_summary(firmware_descriptors(firmware_dir), arch)
+def _firmware(arch: Arch, firmware_dirs: Sequence[Path] | None) -> Check:
+    """UEFI builds for ``arch``: a summary line, then one line per build (see
+    :func:`firmware_listing`)."""
+    found = firmware_descriptors(firmware_dirs)
+    uefi, secure = firmware_summary(found, arch)
     detail = f"{uefi} UEFI builds, {secure} with secure boot"
+    fix = f"sudo apt-get install {qemu_firmware.PACKAGE[arch]} (UEFI guests of {arch} need it)"
     if uefi == 0:
+        dirs = qemu_firmware.search_dirs() if firmware_dirs is None else firmware_dirs
+        shown = ", ".join(str(d) for d in dirs)
+        return Check(f"firmware {arch}", False, f"{detail} in {shown}", fix)
+    listing = "\n".join(firmware_listing(found, arch))
+    if qemu_firmware.choose(arch, False, found) is None:
         return Check(
-            f"firmware {arch}", False, f"{detail} in {firmware_dir}",
-            f"sudo apt-get install {_FIRMWARE_PACKAGE[arch]} (UEFI guests of {arch} need it)",
-        )  # fmt: skip
-    return Check(f"firmware {arch}", True, detail, "")
+            f"firmware {arch}", False, f"{detail}, none usable for UEFI boot\n{listing}", fix
+        )
+    return Check(f"firmware {arch}", True, f"{detail}\n{listing}", "")
 
 
 def _tcg_fix(reason: str) -> str:
@@ -213,7 +211,7 @@ def _safely(name: str, run: Callable[[], Check], severity: Severity = "error") -
         )  # fmt: skip
 
 
-def checks(*, probe_accel: bool = True, firmware_dir: Path = FIRMWARE_DIR) -> list[Check]:
+def checks(*, probe_accel: bool = True, firmware_dirs: Sequence[Path] | None = None) -> list[Check]:
     """Every readiness check for this host, in display order.
 
     ``probe_accel=False`` skips the accelerator, whose first run per host boot may boot a
@@ -230,7 +228,7 @@ def checks(*, probe_accel: bool = True, firmware_dir: Path = FIRMWARE_DIR) -> li
         )
     )  # fmt: skip
     out += [
-        _safely(f"firmware {arch}", functools.partial(_firmware, arch, firmware_dir))
+        _safely(f"firmware {arch}", functools.partial(_firmware, arch, firmware_dirs))
         for arch in ARCHES
     ]
     local = host_arch()
