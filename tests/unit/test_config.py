@@ -45,7 +45,7 @@ MAXIMAL: dict[str, Any] = {
     "display": {"device": "ramfb", "width": 1920, "height": 1080, "vnc": False},
     "input": {"usb_keyboard": False, "usb_tablet": True},
     "serial": {"enabled": True, "log": False},
-    "shares": [{"tag": "src", "path": "/home/me/src", "read_only": True}],
+    "shares": [{"tag": "src", "path": "/home/me/src", "read_only": True, "mode": "9p"}],
     "clipboard": False,
     "tpm": True,
     "usb_devices": [{"vendor_id": "046d", "product_id": "c52b"}],

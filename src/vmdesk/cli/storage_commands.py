@@ -303,12 +303,17 @@ def snapshot() -> None:
 @snapshot.command("create")
 @click.argument("vm")
 @click.argument("name", required=False)
-def snapshot_create(vm: str, name: str | None) -> None:
+@click.option(
+    "--disk-only",
+    is_flag=True,
+    help="Of a running VM, snapshot the disks but not the memory (reverting needs a stop).",
+)
+def snapshot_create(vm: str, name: str | None, disk_only: bool) -> None:
     """Snapshot every disk of the VM, and its RAM if it runs (NAME defaults to the time)."""
     from vmdesk.storage import snapshots
 
     started = time.monotonic()
-    snap = snapshots.create(_library(), vm, name)
+    snap = snapshots.create(_library(), vm, name, disk_only=disk_only)
     what = "snapshot with RAM" if snap.ram else "snapshot"
     took = time.monotonic() - started
     console.print(

@@ -39,7 +39,12 @@ def _vm_options(func: F) -> F:
             "--forward", "forwards", multiple=True,
             help="Port forward [tcp|udp:][ADDR:]HOST:GUEST on the first NIC (repeatable).",
         ),
-        click.option("--share", "shares", multiple=True, help="Shared folder PATH[:TAG][:ro]."),
+        click.option(
+            "--share",
+            "shares",
+            multiple=True,
+            help="Shared folder PATH[:TAG][:ro][:virtiofs|9p] (default: VirtioFS if available).",
+        ),
         click.option(
             "--display", type=click.Choice(["virtio-gpu", "ramfb", "none"]), help="Graphics."
         ),
@@ -265,8 +270,8 @@ def show(vm: str, as_json: bool) -> None:
             + (f"  forwards {fwd}" if fwd else "")
         )
     for share in config.shares:
-        ro = " (read-only)" if share.read_only else ""
-        console.print(f"  share    {escape(share.tag)} -> {escape(share.path)}{ro}")
+        ro = ", read-only" if share.read_only else ""
+        console.print(f"  share    {escape(share.tag)} -> {escape(share.path)} ({share.mode}{ro})")
     d = config.display
     console.print(f"  display  {d.device} {d.width}x{d.height}, VNC {'on' if d.vnc else 'off'}")
     extras = [n for n, on in (("TPM", config.tpm), ("clipboard", config.clipboard)) if on]

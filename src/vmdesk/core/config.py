@@ -162,10 +162,18 @@ class Serial(_Model):
     log: bool = True
 
 
+ShareMode = Literal["auto", "virtiofs", "9p"]
+
+
 class Share(_Model):
     tag: str = Field(min_length=1)
     path: str = Field(min_length=1, description="absolute host path")
     read_only: bool = False
+    # auto: VirtioFS where the engine has it (on QEMU: when virtiofsd is installed), else 9p.
+    # VirtioFS is faster with many small files, 9p with big ones on QEMU; 9p shares do not
+    # stop the VM from saving its RAM (live snapshots, suspend) while the guest has them
+    # unmounted, VirtioFS shares always do on QEMU 7.2.
+    mode: ShareMode = "auto"
 
     @field_validator("tag")
     @classmethod

@@ -46,18 +46,24 @@ def default_tag(path: str) -> str:
 
 
 def share(spec: str) -> dict[str, Any]:
-    """``PATH[:TAG][:ro]`` -> a shared folder (the path is made absolute)."""
+    """``PATH[:TAG][:ro][:virtiofs|9p]`` -> a shared folder (the path is made absolute)."""
     parts = spec.split(":")
     read_only = False
-    if len(parts) > 1 and parts[-1] in ("ro", "rw"):
-        read_only = parts.pop() == "ro"
+    mode = "auto"
+    while len(parts) > 1 and parts[-1] in ("ro", "rw", "virtiofs", "9p", "auto"):
+        flag = parts.pop()
+        if flag in ("ro", "rw"):
+            read_only = flag == "ro"
+        else:
+            mode = flag
     if len(parts) > 2:
         raise VMDeskError(
-            f"{spec!r} is not a shared folder", hint="write it as PATH[:TAG][:ro], e.g. ~/src:src"
+            f"{spec!r} is not a shared folder",
+            hint="write it as PATH[:TAG][:ro][:virtiofs|9p], e.g. ~/src:src or ~/docs:docs:ro:9p",
         )
     path = str(Path(parts[0]).expanduser().absolute())
     tag = parts[1] if len(parts) == 2 and parts[1] else default_tag(path)
-    return {"tag": tag, "path": path, "read_only": read_only}
+    return {"tag": tag, "path": path, "read_only": read_only, "mode": mode}
 
 
 def resolution(spec: str) -> tuple[int, int]:

@@ -69,8 +69,9 @@ class Session(Protocol):
 
     async def screenshot(self, path: Path) -> None: ...
 
-    async def save_snapshot(self, tag: str) -> None:
-        """Snapshot the running VM with its RAM (when ``capabilities.snapshots_with_ram``)."""
+    async def save_snapshot(self, tag: str, disk_only: bool = False) -> None:
+        """Snapshot the running VM with its RAM (when ``capabilities.snapshots_with_ram``),
+        or only its disks."""
 
     async def load_snapshot(self, tag: str) -> None:
         """Put the running VM back to a snapshot taken with :meth:`save_snapshot`."""

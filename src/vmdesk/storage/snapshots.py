@@ -141,10 +141,12 @@ def _stopped_vm(library: Library, ref: str) -> Iterator[tuple[Bundle, VMConfig, 
         yield bundle, config, tree
 
 
-def create(library: Library, ref: str, name: str | None = None) -> Snapshot:
-    """Snapshot every disk of the VM (with its RAM when it runs)."""
+def create(
+    library: Library, ref: str, name: str | None = None, *, disk_only: bool = False
+) -> Snapshot:
+    """Snapshot every disk of the VM (with its RAM when it runs, unless ``disk_only``)."""
     if _running(library, ref):
-        return _live(library, ref, "snapshot_save", name=name)
+        return _live(library, ref, "snapshot_save", name=name, disk_only=disk_only)
     with _stopped_vm(library, ref) as (bundle, config, tree):
         name = name or time.strftime("%Y-%m-%d %H:%M:%S")
         if any(s.name == name for s in tree.snapshots):
@@ -227,7 +229,13 @@ def _tree_locked(bundle: Bundle) -> contextlib.AbstractContextManager[None]:
 
 
 def _live(
-    library: Library, ref: str, op: str, *, name: str | None = None, snapshot: str = ""
+    library: Library,
+    ref: str,
+    op: str,
+    *,
+    name: str | None = None,
+    snapshot: str = "",
+    disk_only: bool = False,
 ) -> Snapshot:
     """Create, revert or delete a snapshot of a running VM through its supervisor."""
     from vmdesk.supervisor import client
@@ -241,7 +249,7 @@ def _live(
                 raise Conflict(f"a snapshot named {name!r} exists", hint="choose another name")
             paths = _qcow2_disks(bundle, config)
             snap = Snapshot(secrets.token_hex(4), name, time.time(), tree.current, list(paths))
-            snap.ram = True
+            snap.ram = not disk_only
         else:
             snap = tree.find(snapshot)
             if op == "snapshot_load" and not snap.ram:
@@ -249,7 +257,8 @@ def _live(
                     f"snapshot {snap.name!r} holds disks only, and the VM is running",
                     hint="stop the VM first, then revert (`vmdesk stop NAME`)",
                 )
-        client.call(bundle, op, tag=TAG_PREFIX + snap.id, timeout=LIVE_TIMEOUT)
+        extra = {"disk_only": True} if disk_only else {}
+        client.call(bundle, op, tag=TAG_PREFIX + snap.id, timeout=LIVE_TIMEOUT, **extra)
         if op == "snapshot_save":
             tree.snapshots.append(snap)
             tree.current = snap.id

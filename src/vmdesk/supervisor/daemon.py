@@ -248,13 +248,14 @@ class Supervisor:
             elif op == "suspend":
                 reply = await self._suspend()
             elif op in ("snapshot_save", "snapshot_load", "snapshot_delete"):
-                action = {
-                    "snapshot_save": self.session.save_snapshot,
-                    "snapshot_load": self.session.load_snapshot,
-                    "snapshot_delete": self.session.delete_snapshot,
-                }[op]
+                tag = str(request["tag"])
                 started = time.monotonic()
-                await action(str(request["tag"]))
+                if op == "snapshot_save":
+                    await self.session.save_snapshot(tag, bool(request.get("disk_only")))
+                elif op == "snapshot_load":
+                    await self.session.load_snapshot(tag)
+                else:
+                    await self.session.delete_snapshot(tag)
                 self.event(op.upper(), {"tag": request["tag"]})
                 reply = {"seconds": round(time.monotonic() - started, 3)}
             elif op == "wait_serial":

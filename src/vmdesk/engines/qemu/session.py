@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmdesk.core.config import VMConfig
+from vmdesk.core.config import Share, VMConfig
 from vmdesk.core.errors import EngineError, HostToolMissing
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.base import Capabilities
 from vmdesk.engines.qemu import accel as qemu_accel
+from vmdesk.engines.qemu import doctor as qemu_doctor
 from vmdesk.engines.qemu import firmware as qemu_firmware
 from vmdesk.engines.qemu import spawn
 from vmdesk.engines.qemu.binaries import system_binary
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from qemu.qmp import QMPClient
 
 QMP_CONNECT_TIMEOUT = 15.0
+# virtiofsd tuning (bench/share_bench.py measures the choice against 9p)
+VIRTIOFS_CACHE = "auto"
+VIRTIOFS_THREADS = 0
 
 # QEMU run states -> ours.
 _STATES = {
@@ -60,7 +64,7 @@ def capabilities() -> Capabilities:
         arches=("x86_64", "aarch64"),
         accelerators=("kvm", "hvf", "tcg"),
         usb_passthrough=sys.platform == "linux",
-        share_kinds=("9p",),
+        share_kinds=("virtiofs", "9p") if sys.platform == "linux" else ("9p",),
         snapshots_with_ram=True,
     )
 
@@ -80,6 +84,7 @@ class QemuSession:
         self._qmp: QMPClient | None = None
         self._serial: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._quit_requested = False
+        self._virtiofs: list[str] = []  # tags of the shares a virtiofsd serves
 
     @property
     def accel_reason(self) -> str:
@@ -98,6 +103,8 @@ class QemuSession:
         if config.boot.kind == "uefi":
             firmware = qemu_firmware.for_vm(config.arch, config.boot.secure_boot, self.files.nvram)
         serial_log = self.files.serial_log if config.serial.enabled and config.serial.log else None
+        virtiofsd = qemu_doctor.find_virtiofsd() if sys.platform == "linux" else None
+        share_modes = {share.tag: self._share_mode(share, virtiofsd) for share in config.shares}
         runtime = Runtime(
             accel=choice.accel,
             qmp_fd=spawn.QMP_FD,
@@ -106,6 +113,11 @@ class QemuSession:
             firmware=firmware,
             serial_log=serial_log,
             tpm_fd=spawn.TPM_FD if config.tpm else None,
+            virtiofs_fds={
+                share.tag: spawn.SHARE_FD + index
+                for index, share in enumerate(config.shares)
+                if share_modes[share.tag] == "virtiofs"
+            },
         )
         binary = system_binary(config.arch)
         listen = {str(spawn.QMP_FD): str(self.sockets.qmp)}
@@ -119,6 +131,12 @@ class QemuSession:
             swtpm = self._swtpm()
             helpers.append(swtpm)
             watch.append(swtpm["argv"][0])
+        for index, share in enumerate(config.shares):
+            if share_modes[share.tag] == "virtiofs":
+                assert virtiofsd is not None
+                helpers.append(self._virtiofsd(virtiofsd, index, share))
+        # Installing or removing virtiofsd changes what "auto" shares become.
+        watch += [str(path) for path in qemu_doctor.VIRTIOFSD_PLACES]
         argv = [str(binary), *build_vm(config, self.files.root, runtime)]
         state = self.files.suspended_state
         if state.exists():  # resume a suspended VM: QEMU runs the guest once it is read
@@ -133,6 +151,7 @@ class QemuSession:
             "helpers": helpers,
             "watch": watch,
             "accel_reason": f"{choice.accel}: {choice.reason}",
+            "virtiofs": sorted(runtime.virtiofs_fds),
         }
 
     def _swtpm(self) -> dict[str, Any]:
@@ -154,6 +173,47 @@ class QemuSession:
         ]  # fmt: skip
         return {"argv": argv, "log": str(log), "engine_fd": spawn.TPM_FD}
 
+    def _share_mode(self, share: Share, virtiofsd: Path | None) -> str:
+        if share.mode != "auto":
+            if share.mode == "virtiofs" and virtiofsd is None:
+                raise HostToolMissing(
+                    f"shared folder {share.tag!r} uses VirtioFS, and virtiofsd was not found",
+                    hint="install it (`sudo apt-get install qemu-system-common` on Debian 12, "
+                    "the virtiofsd package elsewhere), or serve the folder over 9p: "
+                    f"`vmdesk edit {self.config.name} --remove-share {share.tag} "
+                    f"--share {share.path}:{share.tag}:9p`",
+                )
+            return share.mode
+        return "virtiofs" if virtiofsd is not None else "9p"
+
+    def _virtiofsd(self, binary: Path, index: int, share: Share) -> dict[str, Any]:
+        """virtiofsd for one share, accepting QEMU on the socket it inherits. It needs
+        namespaces of its own: a non-root user gets them inside a user namespace, where
+        the user is root (and files the guest creates belong to the user). A read-only
+        share is a read-only bind mount in a mount namespace, so the host enforces it."""
+        log = self.files.logs / f"virtiofsd-{share.tag}.log"
+        daemon = [
+            str(binary), f"--fd={spawn.HELPER_FD}", "-o", f"source={share.path}",
+            "-o", f"cache={VIRTIOFS_CACHE}", f"--thread-pool-size={VIRTIOFS_THREADS}",
+        ]  # fmt: skip
+        wrapper: list[str] = []
+        if os.geteuid() != 0:
+            wrapper += ["--user", "--map-root-user"]
+        if share.read_only:
+            wrapper += ["--mount", "--propagation", "private"]
+            daemon = ["sh", "-c", 'mount --bind -o ro -- "$0" "$0" && exec "$@"', share.path,
+                      *daemon]  # fmt: skip
+        if wrapper:
+            unshare = shutil.which("unshare")
+            if unshare is None:
+                raise HostToolMissing(
+                    "unshare (util-linux) was not found; virtiofsd needs it here",
+                    hint="install util-linux, or serve the folder over 9p (`:9p`)",
+                )
+            daemon = [unshare, *wrapper, "--", *daemon]
+        return {"argv": daemon, "log": str(log), "engine_fd": spawn.SHARE_FD + index,
+                "socket": "listen"}  # fmt: skip
+
     def launch(self) -> dict[str, Any]:
         """Spawn QEMU (synchronously, before any event loop exists); returns the spec run."""
         spec = self.launch_spec()
@@ -166,6 +226,7 @@ class QemuSession:
         self._helpers = spawned.helpers
         self.argv = list(spec["argv"])
         self._accel_reason = str(spec["accel_reason"])
+        self._virtiofs = list(spec.get("virtiofs", []))
 
     async def attach(self) -> None:
         """Connect QMP and the serial console to the launched QEMU."""
@@ -202,7 +263,7 @@ class QemuSession:
         try:
             return await self._qmp.execute(command, arguments)
         except Exception as exc:
-            raise EngineError(f"QEMU refused {command}: {exc}") from exc
+            raise EngineError(f"QEMU refused {command}: {exc}", hint=_hint(str(exc))) from exc
 
     async def status(self) -> str:
         reply = await self._execute("query-status")
@@ -272,6 +333,9 @@ class QemuSession:
 
         if self._qmp is None:
             raise EngineError("QEMU is not attached")
+        self._refuse_unsaveable(
+            "suspend the VM", f"shut it down (`vmdesk stop {self.config.name}`)"
+        )
         partial = path.with_name(path.name + ".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -282,7 +346,12 @@ class QemuSession:
             await self._execute("stop")
             listener = EventListener("MIGRATION")
             with self._qmp.listen(listener):
-                await self._execute("migrate", {"uri": "fd:vmdesk-suspend"})
+                try:
+                    await self._execute("migrate", {"uri": "fd:vmdesk-suspend"})
+                except EngineError:  # refused up front (e.g. a mounted 9p share)
+                    await self._execute("closefd", {"fdname": "vmdesk-suspend"})
+                    await self._execute("cont")
+                    raise
                 async for event in listener:
                     data = event.get("data")
                     status = data.get("status") if isinstance(data, dict) else None
@@ -306,10 +375,37 @@ class QemuSession:
         """The format nodes of the VM's disks (vm_argv names them disk0, disk1, ...)."""
         return [f"disk{index}" for index in range(len(self.config.disks))]
 
-    async def save_snapshot(self, tag: str) -> None:
+    def _refuse_unsaveable(self, what: str, instead: str) -> None:
+        """QEMU 7.2 cannot save a machine with a vhost-user-fs device (virtiofsd holds part
+        of its state): say so before trying, with what the user can do instead."""
+        if self._virtiofs:
+            shares = ", ".join(repr(tag) for tag in self._virtiofs)
+            raise EngineError(
+                f"cannot {what}: the VirtioFS shared folder(s) {shares} keep QEMU from saving "
+                "the VM's memory",
+                hint=f"{instead}; or serve the folder over 9p, which saves while the guest has "
+                f"it unmounted (`vmdesk edit {self.config.name} --remove-share TAG "
+                "--share PATH:TAG:9p`)",
+            )
+
+    async def save_snapshot(self, tag: str, disk_only: bool = False) -> None:
         """Snapshot RAM, device state and every disk of the running VM as ``tag`` (the
-        machine state goes into the first disk, as QEMU's savevm does)."""
+        machine state goes into the first disk, as QEMU's savevm does); with ``disk_only``
+        just the disks, as they are at this instant, in one transaction."""
         nodes = self._disk_nodes()
+        if disk_only:
+            actions = [
+                {"type": "blockdev-snapshot-internal-sync", "data": {"device": n, "name": tag}}
+                for n in nodes
+            ]
+            await self._execute("transaction", {"actions": actions})
+            return
+        name = self.config.name
+        self._refuse_unsaveable(
+            "snapshot the running VM with its memory",
+            f"snapshot its disks only (`vmdesk snapshot create {name} SNAP --disk-only`), "
+            f"or stop it first (`vmdesk stop {name}`)",
+        )
         await self._job("snapshot-save", {"tag": tag, "vmstate": nodes[0], "devices": nodes})
 
     async def load_snapshot(self, tag: str) -> None:
@@ -341,7 +437,7 @@ class QemuSession:
         error = next((j.get("error") for j in jobs if j.get("id") == job_id), None)
         await self._execute("job-dismiss", {"id": job_id})
         if error:
-            raise EngineError(f"QEMU's {command} failed: {error}")
+            raise EngineError(f"QEMU's {command} failed: {error}", hint=_hint(str(error)))
 
     async def wait(self) -> int:
         import asyncio
@@ -405,3 +501,14 @@ class QemuSession:
         for path in (self.sockets.qmp, self.sockets.serial, self.sockets.vnc):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+
+def _hint(qemu_error: str) -> str | None:
+    """What to do about the QEMU errors a user can act on."""
+    if "VirtFS" in qemu_error and "mounted" in qemu_error:
+        # QEMU cannot save a 9p share's open files, so it refuses while the guest has it mounted
+        return (
+            "unmount the 9p shared folder in the guest (`umount /its/mount/point`) and try "
+            "again, snapshot the disks only (`--disk-only`), or stop the VM first"
+        )
+    return None

@@ -6,11 +6,13 @@ A spec is plain JSON data:
 
     {"engine": "qemu", "argv": [...], "listen": {"3": qmp.sock, "4": serial.sock},
      "rotate": [serial.log], "remove": [vnc.sock], "log": engine.log,
-     "helpers": [{"argv": [...], "log": swtpm.log, "engine_fd": 5}],
+     "helpers": [{"argv": [...], "log": swtpm.log, "engine_fd": 5, "socket": "pair"}],
      "watch": [files whose change makes the spec stale], "accel_reason": "..."}
 
-Each helper daemon (swtpm) gets one end of a socket pair at fd 3 and QEMU the other end
-at the helper's ``engine_fd``; helpers start first and are killed if QEMU cannot start.
+Each helper daemon gets its socket at fd 3 and QEMU the other side at the helper's
+``engine_fd``: one end of a socket pair (swtpm), or, for a daemon that insists on
+accepting its client (virtiofsd), a listening socket with no name in the file system that
+QEMU is already connected to. Helpers start first and are killed if QEMU cannot start.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 QMP_FD = 3
 SERIAL_FD = 4
 TPM_FD = 5
+SHARE_FD = 6  # the first virtiofs share's vhost-user socket; share N is at SHARE_FD + N
 HELPER_FD = 3  # where a helper finds its end of the socket pair
 _PR_SET_PDEATHSIG = 1
 
@@ -99,7 +102,7 @@ def spawn(spec: dict[str, Any]) -> Spawned:
         with contextlib.ExitStack() as ours:  # our copies of the sockets, closed after
             moves: list[tuple[int, int]] = []
             for helper in spec.get("helpers", []):
-                engine_end, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                engine_end, helper_end = _helper_sockets(helper.get("socket", "pair"))
                 ours.enter_context(engine_end)
                 ours.enter_context(helper_end)
                 moves_helper = [(helper_end.fileno(), HELPER_FD)]
@@ -114,6 +117,25 @@ def spawn(spec: dict[str, Any]) -> Spawned:
             process.kill()
             process.wait()
         raise
+
+
+def _helper_sockets(kind: str) -> tuple[socket.socket, socket.socket]:
+    """(QEMU's end, the helper's end) of a helper's channel."""
+    if kind == "pair":
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # Linux autobind: an abstract name, nothing in the file system to clean up. QEMU's
+        # connection is queued before the helper even starts, so it is the one accepted
+        # (virtiofsd closes its listener after that first client).
+        listener.bind("")
+        listener.listen(1)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(listener.getsockname())
+    except BaseException:
+        listener.close()
+        raise
+    return client, listener
 
 
 def _start(

@@ -8,7 +8,7 @@ a real QEMU 7.2 launch (tests/unit/test_vm_argv.py, marked ``vm``) checks it is 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmdesk.core.arch import Arch
@@ -40,11 +40,15 @@ class Runtime:
     # anyone is connected to the serial socket yet.
     serial_log: Path | None = None
     tpm_fd: int | None = None  # QEMU's end of a socket pair to this VM's swtpm
+    # share tag -> QEMU's end of the vhost-user socket of that share's virtiofsd; shares
+    # not named here are served over virtio-9p by QEMU itself
+    virtiofs_fds: dict[str, int] = field(default_factory=dict)
 
 
 GICV2_MAX_CPUS = 8  # the virt board's default GICv2 addresses at most 8 CPUs
 AHCI_PORTS = 6  # q35's built-in ICH9 AHCI controller: buses ide.0 .. ide.5
 XHCI_BUS = "xhci.0"
+RAM_BACKEND = "ram0"
 
 # cache mode -> (protocol node options, device options); write-cache=off on the device is
 # how -blockdev spells the "writethrough" half of the old -drive cache= modes.
@@ -58,7 +62,13 @@ _CACHE: dict[str, tuple[str, str]] = {
 
 
 def machine(
-    arch: Arch, accel: Accel, *, secure_boot: bool, pflash: bool = False, cpus: int = 1
+    arch: Arch,
+    accel: Accel,
+    *,
+    secure_boot: bool,
+    pflash: bool = False,
+    cpus: int = 1,
+    shared_memory: bool = False,
 ) -> str:
     """The ``-machine`` value: q35 or virt, plus what the accelerator and firmware need."""
     if arch == "x86_64":
@@ -73,6 +83,8 @@ def machine(
             value += ",gic-version=max"
     if pflash:
         value += ",pflash0=fw-code,pflash1=fw-vars"
+    if shared_memory:
+        value += f",memory-backend={RAM_BACKEND}"
     return value
 
 
@@ -81,8 +93,14 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     for what QEMU 7.2 cannot express)."""
     uefi = isinstance(config.boot, UefiBoot)
     secure_boot = isinstance(config.boot, UefiBoot) and config.boot.secure_boot
+    virtiofs = _virtiofs_tags(config, runtime)
     board = machine(
-        config.arch, runtime.accel, secure_boot=secure_boot, pflash=uefi, cpus=config.cpus
+        config.arch,
+        runtime.accel,
+        secure_boot=secure_boot,
+        pflash=uefi,
+        cpus=config.cpus,
+        shared_memory=bool(virtiofs),
     )
     argv = [
         "-nodefaults",
@@ -95,6 +113,9 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
         "-smp", str(config.cpus),
         "-m", f"{config.memory}M",
     ]  # fmt: skip
+    if virtiofs:
+        # virtiofsd reads and writes guest memory directly: RAM must be a shareable file
+        argv += ["-object", f"memory-backend-memfd,id={RAM_BACKEND},size={config.memory}M,share=on"]
     argv += _firmware(config, runtime)
     argv += _boot(config, bundle_dir)
     argv += _usb(config)
@@ -106,7 +127,7 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     argv += ["-device", "virtio-rng-pci"]
     argv += _tpm(config, runtime)
     argv += _display(config, runtime)
-    argv += _shares(config)
+    argv += _shares(config, runtime)
     argv += _serial(config, runtime)
     argv += [
         "-chardev", f"socket,id=qmp0,fd={runtime.qmp_fd},server=on,wait=off",
@@ -306,8 +327,23 @@ def _display(config: VMConfig, runtime: Runtime) -> list[str]:
     return argv
 
 
-def _shares(config: VMConfig) -> list[str]:
-    """Host folders over virtio-9p (virtiofs needs a daemon per share: a later change)."""
+def _virtiofs_tags(config: VMConfig, runtime: Runtime) -> set[str]:
+    """Tags of the shares served by a virtiofsd (each must have one)."""
+    tags = {share.tag for share in config.shares}
+    unknown = set(runtime.virtiofs_fds) - tags
+    if unknown:
+        raise EngineError(f"virtiofsd sockets were given for unknown shares {sorted(unknown)}")
+    for share in config.shares:
+        if share.mode == "virtiofs" and share.tag not in runtime.virtiofs_fds:
+            raise EngineError(
+                f"shared folder {share.tag!r} is VirtioFS, and no virtiofsd was started for it"
+            )
+    return set(runtime.virtiofs_fds)
+
+
+def _shares(config: VMConfig, runtime: Runtime) -> list[str]:
+    """Host folders: VirtioFS through a virtiofsd per share (its socket inherited), or
+    virtio-9p served by QEMU itself."""
     argv: list[str] = []
     for index, share in enumerate(config.shares):
         if not Path(share.path).is_absolute():
@@ -315,7 +351,15 @@ def _shares(config: VMConfig) -> list[str]:
                 f"shared folder {share.tag!r}: {share.path!r} is not an absolute path",
                 hint="give the full path of the host folder",
             )
-        argv += share_9p(index, share.tag, share.path, share.read_only)
+        fd = runtime.virtiofs_fds.get(share.tag)
+        if fd is None:
+            argv += share_9p(index, share.tag, share.path, share.read_only)
+            continue
+        chardev = f"vfs{index}"
+        argv += [
+            "-chardev", f"socket,id={chardev},fd={fd}",
+            "-device", f"vhost-user-fs-pci,chardev={chardev},tag={_esc(share.tag)},queue-size=1024",
+        ]  # fmt: skip
     return argv
 
 
