@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,21 @@ def test_second_build_is_served_from_the_cache(tiny_image: ImageGetter) -> None:
     assert again.directory == first.directory
     assert not any(step.startswith("downloading") for step in steps), steps
     assert tiny_linux.find("aarch64").directory == first.directory
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_image_keeps_a_kernel_that_uefi_firmware_can_run(
+    arch: Arch, tiny_image: ImageGetter
+) -> None:
+    image = tiny_image(arch)
+    manifest = json.loads((image.directory / "manifest.json").read_text())
+    assert manifest["efi_kernel"] == image.efi_kernel.name == "vmlinuz"
+    head = image.efi_kernel.read_bytes()[:4096]
+    assert head[:2] == b"MZ"  # a PE image (the EFI stub) ...
+    pe = int.from_bytes(head[0x3C:0x40], "little")
+    assert head[pe : pe + 4] == b"PE\0\0"
+    machine = int.from_bytes(head[pe + 4 : pe + 6], "little")
+    assert machine == {"x86_64": 0x8664, "aarch64": 0xAA64}[arch]
+    if arch == "x86_64":
+        assert head[0x202:0x206] == b"HdrS"  # ... and still a bzImage
+        assert image.kernel.name == "vmlinux"  # direct boots keep the fast PVH path

@@ -57,6 +57,8 @@ def image_build(name: str, arch: str, force: bool) -> None:
     )
     console.print(f"  kernel  {escape(str(built.kernel))}")
     console.print(f"  initrd  {escape(str(built.initrd))}")
+    if built.efi_kernel_file is not None and built.efi_kernel != built.kernel:
+        console.print(f"  efi     {escape(str(built.efi_kernel))} (for UEFI boot)")
     console.print(f"  from    {', '.join(built.packages)}")
 
 

@@ -24,7 +24,7 @@ from vmdesk.images import bzimage, debian, kmods
 
 IMAGE_NAME = "tiny-linux"
 # Bump when the way an image is assembled changes, so cached images are rebuilt.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 
 # Drivers the guest loads at boot, before anything else (with their dependencies).
 BASE_MODULES: tuple[str, ...] = ("virtio_pci", "evdev", "button", "gpio_keys")
@@ -40,6 +40,8 @@ MODULES: tuple[str, ...] = (
     "vmw_vsock_virtio_transport",
     # TPM
     "tpm_tis", "tpm_crb", "tpm_tis_device",
+    # UEFI variables, read and written through /sys/firmware/efi/efivars
+    "efivarfs",
     # input: event devices, the power buttons (ACPI on x86_64, gpio-keys on aarch64 virt), USB
     "evdev", "button", "gpio_keys", "xhci_pci", "usbhid", "hid_generic",
     # media: SCSI disks and CDs (virtio-scsi, USB storage), q35's AHCI for CDs
@@ -65,7 +67,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TinyImage:
-    """A built image: what a VM needs for a direct kernel boot."""
+    """A built image: what a VM needs for a direct kernel boot, or to boot the kernel from
+    UEFI firmware through its EFI stub."""
 
     arch: Arch
     directory: Path
@@ -73,10 +76,25 @@ class TinyImage:
     packages: tuple[str, ...]
 
     kernel_file: str
+    efi_kernel_file: str | None = None  # None in images built before it was kept
 
     @property
     def kernel(self) -> Path:
+        """The kernel for QEMU's direct boot (-kernel): on x86_64 the ELF vmlinux, which
+        boots through PVH without decompressing itself under emulation."""
         return self.directory / self.kernel_file
+
+    @property
+    def efi_kernel(self) -> Path:
+        """The kernel as UEFI firmware can run it (a PE image with the EFI stub): the
+        bzImage on x86_64, the Image on aarch64. It takes ``initrd=`` from its command line
+        to load the initrd from the same file system."""
+        if self.efi_kernel_file is None:
+            raise ImageBuildError(
+                f"the cached {IMAGE_NAME} image for {self.arch} has no EFI-bootable kernel",
+                hint=f"rebuild it: `vmdesk image build {IMAGE_NAME} --arch {self.arch} --force`",
+            )
+        return self.directory / self.efi_kernel_file
 
     @property
     def initrd(self) -> Path:
@@ -124,6 +142,7 @@ def _load(directory: Path) -> TinyImage:
         kernel_release=manifest["kernel_release"],
         packages=tuple(manifest["packages"]),
         kernel_file=manifest["kernel"],
+        efi_kernel_file=manifest.get("efi_kernel"),
     )
 
 
@@ -180,12 +199,13 @@ def build(arch: Arch, *, progress: Progress | None = None, force: bool = False) 
         say("packing the initramfs")
         _pack_initramfs(out / "root", out / "initrd.img")
         shutil.rmtree(out / "root")
-        kernel_file = _install_kernel(arch, work / "kernel" / "boot", release, out)
+        kernel_file, efi_kernel_file = _install_kernel(arch, work / "kernel" / "boot", release, out)
         manifest = {
             "name": IMAGE_NAME,
             "arch": arch,
             "kernel_release": release,
             "kernel": kernel_file,
+            "efi_kernel": efi_kernel_file,
             "packages": [p.spec for p in packages],
             "recipe_version": RECIPE_VERSION,
         }
@@ -200,15 +220,21 @@ def build(arch: Arch, *, progress: Progress | None = None, force: bool = False) 
     return _load(target)
 
 
-def _install_kernel(arch: Arch, boot: Path, release: str, out: Path) -> str:
-    """Copy the kernel into ``out``; returns its file name there."""
+def _install_kernel(arch: Arch, boot: Path, release: str, out: Path) -> tuple[str, str]:
+    """Copy the kernel into ``out``; returns the file names there of the kernel for direct
+    boot and of the one for UEFI boot (the same file, except on x86_64 with PVH)."""
     vmlinuz = boot / f"vmlinuz-{release}"
     config = (boot / f"config-{release}").read_text()
+    if "CONFIG_EFI_STUB=y" not in config:
+        raise ImageBuildError(
+            f"the {arch} kernel {release} has no EFI stub, so UEFI firmware cannot boot it",
+            hint="report this: Debian's kernels are built with CONFIG_EFI_STUB=y",
+        )
+    shutil.copyfile(vmlinuz, out / "vmlinuz")
     if arch == "x86_64" and "CONFIG_PVH=y" in config:
         (out / "vmlinux").write_bytes(bzimage.extract_vmlinux(vmlinuz.read_bytes()))
-        return "vmlinux"
-    shutil.copyfile(vmlinuz, out / "vmlinuz")
-    return "vmlinuz"
+        return "vmlinux", "vmlinuz"
+    return "vmlinuz", "vmlinuz"
 
 
 def _depmod() -> str:
