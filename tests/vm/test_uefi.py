@@ -1,6 +1,6 @@
 """UEFI boot for real, on both architectures: QEMU's firmware (chosen from its descriptors)
-boots the tiny guest's EFI-stub kernel from an EFI system partition, and each VM keeps its
-own UEFI variables, across boots, in its bundle."""
+boots the tiny guest's EFI-stub kernel from an EFI system partition, each VM keeps its own
+UEFI variables, across boots, in its bundle, and secure boot is enforced."""
 
 from __future__ import annotations
 
@@ -76,3 +76,32 @@ def test_uefi_boot_and_per_vm_variables_that_persist(
     engine_log = (cli.bundle("vm") / "logs" / "engine.log").read_text()
     assert f"filename={firmware.select(arch, False)[0]}" in engine_log  # the chosen build
     assert f"filename={nvram}" in engine_log
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_secure_boot_runs_only_signed_code(
+    cli: CLI, arch: Arch, tiny_image: ImageGetter, tmp_path: Path
+) -> None:
+    """The enrolled-keys build enforces secure boot from the first start: it refuses even
+    its own (unsigned) UEFI shell, so neither startup.nsh nor the kernel ever runs."""
+    cli("create", "vm", "--arch", arch, "--boot", "uefi", "--secure-boot", "--nic", "none",
+        "--disk", str(make_esp(tiny_image(arch), tmp_path / "esp.img")), "--cpus", "1",
+        "--memory", "512MiB", "--display", "none", "--no-vnc")  # fmt: skip
+    cli("start", "vm")
+    console = cli.console("vm")
+    try:
+        console.wait_for(r'failed to start Boot\d+ "EFI Internal Shell".*Security Violation', 180)
+        assert "VMDESK-READY" not in console.text
+    finally:
+        console.close()
+    cli("stop", "vm", "--force")
+    code, template = firmware.select(arch, secure_boot=True)
+    assert code != firmware.select(arch, secure_boot=False)[0]
+    nvram = cli.bundle("vm") / "nvram"
+    assert sorted(p.name for p in nvram.iterdir()) == ["efivars-secure.fd"]
+    assert (nvram / "efivars-secure.fd").stat().st_size == template.stat().st_size
+    engine_log = (cli.bundle("vm") / "logs" / "engine.log").read_text()
+    assert f"filename={code}," in engine_log
+    if arch == "x86_64":  # only SMM code may write the variables
+        assert "smm=on" in engine_log
+        assert "driver=cfi.pflash01,property=secure,value=on" in engine_log
