@@ -207,3 +207,12 @@ def test_this_hosts_descriptors() -> None:
     sb = next(d for d in firmware.descriptors() if d.code and d.code.path == sb_code)
     assert {"secure-boot", "enrolled-keys", "requires-smm"} <= set(sb.features)
     assert firmware.select("aarch64", False)[0].is_file()
+
+
+def test_watch_paths_cover_every_directory_and_descriptor(host: Host) -> None:
+    host.build("60-edk2-x86_64.json")
+    host.write("10-hidden.json", "", where="etc")
+    assert firmware.watch_paths(host.dirs) == [
+        host.usr, host.etc, host.usr / "60-edk2-x86_64.json",
+    ]  # fmt: skip
+    assert firmware.watch_paths()[: len(firmware.search_dirs())] == list(firmware.search_dirs())

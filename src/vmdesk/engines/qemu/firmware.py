@@ -74,6 +74,13 @@ def descriptor_files(dirs: Sequence[Path] | None = None) -> list[Path]:
     return out
 
 
+def watch_paths(dirs: Sequence[Path] | None = None) -> list[Path]:
+    """What a cached launch plan of a UEFI VM depends on besides the chosen images: every
+    search directory (a directory's signature changes when a descriptor is added, removed
+    or renamed in it, or when it appears) and every descriptor file in effect (an edit)."""
+    return [*(search_dirs() if dirs is None else dirs), *descriptor_files(dirs)]
+
+
 def _strings(value: object) -> tuple[str, ...]:
     """A descriptor's list field, tolerating a malformed one (hand-edited files exist)."""
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
