@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
     qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64
-    swtpm swtpm-tools busybox-static cpio kmod mtools
+    swtpm swtpm-tools busybox-static cpio kmod mtools iproute2
     python3 python3-venv python3-pip ca-certificates make
 )
 

@@ -57,7 +57,8 @@ def test_create_list_show_json(vmdesk: Run, tmp_path: Path) -> None:
     assert config["display"]["width"] == 1920 and config["tpm"] is True
     assert config["boot"] == {"kind": "uefi", "secure_boot": True}
     assert config["nics"][0]["forwards"][0]["host_port"] == 8080
-    assert config["shares"] == [{"tag": "src", "path": str(src), "read_only": False, "mode": "auto"}]
+    share = {"tag": "src", "path": str(src), "read_only": False, "mode": "auto"}
+    assert config["shares"] == [share]
     assert str(src) in config["approved_paths"]  # named on the command line => approved
     assert "dev" in vmdesk("show", "dev").stdout
     assert "dev" in vmdesk("show", config["uuid"][:8]).stdout

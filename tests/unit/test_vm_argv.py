@@ -103,6 +103,13 @@ CASES: dict[str, tuple[dict[str, Any], str, bool]] = {
          "isolation": "unrestricted"},
         "tcg", False,
     ),
+    # a tap VM-Desk opened (it had CAP_NET_ADMIN) for the first, the bridge helper for the other
+    "bridged-tap-and-helper": (
+        {"boot": LINUX, "nics": [{"mode": "bridged", "bridge": "tap-lan"},
+                                 {"mode": "bridged", "bridge": "br1", "mac": "52:54:00:12:34:56"}],
+         "isolation": "unrestricted"},
+        "tcg", False,
+    ),
     "usb-passthrough": (
         {"boot": LINUX, "usb_devices": [{"vendor_id": "046d", "product_id": "c52b"}],
          "isolation": "unrestricted", "serial": {"enabled": False}},
@@ -148,6 +155,9 @@ def _runtime(config: VMConfig, accel: str, uefi: bool, **paths: Path) -> Runtime
         firmware=firmware,
         tpm_fd=5 if config.tpm else None,
         virtiofs_fds={s.tag: 6 + i for i, s in enumerate(config.shares) if s.mode == "virtiofs"},
+        tap_fds={
+            i: 40 + i for i, n in enumerate(config.nics) if (n.bridge or "").startswith("tap")
+        },
     )
 
 
@@ -355,7 +365,14 @@ def test_machine(
 # swtpm (tests/vm/test_tpm.py boots those for real).
 # bridges and helper daemons (swtpm, virtiofsd) need more than a bare QEMU: tests/vm has those
 ACCEPTED = sorted(
-    set(CASES) - {"bridged-and-none-nics", "tpm-x86_64", "tpm-aarch64", "shares-virtiofs-and-9p"}
+    set(CASES)
+    - {
+        "bridged-and-none-nics",
+        "bridged-tap-and-helper",
+        "tpm-x86_64",
+        "tpm-aarch64",
+        "shares-virtiofs-and-9p",
+    }
 )
 
 

@@ -23,9 +23,9 @@ from vmdesk.core.errors import EngineError, HostToolMissing
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.base import Capabilities
 from vmdesk.engines.qemu import accel as qemu_accel
+from vmdesk.engines.qemu import bridging, spawn
 from vmdesk.engines.qemu import doctor as qemu_doctor
 from vmdesk.engines.qemu import firmware as qemu_firmware
-from vmdesk.engines.qemu import spawn
 from vmdesk.engines.qemu.binaries import system_binary
 from vmdesk.engines.qemu.vm_argv import Runtime, build_vm
 
@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from qemu.qmp import QMPClient
 
 QMP_CONNECT_TIMEOUT = 15.0
-# virtiofsd tuning (bench/share_bench.py measures the choice against 9p)
+# virtiofsd tuning, measured against 9p by bench/share_bench.py. cache=always buys nothing
+# measurable over auto here; a thread pool is off because Debian 12's virtiofsd's seccomp
+# filter kills its pool threads (they call sched_getaffinity, which the filter lacks).
 VIRTIOFS_CACHE = "auto"
 VIRTIOFS_THREADS = 0
 
@@ -105,6 +107,7 @@ class QemuSession:
         serial_log = self.files.serial_log if config.serial.enabled and config.serial.log else None
         virtiofsd = qemu_doctor.find_virtiofsd() if sys.platform == "linux" else None
         share_modes = {share.tag: self._share_mode(share, virtiofsd) for share in config.shares}
+        taps, bridge_helper = bridging.plan(config.name, config.nics)
         runtime = Runtime(
             accel=choice.accel,
             qmp_fd=spawn.QMP_FD,
@@ -118,6 +121,8 @@ class QemuSession:
                 for index, share in enumerate(config.shares)
                 if share_modes[share.tag] == "virtiofs"
             },
+            tap_fds={index: spawn.TAP_FD + index for index in taps},
+            bridge_helper=bridge_helper,
         )
         binary = system_binary(config.arch)
         listen = {str(spawn.QMP_FD): str(self.sockets.qmp)}
@@ -137,6 +142,8 @@ class QemuSession:
                 helpers.append(self._virtiofsd(virtiofsd, index, share))
         # Installing or removing virtiofsd changes what "auto" shares become.
         watch += [str(path) for path in qemu_doctor.VIRTIOFSD_PLACES]
+        if any(nic.mode == "bridged" for nic in config.nics):
+            watch += [str(path) for path in bridging.BRIDGE_HELPERS]
         argv = [str(binary), *build_vm(config, self.files.root, runtime)]
         state = self.files.suspended_state
         if state.exists():  # resume a suspended VM: QEMU runs the guest once it is read
@@ -149,6 +156,9 @@ class QemuSession:
             "remove": [str(self.sockets.vnc)],
             "log": str(self.files.engine_log),
             "helpers": helpers,
+            "taps": [
+                {"bridge": config.nics[i].bridge, "engine_fd": spawn.TAP_FD + i} for i in taps
+            ],
             "watch": watch,
             "accel_reason": f"{choice.accel}: {choice.reason}",
             "virtiofs": sorted(runtime.virtiofs_fds),

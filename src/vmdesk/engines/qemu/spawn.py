@@ -7,12 +7,15 @@ A spec is plain JSON data:
     {"engine": "qemu", "argv": [...], "listen": {"3": qmp.sock, "4": serial.sock},
      "rotate": [serial.log], "remove": [vnc.sock], "log": engine.log,
      "helpers": [{"argv": [...], "log": swtpm.log, "engine_fd": 5, "socket": "pair"}],
+     "taps": [{"bridge": "br0", "engine_fd": 20}],
      "watch": [files whose change makes the spec stale], "accel_reason": "..."}
 
 Each helper daemon gets its socket at fd 3 and QEMU the other side at the helper's
 ``engine_fd``: one end of a socket pair (swtpm), or, for a daemon that insists on
 accepting its client (virtiofsd), a listening socket with no name in the file system that
 QEMU is already connected to. Helpers start first and are killed if QEMU cannot start.
+Each tap is a new tap device on the named bridge (which needs CAP_NET_ADMIN), handed to
+QEMU at ``engine_fd``; it disappears when QEMU closes it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ QMP_FD = 3
 SERIAL_FD = 4
 TPM_FD = 5
 SHARE_FD = 6  # the first virtiofs share's vhost-user socket; share N is at SHARE_FD + N
+TAP_FD = 40  # the first bridged NIC's tap; NIC N is at TAP_FD + N
 HELPER_FD = 3  # where a helper finds its end of the socket pair
 _PR_SET_PDEATHSIG = 1
 
@@ -108,6 +112,10 @@ def spawn(spec: dict[str, Any]) -> Spawned:
                 moves_helper = [(helper_end.fileno(), HELPER_FD)]
                 helpers.append(_start(helper["argv"], helper["log"], moves_helper, prctl))
                 moves.append((engine_end.fileno(), int(helper["engine_fd"])))
+            for tap in spec.get("taps", []):
+                fd = open_tap(tap["bridge"])
+                ours.callback(os.close, fd)
+                moves.append((fd, int(tap["engine_fd"])))
             for fd, path in spec["listen"].items():
                 sock = ours.enter_context(unix_socket.listen(Path(path)))
                 moves.append((sock.fileno(), int(fd)))
@@ -117,6 +125,33 @@ def spawn(spec: dict[str, Any]) -> Spawned:
             process.kill()
             process.wait()
         raise
+
+
+# <linux/if_tun.h>, <linux/sockios.h>, <net/if.h>
+_TUNSETIFF = 0x400454CA
+_IFF_TAP, _IFF_NO_PI, _IFF_VNET_HDR, _IFF_UP = 0x0002, 0x1000, 0x4000, 0x0001
+_SIOCBRADDIF, _SIOCGIFFLAGS, _SIOCSIFFLAGS = 0x89A2, 0x8913, 0x8914
+
+
+def open_tap(bridge: str) -> int:
+    """A new tap device (named vmdeskN by the kernel), up and on ``bridge``; returns its fd.
+    Not persistent: closing the last fd removes the device."""
+    import struct
+
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        request = struct.pack("16sH22x", b"vmdesk%d", _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR)
+        name = fcntl.ioctl(fd, _TUNSETIFF, request)[:16].rstrip(b"\0")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
+            index = socket.if_nametoindex(name.decode())
+            fcntl.ioctl(ctl, _SIOCBRADDIF, struct.pack("16si20x", bridge.encode(), index))
+            got = fcntl.ioctl(ctl, _SIOCGIFFLAGS, struct.pack("16sH22x", name, 0))
+            flags = struct.unpack("16sH22x", got)[1]
+            fcntl.ioctl(ctl, _SIOCSIFFLAGS, struct.pack("16sH22x", name, flags | _IFF_UP))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _helper_sockets(kind: str) -> tuple[socket.socket, socket.socket]:

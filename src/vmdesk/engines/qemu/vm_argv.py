@@ -43,6 +43,10 @@ class Runtime:
     # share tag -> QEMU's end of the vhost-user socket of that share's virtiofsd; shares
     # not named here are served over virtio-9p by QEMU itself
     virtiofs_fds: dict[str, int] = field(default_factory=dict)
+    # NIC index -> an inherited tap device already on the NIC's bridge (we had the
+    # privilege to create it); other bridged NICs go through qemu-bridge-helper
+    tap_fds: dict[int, int] = field(default_factory=dict)
+    bridge_helper: Path | None = None
 
 
 GICV2_MAX_CPUS = 8  # the virt board's default GICv2 addresses at most 8 CPUs
@@ -123,7 +127,7 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
         argv += _disk(index, disk, bundle_dir)
     argv += _cdroms(config, bundle_dir)
     for index, nic in enumerate(config.nics):
-        argv += _nic(index, nic)
+        argv += _nic(index, nic, runtime)
     argv += ["-device", "virtio-rng-pci"]
     argv += _tpm(config, runtime)
     argv += _display(config, runtime)
@@ -294,8 +298,9 @@ def _hostfwd(fwd: PortForward) -> str:
     return f"hostfwd={fwd.protocol}:{fwd.host_address}:{fwd.host_port}-:{fwd.guest_port}"
 
 
-def _nic(index: int, nic: Nic) -> list[str]:
-    """A netdev backend (slirp NAT or the setuid bridge helper) and a virtio NIC."""
+def _nic(index: int, nic: Nic, runtime: Runtime) -> list[str]:
+    """A netdev backend (slirp NAT; for bridged, a tap we opened or the setuid bridge
+    helper) and a virtio NIC."""
     if nic.mode == "none":
         return []
     netdev = f"net{index}"
@@ -305,7 +310,12 @@ def _nic(index: int, nic: Nic) -> list[str]:
                 f"nics[{index}]: bridged networking needs a host bridge",
                 hint="name it, e.g. --nic bridged:br0",
             )
-        backend = f"bridge,id={netdev},br={_esc(nic.bridge)}"
+        if index in runtime.tap_fds:
+            backend = f"tap,id={netdev},fd={runtime.tap_fds[index]}"
+        else:
+            backend = f"bridge,id={netdev},br={_esc(nic.bridge)}"
+            if runtime.bridge_helper is not None:
+                backend += f",helper={_esc(runtime.bridge_helper)}"
     else:
         backend = ",".join([f"user,id={netdev}", *(_hostfwd(f) for f in nic.forwards)])
     device = f"virtio-net-pci,netdev={netdev},id={netdev}-dev"
