@@ -19,6 +19,7 @@ bench: setup
 	$(VENV)/bin/python bench/boot_bench.py
 	$(VENV)/bin/python bench/storage_bench.py
 	$(VENV)/bin/python bench/snapshot_bench.py
+	$(VENV)/bin/python bench/share_bench.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
