@@ -167,3 +167,24 @@ def test_spawn_pairs_a_helper_with_qemu_and_kills_it_when_qemu_cannot_start(
         except OSError:
             continue
     assert alive == []  # the helper started for it was killed and reaped
+
+
+def test_a_uefi_vm_with_shares_watches_firmware_descriptors_and_virtiofsd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new firmware descriptor, or virtiofsd installed or removed, changes what a fresh
+    start would run: the plan must notice."""
+    from vmdesk.core.config import from_dict
+    from vmdesk.engines.qemu import firmware
+    from vmdesk.engines.qemu.doctor import VIRTIOFSD_PLACES
+    from vmdesk.engines.qemu.session import QemuSession
+
+    monkeypatch.setenv("VMDESK_ACCEL", "tcg")
+    (tmp_path / "vm" / "logs").mkdir(parents=True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    config = from_dict({"name": "vm", "arch": "x86_64", "boot": {"kind": "uefi"},
+                        "shares": [{"tag": "s", "path": str(shared), "mode": "9p"}]})  # fmt: skip
+    watch = QemuSession(config, tmp_path / "vm", tmp_path / "run").launch_spec()["watch"]
+    assert {str(p) for p in firmware.watch_paths()} <= set(watch)
+    assert {str(p) for p in VIRTIOFSD_PLACES} <= set(watch)

@@ -131,6 +131,7 @@ class QemuSession:
         watch = [str(binary), str(qemu_accel.probe_cache_path(config.arch)), "/dev/kvm"]
         if firmware is not None:
             watch += [str(firmware.code), str(firmware.vars)]
+            watch += [str(path) for path in qemu_firmware.watch_paths()]
         helpers = []
         if config.tpm:
             swtpm = self._swtpm()
