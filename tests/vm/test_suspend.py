@@ -54,6 +54,12 @@ def test_stop_discards_a_saved_state_and_a_half_written_one_is_ignored(cli: CLI)
     cli("create", "vm", "--image", "tiny-linux", "--arch", "aarch64")
     cli("start", "vm", "--wait-ready")
     cli("suspend", "vm")
+    # What would break the saved state is refused; what needs a running VM says how to resume.
+    for refused in (cli("clone", "vm", "copy", ok=False),
+                    cli("snapshot", "create", "vm", "s1", ok=False)):  # fmt: skip
+        assert "is suspended" in refused and "vmdesk start vm" in refused
+    paused = cli("pause", "vm", ok=False)
+    assert "suspended to disk" in paused and "vmdesk start vm" in paused
     assert "discarded" in cli("stop", "vm")
     assert cli.status("vm")["status"] == "stopped"
     # What a crash in the middle of `suspend` leaves: a partial state, never resumed from.
@@ -62,4 +68,6 @@ def test_stop_discards_a_saved_state_and_a_half_written_one_is_ignored(cli: CLI)
     assert cli.status("vm")["status"] == "stopped"
     out = cli("start", "vm", "--wait-ready")
     assert "ready after" in out  # a fresh boot
-    cli("stop", "vm", "--force")
+    cli("suspend", "vm")
+    cli("delete", "vm", "--yes")  # a suspended VM can be deleted, saved state and all
+    assert not cli.bundle("vm").exists()

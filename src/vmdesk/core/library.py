@@ -165,7 +165,7 @@ class Library:
     def delete(self, ref: str) -> Path:
         """Remove a stopped VM and everything in its bundle; returns where it was."""
         bundle = self.find(ref)
-        if self.status(bundle) not in ENDED:
+        if self.status(bundle) not in (*ENDED, "suspended"):  # a saved state goes with it
             raise Conflict(
                 f"VM {bundle.dir_name.removesuffix(layout.SUFFIX)!r} is running",
                 hint="stop it first (`vmdesk stop NAME`)",

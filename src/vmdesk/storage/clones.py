@@ -26,7 +26,7 @@ from vmdesk.core import layout
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import Disk, VMConfig, from_dict, to_dict
 from vmdesk.core.errors import ConfigError, Conflict, StorageError, VMDeskError
-from vmdesk.core.library import Library
+from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.core.states import ENDED
 from vmdesk.storage import copying, images
 from vmdesk.storage.copying import CopyProgress
@@ -72,6 +72,7 @@ def clone(
     """A new VM ``name`` with the source's description and its own copy of its disks."""
     src = library.find(source)
     src_name = src.dir_name.removesuffix(layout.SUFFIX)
+    refuse_if_suspended(src)
     if library.status(src) not in ENDED:
         raise Conflict(
             f"VM {src_name!r} is running, and a clone needs a stopped VM",

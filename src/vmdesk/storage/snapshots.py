@@ -219,7 +219,9 @@ def _forget(bundle: Bundle, tree: Tree, snap: Snapshot) -> None:
 
 
 def _running(library: Library, ref: str) -> bool:
-    return library.status(library.find(ref)) not in ENDED
+    bundle = library.find(ref)
+    refuse_if_suspended(bundle)  # its saved state needs the disks exactly as they are
+    return library.status(bundle) not in ENDED
 
 
 def _tree_locked(bundle: Bundle) -> contextlib.AbstractContextManager[None]:

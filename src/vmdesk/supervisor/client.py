@@ -131,6 +131,11 @@ def call(bundle: Bundle, op: str, *, timeout: float = 10.0, **args: Any) -> dict
         raise NotRunning(
             f"VM {_name(bundle)!r} is not running", hint=f"`vmdesk start {_name(bundle)}`"
         )
+    if current["status"] == "suspended":
+        raise NotRunning(
+            f"VM {_name(bundle)!r} is suspended to disk",
+            hint=f"resume it with `vmdesk start {_name(bundle)}`",
+        )
     try:
         reply = vmstatus.request(
             vmstatus.sockets_for(bundle.path).control, op, timeout=timeout, **args
