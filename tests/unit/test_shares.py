@@ -10,7 +10,7 @@ import pytest
 
 from vmdesk.core import specs
 from vmdesk.core.config import VMConfig, from_dict
-from vmdesk.core.errors import EngineError, HostToolMissing, VMDeskError
+from vmdesk.core.errors import EngineError, HostToolMissing, NotFound, VMDeskError
 from vmdesk.engines.qemu import spawn
 from vmdesk.engines.qemu.session import QemuSession
 from vmdesk.engines.qemu.vm_argv import Runtime, build_vm
@@ -50,7 +50,7 @@ def test_a_share_spec_with_too_many_parts_says_how_to_write_it() -> None:
 
 
 def test_auto_picks_virtiofs_when_virtiofsd_exists_else_9p(tmp_path: Path) -> None:
-    config = _config({"tag": "a", "path": "/srv/a"}, {"tag": "b", "path": "/srv/b", "mode": "9p"})
+    config = _config({"tag": "a", "path": str(tmp_path)}, {"tag": "b", "path": "/", "mode": "9p"})
     session = QemuSession(config, tmp_path, tmp_path)
     daemon = Path("/usr/lib/qemu/virtiofsd")
     assert session._share_mode(config.shares[0], daemon) == "virtiofs"
@@ -59,11 +59,27 @@ def test_auto_picks_virtiofs_when_virtiofsd_exists_else_9p(tmp_path: Path) -> No
 
 
 def test_a_virtiofs_share_without_virtiofsd_says_what_to_install_or_use(tmp_path: Path) -> None:
-    config = _config({"tag": "a", "path": "/srv/a", "mode": "virtiofs"})
+    config = _config({"tag": "a", "path": str(tmp_path), "mode": "virtiofs"})
     with pytest.raises(HostToolMissing) as err:
         QemuSession(config, tmp_path, tmp_path)._share_mode(config.shares[0], None)
     assert "virtiofsd" in err.value.message
-    assert "apt-get install" in str(err.value.hint) and "/srv/a:a:9p" in str(err.value.hint)
+    assert "apt-get install" in str(err.value.hint) and f"{tmp_path}:a:9p" in str(err.value.hint)
+
+
+def test_a_share_folder_that_went_away_is_a_clear_error(tmp_path: Path) -> None:
+    config = _config({"tag": "gone", "path": str(tmp_path / "gone")})
+    with pytest.raises(NotFound) as err:
+        QemuSession(config, tmp_path, tmp_path)._share_mode(config.shares[0], None)
+    assert "not a folder" in err.value.message and "--remove-share gone" in str(err.value.hint)
+
+
+def test_virtiofsd_serves_where_a_symlinked_share_resolves(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "logs").mkdir()
+    config = _config({"tag": "s", "path": str(tmp_path / "link")})
+    helper = QemuSession(config, tmp_path, tmp_path)._virtiofsd(Path("/v"), 0, config.shares[0])
+    assert f"source={tmp_path / 'real'}" in helper["argv"]
 
 
 def test_virtiofsd_argv_enforces_read_only_on_the_host(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmdesk.core.config import Share, VMConfig
-from vmdesk.core.errors import EngineError, HostToolMissing
+from vmdesk.core.errors import EngineError, HostToolMissing, NotFound
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.base import Capabilities
 from vmdesk.engines.qemu import accel as qemu_accel
@@ -185,6 +185,13 @@ class QemuSession:
         return {"argv": argv, "log": str(log), "engine_fd": spawn.TPM_FD}
 
     def _share_mode(self, share: Share, virtiofsd: Path | None) -> str:
+        if not os.path.isdir(share.path):
+            raise NotFound(
+                f"shared folder {share.tag!r}: {share.path} is not a folder on this host "
+                "(any more)",
+                hint=f"create it, or remove the share: `vmdesk edit {self.config.name} "
+                f"--remove-share {share.tag}`",
+            )
         if share.mode != "auto":
             if share.mode == "virtiofs" and virtiofsd is None:
                 raise HostToolMissing(
@@ -203,8 +210,11 @@ class QemuSession:
         the user is root (and files the guest creates belong to the user). A read-only
         share is a read-only bind mount in a mount namespace, so the host enforces it."""
         log = self.files.logs / f"virtiofsd-{share.tag}.log"
+        # virtiofsd refuses a symlink as its source; the isolation policy judged (and the
+        # launch plan watches) where the path resolves to, so serve exactly that
+        source = os.path.realpath(share.path)
         daemon = [
-            str(binary), f"--fd={spawn.HELPER_FD}", "-o", f"source={share.path}",
+            str(binary), f"--fd={spawn.HELPER_FD}", "-o", f"source={source}",
             "-o", f"cache={VIRTIOFS_CACHE}", f"--thread-pool-size={VIRTIOFS_THREADS}",
         ]  # fmt: skip
         wrapper: list[str] = []
@@ -212,7 +222,7 @@ class QemuSession:
             wrapper += ["--user", "--map-root-user"]
         if share.read_only:
             wrapper += ["--mount", "--propagation", "private"]
-            daemon = ["sh", "-c", 'mount --bind -o ro -- "$0" "$0" && exec "$@"', share.path,
+            daemon = ["sh", "-c", 'mount --bind -o ro -- "$0" "$0" && exec "$@"', source,
                       *daemon]  # fmt: skip
         if wrapper:
             unshare = shutil.which("unshare")
