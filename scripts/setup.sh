@@ -8,6 +8,7 @@ PACKAGES=(
     qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64
     swtpm swtpm-tools busybox-static cpio kmod mtools iproute2
     python3 python3-venv python3-pip ca-certificates make
+    chromium
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -40,6 +41,11 @@ for pkg in "${PACKAGES[@]}"; do
         missing+=("$pkg")
     fi
 done
+# The web UI's browser libraries come from npm. Node and npm from another source (such as
+# NodeSource's nodejs, which bundles npm) are used as they are.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing+=(nodejs npm)
+fi
 # An empty package index (fresh containers) also needs an update before downloads work.
 if [ "${#missing[@]}" -gt 0 ] || ! apt-cache show --no-all-versions linux-image-arm64:arm64 >/dev/null 2>&1; then
     need_update=1
@@ -64,5 +70,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[dev]'
     echo "$wanted" > "$stamp"
+fi
+# The web UI's browser libraries (noVNC, xterm.js): installed by npm from the lockfile and
+# copied into the served static folder (git-ignored; redone only when the lockfile or the
+# copy script changes).
+frontend=src/vmdesk/web/frontend
+vendor=src/vmdesk/web/static/vendor
+wanted=$(cat "$frontend/package-lock.json" "$frontend/copy-vendor.mjs" | sha256sum | cut -d' ' -f1)
+if [ ! -f "$vendor/.installed" ] || [ "$(cat "$vendor/.installed")" != "$wanted" ]; then
+    echo "setup: installing the web UI's browser libraries (npm ci)"
+    (cd "$frontend" && npm ci --no-audit --no-fund --loglevel=error >/dev/null && node copy-vendor.mjs)
+    echo "$wanted" > "$vendor/.installed"
 fi
 echo "setup: ready"
