@@ -2,6 +2,7 @@
 ARCH ?= aarch64
 VENV := .venv
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: setup test demo lint bench clean
 
@@ -14,12 +15,9 @@ test: setup
 demo: setup
 	$(VENV)/bin/vmdesk demo --arch $(ARCH)
 
+# Every benchmark, about 20 minutes (bench/README.md); e.g. BENCH_ARGS="--only P3,P4".
 bench: setup
-	$(VENV)/bin/python bench/list_bench.py
-	$(VENV)/bin/python bench/boot_bench.py
-	$(VENV)/bin/python bench/storage_bench.py
-	$(VENV)/bin/python bench/snapshot_bench.py
-	$(VENV)/bin/python bench/share_bench.py
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

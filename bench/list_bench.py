@@ -1,69 +1,77 @@
-"""`vmdesk list` over a library of 100 VMs, as a whole process (goal: median <= 100 ms).
+"""P3: `vmdesk list` over a library of 100 VMs, as a whole process (goal: median <= 100 ms).
 
-Compared in the same run with a bare `python -c pass` so the interpreter's own start-up
-cost on this machine is visible next to ours.
+Paired with a bare `python -c pass`, so the interpreter's own start-up on this machine is
+visible next to ours.
 
-    .venv/bin/python bench/list_bench.py [--rounds 21] [--vms 100]
+    .venv/bin/python -m bench.list_bench [--rounds N]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import sys
-import tempfile
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import alternate, summarise, timed_run, write_result
-
-from vmdesk.core import config
-from vmdesk.core.bundle import Bundle
+from bench.common import (
+    Context,
+    Figures,
+    Measure,
+    Pair,
+    Round,
+    Status,
+    missing,
+    paired,
+    timed_run,
+    vmdesk_cli,
+    vmdesk_env,
+)
 
 GOAL_MS = 100.0
+VMS, SMOKE_VMS = 100, 10
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--vms", type=int, default=100)
-    args = parser.parse_args()
+@contextmanager
+def session(ctx: Context) -> Iterator[Round]:
+    from vmdesk.core import config
+    from vmdesk.core.bundle import Bundle
 
-    home = Path(tempfile.mkdtemp(prefix="vmdesk-bench-"))
+    home = ctx.tmp / "library"
+    home.mkdir()
+    ctx.facts["VMs in the library"] = vms = SMOKE_VMS if ctx.smoke else VMS
     try:
-        for i in range(args.vms):  # direct bundle creation: the library's checks are O(n^2)
+        for i in range(vms):
+            # Bundles made directly: the library's own checks would make this O(n^2).
             Bundle.create(home / f"vm{i:03}.vmdesk", config.from_dict({"name": f"vm{i:03}"}))
-        env = {**os.environ, "VMDESK_HOME": str(home)}
-        vmdesk = str(Path(sys.executable).with_name("vmdesk"))
-        timed_run([vmdesk, "list"], env)  # warm the page cache once
-        samples = alternate(
-            {
-                "vmdesk list": lambda: timed_run([vmdesk, "list"], env),
-                "python -c pass": lambda: timed_run([sys.executable, "-c", "pass"], env),
-            },
-            args.rounds,
-        )
+        env = vmdesk_env(home)
+        cases = {
+            "vmdesk list": lambda: timed_run([vmdesk_cli(), "list"], env),
+            "python -c pass": lambda: timed_run([sys.executable, "-c", "pass"], env),
+        }
+        yield lambda round_: paired(cases, round_)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
-    ours = summarise(samples["vmdesk list"])
-    bare = summarise(samples["python -c pass"])
-    result = {
-        "vms": args.vms,
-        "goal_ms": GOAL_MS,
-        "vmdesk_list": ours,
-        "python_startup": bare,
-        "meets_goal": ours["median_ms"] <= GOAL_MS,
-    }
-    path = write_result("vmdesk-list", result)
-    print(f"vmdesk list over {args.vms} VMs, {args.rounds} alternating rounds")
-    print(f"  {'':16} {'median':>8} {'p90':>8} {'min':>8}")
-    for name, s in (("vmdesk list", ours), ("python -c pass", bare)):
-        print(f"  {name:16} {s['median_ms']:>6.1f}ms {s['p90_ms']:>6.1f}ms {s['min_ms']:>6.1f}ms")
-    verdict = "meets" if result["meets_goal"] else "MISSES"
-    print(f"  {verdict} the goal of {GOAL_MS:.0f} ms median; written to {path}")
 
+def judge(fig: Figures) -> tuple[str, Status]:
+    ms = fig.median("vmdesk list")
+    status: Status = "pass" if ms <= GOAL_MS else "fail"
+    return f"{ms:.0f} ms median (python -c pass: {fig.median('python -c pass'):.0f} ms)", status
+
+
+MEASURE = Measure(
+    key="P3",
+    title=f"`vmdesk list` over {VMS} VMs",
+    goal=f"median <= {GOAL_MS:.0f} ms",
+    session=session,
+    judge=judge,
+    requires=lambda ctx: missing(),
+    rounds=21,
+    pairs=[Pair("vmdesk list / python -c pass", "vmdesk list", "python -c pass")],
+    references=["python -c pass"],
+)
 
 if __name__ == "__main__":
-    main()
+    from bench.runner import main
+
+    raise SystemExit(main(["--only", MEASURE.key, *sys.argv[1:]]))

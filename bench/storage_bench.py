@@ -1,119 +1,142 @@
-"""Clone benchmarks (issue goals), each compared in the same run.
+"""P4: clones, through the library API (no CLI start-up in the figures).
 
-S1  a linked clone of a VM with a 64 GiB qcow2 disk, through the library API (no CLI
-    start-up): goal <= 50 ms, and about the same for a 2 GiB disk (size-independent).
-S2  a full clone of a VM whose 64 GiB sparse raw disk holds 100 MiB of data: bytes
-    written ~= 100 MiB, and the time next to `cp --sparse=always` of the same file.
+Linked clones of a VM with a 64 GiB qcow2 disk and of one with a 1 GiB disk, paired:
+goal <= 50 ms each and size-independent (paired ratio <= 1.2). A full clone of a VM whose
+64 GiB sparse raw disk holds 100 MiB, paired with `cp --sparse=always` (+ sync) of the
+same file: the bytes the clone wrote (this process's write_bytes in /proc/self/io) vs
+the bytes the source disk has allocated, goal <= 1.1x.
 
-    .venv/bin/python bench/storage_bench.py [--rounds 11]
+    .venv/bin/python -m bench.storage_bench [--rounds N]
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import count
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import alternate, summarise, write_result
+from bench.common import Context, Figures, Measure, Pair, Round, Status, missing, ms_since, paired
 
-from vmdesk.core import config as vmconfig
-from vmdesk.core.library import Library
-from vmdesk.storage import clones, copying, vm_media
+if TYPE_CHECKING:
+    from vmdesk.core.library import Library
 
 GiB, MiB = 1 << 30, 1 << 20
+GOAL_MS, GOAL_SIZE_RATIO, GOAL_WRITTEN_RATIO = 50.0, 1.2, 1.1
+BIG, SMALL = "linked clone, 64 GiB disk", "linked clone, 1 GiB disk"
+FULL, CP = "full clone", "cp --sparse=always"
+WRITTEN, ALLOCATED = "full clone bytes written", "source disk allocated"
+SIZES, WRITES = "linked clone: 64 GiB / 1 GiB disk", "full clone: bytes written / allocated"
 
 
-def _source(library: Library, name: str, size: int, fmt: str) -> Path:
-    library.create(vmconfig.from_dict({"name": name, "nics": []}))
+def _written() -> int:
+    """Bytes this process has caused to be written to storage."""
+    io = Path("/proc/self/io").read_text().splitlines()
+    return int(next(ln for ln in io if ln.startswith("write_bytes")).split()[1])
+
+
+def _source(library: Library, name: str, size: int, fmt: str, data_mib: int) -> Path:
+    from vmdesk.core import config
+    from vmdesk.storage import vm_media
+
+    library.create(config.from_dict({"name": name, "nics": []}))
     vm_media.add(library, name, size, fmt)  # type: ignore[arg-type]
     disk = library.find(name).path / f"disks/disk0.{fmt}"
-    subprocess.run(["qemu-io", "-f", fmt, "-c", "write -P 0x5a 1G 100M", str(disk)],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        ["qemu-io", "-f", fmt, "-c", f"write -P 0x5a 256M {data_mib}M", str(disk)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return disk
 
 
-def s1(tmp: Path, rounds: int) -> dict[str, object]:
-    library = Library(tmp / "s1")
-    _source(library, "big", 64 * GiB, "qcow2")
-    _source(library, "small", 2 * GiB, "qcow2")
-    counter = iter(range(10**6))
+@contextmanager
+def session(ctx: Context) -> Iterator[Round]:
+    from vmdesk.core.library import Library
+    from vmdesk.storage import clones, copying
+
+    data_mib = 8 if ctx.smoke else 100
+    ctx.facts["data in the disks, MiB"] = data_mib
+    library = Library(ctx.tmp / "library")
+    _source(library, "big", 64 * GiB, "qcow2", data_mib)
+    _source(library, "small", 1 * GiB, "qcow2", data_mib)
+    disk = _source(library, "src", 64 * GiB, "raw", data_mib)
+    numbers = count()
 
     def linked(source: str) -> float:
         start = time.perf_counter()
-        clones.clone(library, source, f"{source}-{next(counter)}", linked=True)
-        return time.perf_counter() - start
+        clones.clone(library, source, f"{source}-{next(numbers)}", linked=True)
+        return ms_since(start)
 
-    samples = alternate({"64GiB": lambda: linked("big"), "2GiB": lambda: linked("small")},
-                        rounds)  # fmt: skip
-    big, small = summarise(samples["64GiB"]), summarise(samples["2GiB"])
-    return {"linked_clone_64gib": big, "linked_clone_2gib": small, "goal_ms": 50,
-            "size_ratio": round(big["median_ms"] / small["median_ms"], 2),
-            "meets_goal": big["median_ms"] <= 50}  # fmt: skip
+    def one(round_: int) -> dict[str, float]:
+        figures: dict[str, float] = {}
+        written: list[float] = []
 
+        def full() -> float:
+            name = f"full-{next(numbers)}"
+            before, start = _written(), time.perf_counter()
+            clones.clone(library, "src", name)
+            took = ms_since(start)
+            written.append((_written() - before) / MiB)
+            library.delete(name)
+            return took
 
-def s2(tmp: Path, rounds: int) -> dict[str, object]:
-    library = Library(tmp / "s2")
-    disk = _source(library, "src", 64 * GiB, "raw")
-    counter = iter(range(10**6))
-    written: list[int] = []
+        def cp() -> float:
+            target = ctx.tmp / "cp.raw"
+            start = time.perf_counter()
+            subprocess.run(["cp", "--sparse=always", str(disk), str(target)], check=True)
+            subprocess.run(["sync", str(target)], check=True)  # the clone fsyncs too
+            took = ms_since(start)
+            target.unlink()
+            return took
 
-    def ours() -> float:
-        name = f"full-{next(counter)}"
-        start = time.perf_counter()
-        made = clones.clone(library, "src", name)
-        took = time.perf_counter() - start
-        written.append(copying.allocated(made.path / "disks/disk0.raw"))
-        library.delete(name)
-        return took
+        figures.update(paired({BIG: lambda: linked("big"), SMALL: lambda: linked("small")}, round_))
+        figures.update(paired({FULL: full, CP: cp}, round_))
+        figures[WRITTEN], figures[ALLOCATED] = written[0], copying.allocated(disk) / MiB
+        return figures
 
-    def cp() -> float:
-        target = tmp / "cp.raw"
-        start = time.perf_counter()
-        subprocess.run(["cp", "--sparse=always", str(disk), str(target)], check=True)
-        subprocess.run(["sync", str(target)], check=True)  # ours fsyncs too
-        took = time.perf_counter() - start
-        target.unlink()
-        return took
-
-    samples = alternate({"vmdesk clone": ours, "cp --sparse=always": cp}, rounds)
-    a, b = summarise(samples["vmdesk clone"]), summarise(samples["cp --sparse=always"])
-    mib = round(max(written) / MiB, 1)
-    return {"full_clone": a, "cp_sparse": b, "ratio": round(a["median_ms"] / b["median_ms"], 2),
-            "data_mib": 100, "written_mib": mib, "meets_goal": mib <= 110}  # fmt: skip
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=11)
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="vmdesk-bench-"))
     try:
-        r1, r2 = s1(tmp, args.rounds), s2(tmp, args.rounds)
+        yield one
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    path = write_result("storage", {"rounds": args.rounds, "s1_linked_clone": r1,
-                                    "s2_full_clone": r2})  # fmt: skip
+        shutil.rmtree(ctx.tmp / "library", ignore_errors=True)
 
-    def verdict(result: dict[str, object]) -> str:
-        return "meets goal" if result["meets_goal"] else "MISSES goal"
 
-    def ms(result: object, key: str) -> float:
-        return float(result[key]["median_ms"])  # type: ignore[index]
+def judge(fig: Figures) -> tuple[str, Status]:
+    big, small = fig.median(BIG), fig.median(SMALL)
+    sizes, writes = fig.ratio(SIZES), fig.ratio(WRITES)
+    ok = max(big, small) <= GOAL_MS and sizes <= GOAL_SIZE_RATIO and writes <= GOAL_WRITTEN_RATIO
+    return (
+        f"linked {big:.0f} ms (64 GiB) / {small:.0f} ms (1 GiB), paired ratio {sizes:.2f}; "
+        f"full clone wrote {fig.median(WRITTEN):.0f} MiB for {fig.median(ALLOCATED):.0f} MiB "
+        f"allocated ({writes:.2f}x)",
+        "pass" if ok else "fail",
+    )
 
-    print(f"S1 linked clone, {args.rounds} alternating rounds (median):")
-    print(f"   64 GiB disk  {ms(r1, 'linked_clone_64gib'):7.1f} ms (goal <= 50 ms): {verdict(r1)}")
-    print(f"   2 GiB disk   {ms(r1, 'linked_clone_2gib'):7.1f} ms (size ratio {r1['size_ratio']})")
-    print("S2 full clone of a 64 GiB sparse disk holding 100 MiB (median):")
-    print(f"   vmdesk clone          {ms(r2, 'full_clone'):8.1f} ms, wrote {r2['written_mib']} MiB")
-    print(f"   cp --sparse=always    {ms(r2, 'cp_sparse'):8.1f} ms  (ratio {r2['ratio']})")
-    print(f"   bytes written ~= data: {verdict(r2)}")
-    print(f"written to {path}")
 
+MEASURE = Measure(
+    key="P4",
+    title="linked clone 64 GiB vs 1 GiB disk; full clone of a sparse disk",
+    goal=f"linked <= {GOAL_MS:.0f} ms, size ratio <= {GOAL_SIZE_RATIO}; "
+    f"full clone writes <= {GOAL_WRITTEN_RATIO}x allocated",
+    session=session,
+    judge=judge,
+    requires=lambda ctx: missing(programs=["qemu-img", "qemu-io"]),
+    rounds=11,
+    units={WRITTEN: "MiB", ALLOCATED: "MiB"},
+    pairs=[
+        Pair(SIZES, BIG, SMALL, GOAL_SIZE_RATIO),
+        Pair(f"{FULL} / {CP}", FULL, CP),
+        Pair(WRITES, WRITTEN, ALLOCATED, GOAL_WRITTEN_RATIO),
+    ],
+    references=[CP, ALLOCATED],
+)
 
 if __name__ == "__main__":
-    main()
+    from bench.runner import main
+
+    raise SystemExit(main(["--only", MEASURE.key, *sys.argv[1:]]))
