@@ -48,14 +48,13 @@ def start(vm: str, wait_ready: bool, ready_pattern: str, timeout: float) -> None
               help="Seconds the guest gets to power off before it is forced.")  # fmt: skip
 def stop(vm: str, force: bool, timeout: float) -> None:
     """Stop a VM: the power button, then a forced stop if the guest does not react."""
-    from vmdesk.supervisor import client
+    from vmdesk.service import library, lifecycle
 
     started = time.monotonic()
-    bundle = _bundle(vm)
-    if not bundle.is_locked() and client.discard_suspended(bundle):
+    reply = lifecycle.stop(library.open(), vm, force=force, timeout=timeout)
+    if reply.get("discarded"):
         console.print(f"[green]✓[/] {escape(vm)} was suspended: its saved state is discarded")
         return
-    reply = client.stop(bundle, force=force, timeout=timeout)
     how = "forced off" if reply.get("forced") else "powered off"
     console.print(f"[green]✓[/] {escape(vm)} {how} in {time.monotonic() - started:.1f} s")
 

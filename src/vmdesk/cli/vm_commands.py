@@ -119,13 +119,9 @@ def _apply(data: dict[str, Any], o: dict[str, Any]) -> list[str]:
 
 
 def _build(data: dict[str, Any], named: list[str], context: str) -> Any:
-    from vmdesk.core import config as vmconfig
-    from vmdesk.core import isolation
+    from vmdesk.service import vms
 
-    config = vmconfig.from_dict(data, context=context)
-    for path in named:
-        isolation.approve(config, path)
-    return config
+    return vms.build(data, named, context=context)
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -151,10 +147,9 @@ def _read_file(path: str) -> dict[str, Any]:
 
 
 def _library() -> Any:
-    from vmdesk.core.library import Library
-    from vmdesk.supervisor import status as vmstatus
+    from vmdesk.service import library
 
-    return Library(status=lambda bundle: str(vmstatus.derive(bundle.path)["status"]))
+    return library.open()
 
 
 def _describe(config: Any) -> str:
@@ -179,44 +174,31 @@ def _describe(config: Any) -> str:
 @_vm_options
 def create(name: str, from_file: str | None, image: str | None, **options: Any) -> None:
     """Create a VM (nothing is started)."""
+    from vmdesk.service import vms
+
     data = _read_file(from_file) if from_file else {}
     data["name"] = name
     files: dict[str, Path] = {}
     if image is not None:
-        files = _use_image(data, options)
+        files = _use_image(image, data, options)
     named = _apply(data, options)
     if from_file:  # paths in the user's own file count as named by the user
-        named += _paths_in(data)
+        named += vms.paths_in(data)
     config = _build(data, named, context="")
     bundle = _library().create(config, files)
     console.print(f"[green]✓[/] created VM [bold]{escape(config.name)}[/] ({_describe(config)})")
     console.print(f"  bundle  {escape(str(bundle.path))}")
 
 
-def _use_image(data: dict[str, Any], options: dict[str, Any]) -> dict[str, Path]:
-    """Direct-boot the tiny Linux image: small defaults, kernel and initrd in the bundle."""
+def _use_image(image: str, data: dict[str, Any], options: dict[str, Any]) -> dict[str, Path]:
+    """Direct-boot a built-in image, showing the steps of building it on first use."""
     from vmdesk.cli.progress import step_reporter
-    from vmdesk.core.arch import parse_arch
-    from vmdesk.images import tiny_linux
+    from vmdesk.service import images
 
-    arch = parse_arch(options.get("arch") or data.get("arch") or "aarch64")
-    with step_reporter(console, f"tiny-linux image for {arch}") as report:
-        built = tiny_linux.build(arch, progress=report)
-    data["arch"] = arch
-    data.setdefault("cpus", 1)
-    data.setdefault("memory", "256MiB")
-    kernel, initrd = f"boot/{built.kernel.name}", "boot/initrd.img"
-    data["boot"] = {"kind": "linux", "kernel": kernel, "initrd": initrd, "cmdline": built.cmdline()}
-    return {kernel: built.kernel, initrd: built.initrd}
-
-
-def _paths_in(data: dict[str, Any]) -> list[str]:
-    found = [d.get("file") for d in data.get("disks") or [] if isinstance(d, dict)]
-    found += [c.get("file") for c in data.get("cdroms") or [] if isinstance(c, dict)]
-    found += [s.get("path") for s in data.get("shares") or [] if isinstance(s, dict)]
-    boot = data.get("boot") if isinstance(data.get("boot"), dict) else {}
-    found += [boot.get("kernel"), boot.get("initrd")]  # type: ignore[union-attr]
-    return [p for p in found if isinstance(p, str) and p.startswith(("/", "~"))]
+    if options.get("arch"):
+        data["arch"] = options["arch"]
+    with step_reporter(console, f"{image} image for {data.get('arch') or 'aarch64'}") as report:
+        return images.use(image, data, progress=report)
 
 
 @click.command("list")
@@ -234,30 +216,17 @@ def list_vms(as_json: bool) -> None:
 def show(vm: str, as_json: bool) -> None:
     """Show a VM's description and status."""
     from vmdesk.core import config as vmconfig
-    from vmdesk.engines.registry import engine_for
-    from vmdesk.supervisor import status as vmstatus
+    from vmdesk.service import vms
 
-    bundle = _library().find(vm)
-    config = bundle.load()
-    runtime = vmstatus.derive(bundle.path)
-    status = runtime["status"]
-    try:
-        capabilities: dict[str, Any] | None = engine_for(config).capabilities().as_dict()
-    except VMDeskError:
-        capabilities = None
+    found = vms.get(_library(), vm)
     if as_json:
-        out = {
-            "status": status,
-            "runtime": runtime,
-            "path": str(bundle.path),
-            "config": vmconfig.to_dict(config),
-            "capabilities": capabilities,
-        }
-        print_json(out)
+        print_json({k: found[k] for k in ("status", "runtime", "path", "config", "capabilities")})
         return
+    config = vmconfig.from_dict(found["config"])
+    runtime, status = found["runtime"], found["status"]
     console.print(f"[bold]{escape(config.name)}[/]  {status}  ({config.uuid})")
     console.print(f"  {_describe(config)}")
-    console.print(f"  bundle   {escape(str(bundle.path))}")
+    console.print(f"  bundle   {escape(found['path'])}")
     for i, disk in enumerate(config.disks):
         console.print(f"  disk{i}    {escape(disk.file)} ({disk.format}, {disk.interface})")
     for cd in config.cdroms:
@@ -355,10 +324,9 @@ def delete(vm: str, yes: bool) -> None:
         click.confirm(
             f"Delete VM {vm!r} with all its disks and snapshots ({bundle.path})?", abort=True
         )
-    library.delete(vm)
-    from vmdesk.storage import clones
+    from vmdesk.service import vms
 
-    clones.sweep_bases(library)  # a base the VM was the last user of goes too
+    vms.delete(library, vm)
     console.print(f"[green]✓[/] deleted {escape(vm)}")
 
 

@@ -1,0 +1,127 @@
+"""Running VMs: start, stop, kill, pause, resume, reboot, suspend, screenshot, logs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from vmdesk.core.errors import VMDeskError
+from vmdesk.core.library import Library
+from vmdesk.service.library import find
+from vmdesk.supervisor import client
+
+LogKind = Literal["serial", "engine", "events"]
+SIMPLE_ACTIONS = ("pause", "resume", "reboot")
+
+# Supervisors started by this (long-lived) process: reaped once they exit, so a server
+# that starts many VMs does not collect zombies. Only these pids are waited for, never
+# -1, so subprocess.run elsewhere keeps its children's exit codes.
+_started: set[int] = set()
+_started_lock = threading.Lock()
+
+
+def reap() -> None:
+    """Collect the supervisors this process started that have exited since."""
+    with _started_lock:
+        for pid in list(_started):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                _started.discard(pid)
+
+
+def start(library: Library, ref: str, *, fork: bool = False) -> dict[str, Any]:
+    """Start the VM (or resume it from its saved state); returns once it runs.
+
+    ``fork`` boots sooner but is only for single-threaded callers (see client.start)."""
+    bundle = find(library, ref)
+    report = client.start(bundle, fork=fork)
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(bundle.files.supervisor_pid.read_text().split()[0])
+        with _started_lock:
+            _started.add(pid)
+    return report
+
+
+def stop(
+    library: Library, ref: str, *, force: bool = False, timeout: float = 30.0
+) -> dict[str, Any]:
+    """The power button, forced after ``timeout``; a suspended VM's saved state is
+    discarded instead (``{"discarded": True}``)."""
+    bundle = find(library, ref)
+    if not bundle.is_locked() and client.discard_suspended(bundle):
+        return {"discarded": True}
+    reply = client.stop(bundle, force=force, timeout=timeout)
+    reap()
+    return {"forced": bool(reply.get("forced"))}
+
+
+def kill(library: Library, ref: str) -> None:
+    client.kill(find(library, ref))
+    reap()
+
+
+def suspend(library: Library, ref: str) -> dict[str, Any]:
+    reply = client.suspend(find(library, ref))
+    reap()
+    return {"seconds": reply.get("seconds")}
+
+
+def simple(library: Library, ref: str, action: str) -> dict[str, Any]:
+    """pause, resume or reboot; returns the supervisor's status after it."""
+    if action not in SIMPLE_ACTIONS:
+        raise VMDeskError(f"unknown action {action!r}", hint="use " + ", ".join(SIMPLE_ACTIONS))
+    reply = client.call(find(library, ref), action)
+    return {k: v for k, v in reply.items() if k != "ok"}
+
+
+def screenshot(library: Library, ref: str, output: Path) -> Path:
+    """Save a PNG of the running VM's screen to ``output``."""
+    return client.screenshot(find(library, ref), output)
+
+
+def screenshot_png(library: Library, ref: str) -> bytes:
+    """The running VM's screen as PNG bytes."""
+    bundle = find(library, ref)
+    with tempfile.TemporaryDirectory(prefix="vmdesk-screen-") as tmp:
+        return client.screenshot(bundle, Path(tmp) / "screen.png").read_bytes()
+
+
+def log_text(library: Library, ref: str, kind: LogKind, tail: int | None = None) -> str:
+    """The VM's serial, engine or events log (its last ``tail`` lines), "" if none yet."""
+    bundle = find(library, ref)
+    path = {
+        "serial": bundle.files.serial_log,
+        "engine": bundle.files.engine_log,
+        "events": bundle.files.events,
+    }[kind]
+    try:
+        data = _tail_bytes(path, tail)
+    except FileNotFoundError:
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+def _tail_bytes(path: Path, lines: int | None, chunk: int = 65536) -> bytes:
+    """The last ``lines`` lines of ``path`` without reading all of a long log."""
+    with path.open("rb") as handle:
+        if lines is None:
+            return handle.read()
+        if lines <= 0:
+            return b""
+        end = handle.seek(0, os.SEEK_END)
+        data = b""
+        position = end
+        while position > 0 and data.count(b"\n") <= lines:
+            step = min(chunk, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+        kept = data.splitlines(keepends=True)[-lines:]
+        return b"".join(kept)

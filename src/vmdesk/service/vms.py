@@ -1,0 +1,202 @@
+"""The VMs of the library: list, get, create, edit, delete, clone, validate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from vmdesk.core import config as vmconfig
+from vmdesk.core import isolation, listing, validation
+from vmdesk.core.config import VMConfig
+from vmdesk.core.errors import ConfigError, Conflict, Problem
+from vmdesk.core.library import Library
+from vmdesk.service import images
+from vmdesk.service.library import find, name_of
+from vmdesk.supervisor import status as vmstatus
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def summaries(library: Library) -> list[dict[str, Any]]:
+    """One row per VM with its live status, read without the config model (fast)."""
+    rows = []
+    for row in listing.summaries(library.root):
+        bundle_dir = Path(row.pop("path"))
+        if row.get("status") != "broken":
+            row.update(_runtime_status(bundle_dir))
+            row.update(_extra_columns(bundle_dir))
+        rows.append(row)
+    return rows
+
+
+def _runtime_status(bundle_dir: Path) -> dict[str, Any]:
+    derived = vmstatus.derive(bundle_dir)
+    return {"status": derived["status"], "reason": derived.get("reason") or None}
+
+
+def _extra_columns(bundle_dir: Path) -> dict[str, Any]:
+    """What a library page shows beyond `vmdesk list`: display, boot kind, an OS hint."""
+    import json
+
+    try:
+        data = json.loads((bundle_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    display = data.get("display") if isinstance(data.get("display"), dict) else {}
+    boot = data.get("boot") if isinstance(data.get("boot"), dict) else {}
+    kind = boot.get("kind", "uefi")
+    return {
+        "memory_mib": _mib(data.get("memory")),
+        "display": display.get("device", "virtio-gpu") != "none" and display.get("vnc", True),
+        "boot": kind,
+        "os_hint": "linux" if kind == "linux" else None,
+    }
+
+
+def _mib(memory: Any) -> int | None:
+    from vmdesk.core.units import MiB, parse_size
+
+    try:
+        return parse_size(memory) // MiB if memory is not None else None
+    except Exception:  # a damaged field shows as unknown; `get` reports the problem
+        return None
+
+
+def get(library: Library, ref: str) -> dict[str, Any]:
+    """A VM's description, live status and runtime facts (sockets, accelerator...)."""
+    from vmdesk.core.errors import VMDeskError
+    from vmdesk.engines.registry import engine_for
+
+    bundle = find(library, ref)
+    config = bundle.load()
+    runtime = vmstatus.derive(bundle.path)
+    try:
+        capabilities: dict[str, Any] | None = engine_for(config).capabilities().as_dict()
+    except VMDeskError:
+        capabilities = None
+    return {
+        "name": config.name,
+        "status": runtime["status"],
+        "runtime": runtime,
+        "path": str(bundle.path),
+        "config": vmconfig.to_dict(config),
+        "capabilities": capabilities,
+    }
+
+
+def schema() -> dict[str, Any]:
+    return vmconfig.json_schema()
+
+
+# -- checking a description -------------------------------------------------------------
+
+
+def paths_in(data: dict[str, Any]) -> list[str]:
+    """The host paths a description names (absolute or ~): the user named them, so an
+    isolated VM may use them."""
+    found = [d.get("file") for d in data.get("disks") or [] if isinstance(d, dict)]
+    found += [c.get("file") for c in data.get("cdroms") or [] if isinstance(c, dict)]
+    found += [s.get("path") for s in data.get("shares") or [] if isinstance(s, dict)]
+    boot = data.get("boot") if isinstance(data.get("boot"), dict) else {}
+    found += [boot.get("kernel"), boot.get("initrd")]  # type: ignore[union-attr]
+    return [p for p in found if isinstance(p, str) and p.startswith(("/", "~"))]
+
+
+def build(data: Any, named: Iterable[str] = (), *, context: str = "") -> VMConfig:
+    """The checked description, with the host paths in ``named`` approved for it."""
+    config = vmconfig.from_dict(data, context=context)
+    for path in named:
+        try:
+            isolation.approve(config, path)
+        except (ValueError, OSError) as exc:  # e.g. a NUL byte in a path
+            raise ConfigError([Problem("", f"{path!r}: {exc}", "name an existing path")]) from None
+    return config
+
+
+def validate(library: Library, data: Any) -> list[Problem]:
+    """Every problem with ``data`` as a new VM of this library (empty when it would do)."""
+    try:
+        config = build(data, paths_in(data) if isinstance(data, dict) else ())
+    except ConfigError as exc:
+        return exc.problems
+    others = library.configs()
+    return validation.host_problems(config, library.path_for(config.name), others)
+
+
+# -- changing the library ---------------------------------------------------------------
+
+
+def create(
+    library: Library,
+    data: dict[str, Any],
+    *,
+    image: str | None = None,
+    named: Iterable[str] | None = None,
+    progress: images.Progress | None = None,
+) -> VMConfig:
+    """Add a VM from a description; ``image`` boots a built-in image (built on first use).
+    ``named`` are the host paths the user named (default: the absolute paths in ``data``)."""
+    data = dict(data)
+    files = images.use(image, data, progress) if image is not None else {}
+    config = build(data, paths_in(data) if named is None else named)
+    return library.create(config, files).load()
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge, ``null`` removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def edit(library: Library, ref: str, patch: dict[str, Any]) -> VMConfig:
+    """Change a stopped VM's description with a merge patch (a new name renames it)."""
+    bundle = find(library, ref)
+    before = vmconfig.to_dict(bundle.load())
+    data = merge_patch(before, patch)
+    if str(data.get("uuid")) != before["uuid"]:
+        raise ConfigError([Problem("uuid", "cannot be changed", "clone the VM for a new UUID")])
+    config = build(data, paths_in(patch))
+    renamed = config.name != before["name"]
+    if renamed and library.path_for(config.name).exists():
+        raise Conflict(f"a VM named {config.name!r} already exists", hint="choose another name")
+    saved = library.update(bundle, config)
+    if renamed:
+        library.rename(name_of(bundle), config.name)
+    return saved
+
+
+def delete(library: Library, ref: str) -> None:
+    """Delete a stopped (or suspended) VM with its disks, snapshots and saved state."""
+    from vmdesk.storage import clones
+
+    library.delete(name_of(find(library, ref)))
+    clones.sweep_bases(library)  # a base the VM was the last user of goes too
+
+
+CloneProgress = Callable[[int, int], None]
+
+
+def clone(
+    library: Library,
+    source: str,
+    name: str,
+    *,
+    linked: bool = False,
+    forwards: bool = True,
+    progress: CloneProgress | None = None,
+) -> VMConfig:
+    """A new VM ``name`` from the stopped VM ``source`` (full or linked disks)."""
+    from vmdesk.storage import clones
+
+    src = find(library, source)
+    return clones.clone(
+        library, name_of(src), name, linked=linked, forwards=forwards, progress=progress
+    ).load()
