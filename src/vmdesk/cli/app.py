@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 
 from vmdesk import __version__
-from vmdesk.cli import doctor_command, run_commands, storage_commands, vm_commands
+from vmdesk.cli import doctor_command, run_commands, storage_commands, ui_command, vm_commands
 from vmdesk.cli.output import console
 from vmdesk.core.arch import ARCHES, parse_arch
 from vmdesk.core.errors import VMDeskError
@@ -32,6 +32,7 @@ vm_commands.register(cli)
 run_commands.register(cli)
 storage_commands.register(cli)
 cli.add_command(doctor_command.doctor)
+cli.add_command(ui_command.ui)
 
 
 @cli.group()

@@ -1,0 +1,93 @@
+"""Websockets bridged to a running VM's unix sockets: its VNC server (for noVNC) and its
+serial console (for xterm.js; the supervisor fans the console out to every client).
+No VNC TCP port is ever opened."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from fastapi import APIRouter, WebSocket
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketDisconnect
+
+from vmdesk.core.errors import VMDeskError
+from vmdesk.core.states import ENDED
+from vmdesk.service.library import find
+from vmdesk.supervisor import status as vmstatus
+from vmdesk.web.context import Context
+
+router = APIRouter()
+
+CLOSE_NOT_FOUND = 4404  # application close codes: 4000 + the HTTP status it would be
+CLOSE_NOT_RUNNING = 4409
+
+
+def _socket(ctx: Context, name: str, which: str) -> tuple[Path | None, int, str]:
+    """The VM's unix socket, or why there is none (a close code and reason)."""
+    try:
+        bundle = find(ctx.library, name)
+    except VMDeskError as exc:
+        return None, CLOSE_NOT_FOUND, exc.message
+    if vmstatus.derive(bundle.path)["status"] in (*ENDED, "suspended"):
+        return None, CLOSE_NOT_RUNNING, f"VM {name!r} is not running"
+    sockets = vmstatus.sockets_for(bundle.path)
+    path = sockets.vnc if which == "vnc" else sockets.console
+    if not path.exists():
+        return None, CLOSE_NOT_RUNNING, f"VM {name!r} has no {which} socket (display off?)"
+    return path, 0, ""
+
+
+async def _bridge(websocket: WebSocket, name: str, which: str) -> None:
+    ctx: Context = websocket.app.state.vmdesk
+    offered = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol="binary" if "binary" in offered else None)
+    path, code, reason = await run_in_threadpool(_socket, ctx, name, which)
+    if path is None:
+        await websocket.close(code, reason[:120])
+        return
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+    except OSError as exc:
+        await websocket.close(CLOSE_NOT_RUNNING, f"cannot reach the VM: {exc.strerror}"[:120])
+        return
+
+    async def to_vm() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:
+                data = (message.get("text") or "").encode()
+            writer.write(data)
+            await writer.drain()
+
+    async def to_client() -> None:
+        while chunk := await reader.read(65536):
+            await websocket.send_bytes(chunk)
+
+    tasks = [asyncio.create_task(to_vm()), asyncio.create_task(to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError,
+                                     RuntimeError, ConnectionError):  # fmt: skip
+                await task
+        writer.close()
+        with contextlib.suppress(Exception):
+            await websocket.close(1000, "the VM's end closed")
+
+
+@router.websocket("/ws/vms/{name}/vnc")
+async def vnc(websocket: WebSocket, name: str) -> None:
+    await _bridge(websocket, name, "vnc")
+
+
+@router.websocket("/ws/vms/{name}/serial")
+async def serial(websocket: WebSocket, name: str) -> None:
+    await _bridge(websocket, name, "serial")

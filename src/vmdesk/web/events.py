@@ -1,0 +1,86 @@
+"""Status changes of the library's VMs, for server-sent events and a cheap VM list.
+
+One poll of the library (every half second, only while someone listens) serves every
+listener; GET /api/vms reuses a fresh poll instead of reading every bundle again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from vmdesk.core.library import Library
+from vmdesk.service import lifecycle, vms
+
+INTERVAL = 0.5
+
+
+class StatusWatch:
+    def __init__(self, library: Library, interval: float = INTERVAL) -> None:
+        self.library = library
+        self.interval = interval
+        self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._rows: list[dict[str, Any]] = []
+        self._rows_at = 0.0  # monotonic time of the last poll; 0 = stale
+
+    # -- the list, cached for a moment --------------------------------------------------
+
+    def invalidate(self) -> None:
+        """Something changed a VM: the next list reads the library again."""
+        self._rows_at = 0.0
+
+    def rows(self, max_age: float) -> list[dict[str, Any]]:
+        """The VM list, from a poll at most ``max_age`` seconds old (blocking)."""
+        if time.monotonic() - self._rows_at > max_age:
+            self._store(vms.summaries(self.library))
+        return self._rows
+
+    def cached_rows(self, max_age: float) -> list[dict[str, Any]] | None:
+        fresh = time.monotonic() - self._rows_at <= max_age
+        return self._rows if fresh else None
+
+    def _store(self, rows: list[dict[str, Any]]) -> None:
+        self._rows = rows
+        self._rows_at = time.monotonic()
+
+    # -- listeners ----------------------------------------------------------------------
+
+    def listen(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self._listeners.add(queue)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._poll())
+        return queue
+
+    def unlisten(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._listeners.discard(queue)
+
+    async def _poll(self) -> None:
+        previous = {r["name"]: r.get("status") for r in await self._read()}
+        while self._listeners:
+            await asyncio.sleep(self.interval)
+            rows = await self._read()
+            current = {r["name"]: r.get("status") for r in rows}
+            for name, status in current.items():
+                if name not in previous:
+                    self._send({"vm": name, "status": status, "event": "added"})
+                elif previous[name] != status:
+                    self._send({"vm": name, "status": status, "event": "status"})
+            for name in previous.keys() - current.keys():
+                self._send({"vm": name, "status": None, "event": "removed"})
+            previous = current
+        self._task = None
+
+    async def _read(self) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(vms.summaries, self.library)
+        self._store(rows)
+        lifecycle.reap()  # supervisors started by this server that have ended
+        return rows
+
+    def _send(self, event: dict[str, Any]) -> None:
+        for queue in list(self._listeners):
+            with contextlib.suppress(asyncio.QueueFull):  # a stuck listener misses events
+                queue.put_nowait(event)
