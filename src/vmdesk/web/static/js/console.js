@@ -1,0 +1,217 @@
+// The console: the VM's display through noVNC and its serial console through xterm.js,
+// each over a same-origin websocket that the server bridges to the VM's own sockets.
+import RFB from "/static/vendor/novnc/core/rfb.js";
+import { Terminal } from "/static/vendor/xterm/xterm.mjs";
+import { FitAddon } from "/static/vendor/xterm/addon-fit.mjs";
+import { get, vmPath, wsURL } from "./api.js";
+import { badge, clear, errorBox, h, link } from "./dom.js";
+import { subscribe } from "./events.js";
+
+let cssLoaded = false;
+
+function loadXtermCss() {
+  if (cssLoaded) return;
+  cssLoaded = true;
+  document.head.append(h("link", { rel: "stylesheet", href: "/static/vendor/xterm/xterm.css" }));
+}
+
+export async function render(root, name) {
+  document.title = `${name} console — VM-Desk`;
+  loadXtermCss();
+  let detail;
+  try {
+    detail = await get(vmPath(name));
+  } catch (err) {
+    root.append(h("section.page", errorBox(err), h("p", link("/", {}, "Back to the library"))));
+    return undefined;
+  }
+  const wsName = encodeURIComponent(name);
+  const hasDisplay = detail.config.display && detail.config.display.device !== "none"
+    && detail.config.display.vnc !== false;
+
+  const statusBadge = h("span#console-status", badge(detail.status));
+  const vncState = h("span.conn#vnc-state", { dataset: { state: "idle" } }, "display: not connected");
+  const resolution = h("span.resolution#vnc-resolution", "");
+  const screen = h("div.vnc-screen#vnc-screen", { tabindex: "-1" });
+  const serialState = h("span.conn#serial-state", { dataset: { state: "idle" } }, "serial: not connected");
+  const termBox = h("div.serial-term#serial-term");
+  const scaleBox = h("input#vnc-scale", { type: "checkbox", checked: true });
+  const vncButtons = h("div.toolbar",
+    vncState, resolution, h("div.spacer"),
+    h("label.check", scaleBox, " fit to window"),
+    h("button.btn.btn-small#send-cad", { type: "button", on: { click: () => rfb && rfb.sendCtrlAltDel() } }, "Ctrl+Alt+Del"),
+    h("button.btn.btn-small#vnc-reconnect", { type: "button", on: { click: () => connectVNC() } }, "Reconnect"));
+  root.append(h("section.page.console-page", { dataset: { vm: name } },
+    h("div.page-head",
+      h("div", h("div.crumbs", link("/", {}, "Library"), " / ",
+        link(`/vms/${wsName}`, {}, name), " / "),
+      h("h1", "Console ", statusBadge)),
+      h("div.spacer"),
+      link(`/vms/${wsName}`, { class: "btn" }, "VM settings")),
+    hasDisplay ? h("section.panel.display-panel", h("h2", "Display"), vncButtons, screen)
+      : h("section.panel", h("h2", "Display"), h("p.muted", "This VM has no display; use its serial console.")),
+    h("section.panel.serial-panel",
+      h("div.panel-head", h("h2", "Serial console"), h("div.spacer"), serialState,
+        h("button.btn.btn-small#serial-reconnect", { type: "button", on: { click: () => connectSerial() } }, "Reconnect")),
+      termBox)));
+
+  // -- display (noVNC) --------------------------------------------------------------------
+
+  let rfb = null;
+  let sizeWatch = null;
+  let closed = false;
+
+  function setConn(el, state, textValue) {
+    el.dataset.state = state;
+    el.textContent = textValue;
+  }
+
+  function connectVNC() {
+    if (!hasDisplay || closed) return;
+    if (rfb) {
+      const old = rfb;
+      rfb = null;
+      old.disconnect();
+    }
+    clear(screen);
+    setConn(vncState, "connecting", "display: connecting…");
+    const client = new RFB(screen, wsURL(`/ws/vms/${wsName}/vnc`), { shared: true });
+    rfb = client;
+    window.vmdeskRFB = client; // for diagnostics in the browser's console
+    client.scaleViewport = scaleBox.checked;
+    client.resizeSession = false;
+    client.focusOnClick = true;
+    client.background = "#111";
+    client.addEventListener("connect", () => {
+      if (rfb !== client) return;
+      setConn(vncState, "connected", "display: connected");
+      watchSize();
+      client.focus();
+    });
+    client.addEventListener("disconnect", (e) => {
+      if (rfb !== client) return;
+      setConn(vncState, "disconnected",
+        e.detail && e.detail.clean ? "display: disconnected" : "display: connection lost");
+      resolution.textContent = "";
+    });
+    client.addEventListener("securityfailure", (e) => {
+      setConn(vncState, "failed", `display: refused (${e.detail.reason || "security failure"})`);
+    });
+    client.addEventListener("desktopname", (e) => {
+      screen.title = e.detail.name;
+    });
+  }
+
+  // noVNC has no resize event: watch its canvas, whose size is the guest's framebuffer.
+  function watchSize() {
+    if (sizeWatch) sizeWatch.disconnect();
+    const canvas = screen.querySelector("canvas");
+    if (!canvas) return;
+    const show = () => {
+      if (canvas.width > 0 && canvas.height > 0) {
+        resolution.textContent = `${canvas.width} × ${canvas.height}`;
+        resolution.dataset.width = canvas.width;
+        resolution.dataset.height = canvas.height;
+      }
+    };
+    show();
+    sizeWatch = new MutationObserver(show);
+    sizeWatch.observe(canvas, { attributes: true, attributeFilter: ["width", "height"] });
+  }
+
+  scaleBox.addEventListener("change", () => {
+    if (rfb) rfb.scaleViewport = scaleBox.checked;
+  });
+
+  // -- serial console (xterm.js) ----------------------------------------------------------
+
+  const term = new Terminal({
+    convertEol: false, cursorBlink: true, scrollback: 5000, fontSize: 14,
+    lineHeight: 1.2,
+    fontFamily: "ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace",
+    theme: { background: "#101418" },
+  });
+  const fit = new FitAddon();
+  term.loadAddon(fit);
+  term.open(termBox);
+  window.vmdeskTerm = term; // for diagnostics in the browser's console
+  const fitSoon = () => { try { fit.fit(); } catch { /* not laid out yet */ } };
+  fitSoon();
+  const resizeObserver = new ResizeObserver(fitSoon);
+  resizeObserver.observe(termBox);
+  const encoder = new TextEncoder();
+  let serial = null;
+
+  function connectSerial() {
+    if (closed) return;
+    if (serial) {
+      const old = serial;
+      serial = null;
+      old.close();
+    }
+    setConn(serialState, "connecting", "serial: connecting…");
+    const ws = new WebSocket(wsURL(`/ws/vms/${wsName}/serial`));
+    ws.binaryType = "arraybuffer";
+    serial = ws;
+    ws.addEventListener("open", () => {
+      if (serial !== ws) return;
+      setConn(serialState, "connected", "serial: connected");
+    });
+    ws.addEventListener("message", (msg) => {
+      if (serial !== ws) return;
+      term.write(typeof msg.data === "string" ? msg.data : new Uint8Array(msg.data));
+    });
+    ws.addEventListener("close", (e) => {
+      if (serial !== ws) return;
+      setConn(serialState, "disconnected",
+        `serial: disconnected${e.reason ? ` (${e.reason})` : ""}`);
+    });
+  }
+  const typing = term.onData((data) => {
+    if (serial && serial.readyState === WebSocket.OPEN) serial.send(encoder.encode(data));
+  });
+  const binaryTyping = term.onBinary((data) => {
+    if (serial && serial.readyState === WebSocket.OPEN) {
+      serial.send(Uint8Array.from(data, (c) => c.charCodeAt(0)));
+    }
+  });
+
+  // -- follow the VM's state --------------------------------------------------------------
+
+  const running = (status) => ["running", "paused", "starting", "stopping"].includes(status);
+  function onStatus(status) {
+    clear(statusBadge).append(badge(status));
+    if (running(status)) {
+      if (!rfb || vncState.dataset.state !== "connected") {
+        if (status !== "starting") connectVNC();
+      }
+      if (!serial || serial.readyState > WebSocket.OPEN) connectSerial();
+    }
+  }
+  const unsubscribe = subscribe((event) => {
+    if (event.vm === name && event.status) onStatus(event.status);
+  });
+
+  if (running(detail.status)) {
+    connectVNC();
+    connectSerial();
+  } else {
+    setConn(vncState, "idle", "display: the VM is not running");
+    setConn(serialState, "idle", "serial: the VM is not running");
+  }
+  termBox.addEventListener("click", () => term.focus());
+
+  return () => {
+    closed = true;
+    unsubscribe();
+    if (sizeWatch) sizeWatch.disconnect();
+    resizeObserver.disconnect();
+    typing.dispose();
+    binaryTyping.dispose();
+    if (rfb) rfb.disconnect();
+    if (serial) serial.close();
+    term.dispose();
+    delete window.vmdeskRFB;
+    delete window.vmdeskTerm;
+  };
+}

@@ -1,0 +1,465 @@
+// One VM: its state and lifecycle buttons, settings (editable when it is stopped), disks,
+// port forwards, shared folders, snapshots as a tree, and its logs.
+import { actionButtons } from "./actions.js";
+import { del, followJob, get, patch, post, vmPath } from "./api.js";
+import { navigate } from "./app.js";
+import { badge, clear, errorBox, errorToast, formatBytes, h, link, toast } from "./dom.js";
+import { subscribe } from "./events.js";
+
+const EDITABLE = ["stopped", "crashed"];
+const LIVE = ["running", "paused", "starting", "stopping"];
+
+export async function render(root, name) {
+  document.title = `${name} — VM-Desk`;
+  const base = vmPath(name);
+  let detail = null;
+  let thumbTimer = null;
+
+  const head = h("div.page-head.vm-head");
+  const preview = h("div.vm-preview#vm-preview");
+  const sections = {
+    settings: h("section.panel#settings"),
+    disks: h("section.panel#disks"),
+    forwards: h("section.panel#forwards"),
+    shares: h("section.panel#shares"),
+    snapshots: h("section.panel#snapshots"),
+    logs: h("section.panel#logs"),
+  };
+  root.append(h("section.page.vm-page", { dataset: { vm: name } },
+    head,
+    h("div.vm-columns",
+      h("div.vm-main", sections.settings, sections.disks, sections.forwards, sections.shares),
+      h("div.vm-side", preview, sections.snapshots)),
+    sections.logs));
+
+  const status = () => detail?.status;
+  const editable = () => EDITABLE.includes(status());
+
+  async function load() {
+    try {
+      detail = await get(base);
+    } catch (err) {
+      clear(root).append(h("section.page", errorBox(err),
+        h("p", link("/", {}, "Back to the library"))));
+      return false;
+    }
+    drawHead();
+    drawPreview();
+    drawSettings();
+    drawForwards();
+    drawShares();
+    return true;
+  }
+
+  function drawHead() {
+    const cfg = detail.config;
+    const reason = detail.runtime && (detail.runtime.reason || detail.runtime.error);
+    clear(head).append(
+      h("div",
+        h("div.crumbs", link("/", {}, "Library"), " / "),
+        h("h1", h("span.vm-title", cfg.name), " ", badge(detail.status)),
+        h("div.muted", `${cfg.arch} · ${cfg.cpus} CPU${cfg.cpus === 1 ? "" : "s"} · ${cfg.memory} · ${describeBoot(cfg.boot)}`),
+        reason && detail.status !== "running" ? h("div.muted.reason", reason) : null),
+      h("div.spacer"),
+      h("div.actions#vm-actions",
+        actionButtons(cfg.name, detail.status,
+          ["start", "stop", "pause", "resume", "reboot", "suspend", "kill"],
+          { onDone: () => refresh() }),
+        LIVE.includes(detail.status)
+          ? link(`${location.pathname.replace(/\/$/, "")}/console`, { class: "btn", id: "open-console" }, "Console")
+          : null,
+        h("button.btn#clone-vm", { type: "button", on: { click: cloneVM } }, "Clone"),
+        h("button.btn.btn-danger#delete-vm", {
+          type: "button", disabled: !editable() && detail.status !== "suspended",
+          title: editable() ? "Delete this VM and its disks" : "Stop the VM first",
+          on: { click: deleteVM },
+        }, "Delete")));
+  }
+
+  function drawPreview() {
+    clearInterval(thumbTimer);
+    thumbTimer = null;
+    const cfg = detail.config;
+    const hasDisplay = cfg.display && cfg.display.device !== "none";
+    if (hasDisplay && ["running", "paused"].includes(detail.status)) {
+      const img = h("img.thumb", { alt: `Screen of ${cfg.name}` });
+      const refreshImg = () => {
+        const next = new Image();
+        next.onload = () => { img.src = next.src; };
+        next.src = `${base}/screenshot?t=${Date.now()}`;
+      };
+      refreshImg();
+      thumbTimer = setInterval(() => { if (!document.hidden) refreshImg(); }, 3000);
+      clear(preview).append(link(`${location.pathname.replace(/\/$/, "")}/console`, { title: "Open the console" }, img));
+    } else {
+      clear(preview).append(h("div.thumb.placeholder",
+        h("span", hasDisplay ? "Not running" : "No display")));
+    }
+  }
+
+  // -- settings ---------------------------------------------------------------------------
+
+  function drawSettings() {
+    const cfg = detail.config;
+    const locked = !editable();
+    const form = h("form.settings-form#settings-form", { on: { submit: saveSettings } });
+    const display = cfg.display || {};
+    const bootKind = cfg.boot?.kind;
+    form.append(
+      h("fieldset", { disabled: locked },
+        h("div.grid2",
+          h("label.field", h("span.label", "CPUs"), h("input.input.narrow", { type: "number", name: "cpus", min: 1, value: cfg.cpus, "data-field": "cpus" })),
+          h("label.field", h("span.label", "Memory"), h("input.input.narrow", { type: "text", name: "memory", value: cfg.memory, "data-field": "memory" })),
+          h("label.field", h("span.label", "Display width"), h("input.input.narrow", { type: "number", name: "width", value: display.width, "data-field": "display.width", disabled: display.device === "none" })),
+          h("label.field", h("span.label", "Display height"), h("input.input.narrow", { type: "number", name: "height", value: display.height, "data-field": "display.height", disabled: display.device === "none" })),
+          bootKind === "uefi" ? h("label.check", h("input", { type: "checkbox", name: "secure_boot", checked: !!cfg.boot.secure_boot }), " Secure boot") : null,
+          h("label.check", h("input", { type: "checkbox", name: "tpm", checked: !!cfg.tpm }), " TPM 2.0"),
+          h("label.field", h("span.label", "Isolation"), h("select.input", { name: "isolation" },
+            ["isolated", "unrestricted"].map((v) => h("option", { value: v, selected: cfg.isolation === v }, v))))),
+        h("div.form-errors"),
+        h("div.form-actions", h("button.btn.btn-primary", { type: "submit" }, "Save settings"))));
+    clear(sections.settings).append(
+      h("h2", "Settings"),
+      locked ? h("p.muted.locked-note", detail.status === "suspended"
+        ? "The VM is suspended: its saved state needs the same hardware. Start it and shut it down, or stop it to discard the state, to edit." :
+        "Stop the VM to change its settings.") : null,
+      form);
+  }
+
+  async function saveSettings(event) {
+    event.preventDefault();
+    const form = event.target;
+    const data = new FormData(form);
+    const cfg = detail.config;
+    const partial = {
+      cpus: Number(data.get("cpus")),
+      memory: String(data.get("memory")).trim(),
+      tpm: data.get("tpm") === "on",
+      isolation: data.get("isolation"),
+    };
+    if (cfg.display && cfg.display.device !== "none") {
+      partial.display = { ...cfg.display, width: Number(data.get("width")), height: Number(data.get("height")) };
+    }
+    if (cfg.boot?.kind === "uefi") partial.boot = { ...cfg.boot, secure_boot: data.get("secure_boot") === "on" };
+    await save(partial, form.querySelector(".form-errors"), "Settings saved");
+  }
+
+  /** PATCH the description; problems land in `errors` (or a toast). */
+  async function save(partial, errors, done) {
+    if (errors) clear(errors);
+    try {
+      await followJob(await patch(base, partial));
+      if (done) toast(done, { kind: "ok", timeout: 2500 });
+      await refresh();
+      return true;
+    } catch (err) {
+      if (errors) errors.append(errorBox(err));
+      else errorToast(err);
+      return false;
+    }
+  }
+
+  // -- disks ------------------------------------------------------------------------------
+
+  // The add-disk form is made once: reloading the list must not wipe what the user typed.
+  const diskTable = h("div#disk-table");
+  const diskForm = h("form.inline-form#add-disk", { on: { submit: addDisk } },
+    h("input.input.narrow", { name: "size", placeholder: "20GiB", required: true, "aria-label": "Size" }),
+    h("select.input.narrow", { name: "format", "aria-label": "Format" }, ["qcow2", "raw"].map((f) => h("option", { value: f }, f))),
+    h("select.input.narrow", { name: "interface", "aria-label": "Interface" }, ["virtio-blk", "nvme", "usb"].map((f) => h("option", { value: f }, f))),
+    h("button.btn", { type: "submit" }, "Add disk"),
+    h("div.form-errors"));
+  sections.disks.append(h("h2", "Disks"), diskTable, diskForm);
+
+  async function drawDisks() {
+    diskForm.querySelector("button").disabled = !editable();
+    let disks;
+    try {
+      disks = await get(`${base}/disks`);
+    } catch (err) {
+      clear(diskTable).append(errorBox(err));
+      return;
+    }
+    clear(diskTable).append(h("table.table#disk-list",
+      h("thead", h("tr", ["#", "File", "Interface", "Format", "Size", ""].map((t) => h("th", t)))),
+      h("tbody", disks.length ? disks.map((d, i) => h("tr",
+        h("td", String(d.index ?? i)),
+        h("td", h("code", d.file || d.path || "")),
+        h("td", d.interface || ""),
+        h("td", d.format || d.image?.format || ""),
+        h("td", d.image ? `${formatBytes(d.image.virtual_size)} (${formatBytes(d.image.allocated)} used)` : (d.problem || "")),
+        h("td", d.read_only ? "read-only" : ""))) : h("tr", h("td.muted", { colspan: 6 }, "No disks.")))));
+  }
+
+  async function addDisk(event) {
+    event.preventDefault();
+    const form = event.target;
+    const data = new FormData(form);
+    const errors = form.querySelector(".form-errors");
+    clear(errors);
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      await followJob(await post(`${base}/disks`, {
+        size: String(data.get("size")).trim(), format: data.get("format"), interface: data.get("interface"),
+      }));
+      toast("Disk added", { kind: "ok", timeout: 2500 });
+      form.reset();
+      await refresh();
+    } catch (err) {
+      errors.append(errorBox(err));
+    } finally {
+      button.disabled = !editable();
+    }
+  }
+
+  // -- port forwards ----------------------------------------------------------------------
+
+  function drawForwards() {
+    const nics = detail.config.nics || [];
+    const index = nics.findIndex((n) => n.mode === "nat");
+    const out = [h("h2", "Port forwards")];
+    if (index < 0) {
+      out.push(h("p.muted", "This VM has no NAT network card, so it has no port forwards."));
+      clear(sections.forwards).append(...out);
+      return;
+    }
+    const forwards = nics[index].forwards || [];
+    out.push(h("table.table#forward-list",
+      h("thead", h("tr", ["Protocol", "Host", "Guest port", ""].map((t) => h("th", t)))),
+      h("tbody", forwards.length ? forwards.map((f, i) => h("tr",
+        h("td", f.protocol), h("td", `${f.host_address}:${f.host_port}`), h("td", String(f.guest_port)),
+        h("td", h("button.btn.btn-small", {
+          type: "button", disabled: !editable(),
+          on: { click: () => setForwards(index, forwards.filter((_, j) => j !== i)) },
+        }, "Remove")))) : h("tr", h("td.muted", { colspan: 4 }, "No port forwards.")))));
+    const errors = h("div.form-errors");
+    out.push(h("form.inline-form#add-forward", {
+      on: {
+        submit: (e) => {
+          e.preventDefault();
+          const d = new FormData(e.target);
+          setForwards(index, [...forwards, {
+            protocol: d.get("protocol"), host_address: String(d.get("host_address")).trim() || "127.0.0.1",
+            host_port: Number(d.get("host_port")), guest_port: Number(d.get("guest_port")),
+          }], errors);
+        },
+      },
+    },
+    h("select.input.narrow", { name: "protocol", "aria-label": "Protocol" }, ["tcp", "udp"].map((p) => h("option", { value: p }, p))),
+    h("input.input.narrow", { name: "host_address", value: "127.0.0.1", "aria-label": "Host address" }),
+    h("input.input.narrow", { name: "host_port", type: "number", placeholder: "host port", required: true, "aria-label": "Host port" }),
+    h("input.input.narrow", { name: "guest_port", type: "number", placeholder: "guest port", required: true, "aria-label": "Guest port" }),
+    h("button.btn", { type: "submit", disabled: !editable() }, "Add forward"),
+    errors));
+    clear(sections.forwards).append(...out);
+  }
+
+  function setForwards(index, forwards, errors) {
+    const nics = detail.config.nics.map((n, i) => (i === index ? { ...n, forwards } : n));
+    return save({ nics }, errors, "Port forwards saved");
+  }
+
+  // -- shared folders ---------------------------------------------------------------------
+
+  function drawShares() {
+    const shares = detail.config.shares || [];
+    const errors = h("div.form-errors");
+    clear(sections.shares).append(
+      h("h2", "Shared folders"),
+      h("table.table#share-list",
+        h("thead", h("tr", ["Tag", "Host folder", "Access", "Mode", ""].map((t) => h("th", t)))),
+        h("tbody", shares.length ? shares.map((s, i) => h("tr",
+          h("td", h("code", s.tag)), h("td", h("code", s.path)), h("td", s.read_only ? "read-only" : "read-write"),
+          h("td", s.mode || "auto"),
+          h("td", h("button.btn.btn-small", {
+            type: "button", disabled: !editable(),
+            on: { click: () => save({ shares: shares.filter((_, j) => j !== i) }, errors, "Shared folder removed") },
+          }, "Remove")))) : h("tr", h("td.muted", { colspan: 5 }, "No shared folders.")))),
+      h("form.inline-form#add-share", {
+        on: {
+          submit: (e) => {
+            e.preventDefault();
+            const d = new FormData(e.target);
+            save({
+              shares: [...shares, {
+                tag: String(d.get("tag")).trim(), path: String(d.get("path")).trim(),
+                read_only: d.get("read_only") === "on", mode: d.get("mode"),
+              }],
+            }, errors, "Shared folder added");
+          },
+        },
+      },
+      h("input.input", { name: "path", placeholder: "/path/on/this/machine", required: true, "aria-label": "Host folder" }),
+      h("input.input.narrow", { name: "tag", placeholder: "tag", required: true, "aria-label": "Tag" }),
+      h("label.check", h("input", { type: "checkbox", name: "read_only" }), " read-only"),
+      h("select.input.narrow", { name: "mode", "aria-label": "Mode" }, ["auto", "virtiofs", "9p"].map((m) => h("option", { value: m }, m))),
+      h("button.btn", { type: "submit", disabled: !editable() }, "Add folder"),
+      errors));
+  }
+
+  // -- snapshots --------------------------------------------------------------------------
+
+  async function drawSnapshots() {
+    let tree;
+    try {
+      tree = await get(`${base}/snapshots`);
+    } catch (err) {
+      clear(sections.snapshots).append(h("h2", "Snapshots"), errorBox(err));
+      return;
+    }
+    const snaps = Array.isArray(tree) ? tree : tree.snapshots || [];
+    const current = tree.current || null;
+    const children = (parent) => snaps.filter((s) => (s.parent || null) === parent);
+    const node = (snap) => h("li.snapshot", { dataset: { snapshot: snap.name, id: snap.id } },
+      h("div.snapshot-row", { class: snap.id === current ? "current" : "" },
+        h("span.snapshot-name", snap.name),
+        h("span.muted", ` ${new Date(snap.created * 1000).toLocaleString()}${snap.ram ? " · with RAM" : ""}`),
+        snap.id === current ? h("span.badge.now", "now") : null,
+        h("span.spacer"),
+        h("button.btn.btn-small", { type: "button", "data-action": "revert", on: { click: () => snapAction(snap, "revert") } }, "Revert"),
+        h("button.btn.btn-small.btn-danger", { type: "button", "data-action": "delete", on: { click: () => snapAction(snap, "delete") } }, "Delete")),
+      children(snap.id).length ? h("ul", children(snap.id).map(node)) : null);
+    const errors = h("div.form-errors");
+    const form = h("form.inline-form#take-snapshot", {
+      on: {
+        submit: async (e) => {
+          e.preventDefault();
+          const d = new FormData(e.target);
+          const button = e.target.querySelector("button");
+          button.disabled = true;
+          button.classList.add("busy");
+          clear(errors);
+          try {
+            const payload = {};
+            const snapName = String(d.get("name")).trim();
+            if (snapName) payload.name = snapName;
+            if (d.get("disk_only") === "on") payload.disk_only = true;
+            await followJob(await post(`${base}/snapshots`, payload));
+            toast("Snapshot taken", { kind: "ok", timeout: 2500 });
+            await drawSnapshots();
+          } catch (err) {
+            errors.append(errorBox(err));
+          } finally {
+            button.disabled = false;
+            button.classList.remove("busy");
+          }
+        },
+      },
+    },
+    h("input.input#snapshot-name", { name: "name", placeholder: "name (optional)", "aria-label": "Snapshot name" }),
+    h("label.check", h("input", { type: "checkbox", name: "disk_only" }), " disks only"),
+    h("button.btn.btn-primary#take-snapshot-button", { type: "submit" }, "Take snapshot"),
+    errors);
+    clear(sections.snapshots).append(
+      h("h2", "Snapshots"),
+      snaps.length ? h("ul.snapshot-tree#snapshot-tree", children(null).map(node))
+        : h("p.muted#no-snapshots", "No snapshots yet."),
+      form);
+  }
+
+  async function snapAction(snap, action) {
+    const question = action === "revert"
+      ? `Go back to “${snap.name}”? Changes since then are lost.`
+      : `Delete snapshot “${snap.name}”?`;
+    if (!confirm(question)) return;
+    try {
+      const path = `${base}/snapshots/${encodeURIComponent(snap.name)}`;
+      await followJob(action === "revert" ? await post(`${path}/revert`, {}) : await del(path));
+      toast(action === "revert" ? `Reverted to ${snap.name}` : `Deleted ${snap.name}`, { kind: "ok", timeout: 2500 });
+    } catch (err) {
+      errorToast(err);
+    }
+    await drawSnapshots();
+  }
+
+  // -- logs -------------------------------------------------------------------------------
+
+  function drawLogs() {
+    const pre = h("pre.log#log-text", "");
+    const kind = h("select.input.narrow#log-kind", { "aria-label": "Log" },
+      [["serial", "Serial console"], ["engine", "Engine (QEMU)"], ["events", "Events"]].map(([v, t]) => h("option", { value: v }, t)));
+    const tail = h("select.input.narrow#log-tail", { "aria-label": "Lines" },
+      [100, 500, 2000].map((n) => h("option", { value: n }, `last ${n} lines`)));
+    const load = async () => {
+      try {
+        const text = await get(`${base}/logs?kind=${kind.value}&tail=${tail.value}`);
+        // Terminal control sequences (colours, cursor queries) are noise in a text view.
+        pre.textContent = typeof text === "string"
+          ? text.replace(/\x1b\[[0-9;?]*[ -\/]*[@-~]/g, "").replace(/\x1b[()][A-Z0-9]/g, "")
+          : JSON.stringify(text, null, 2);
+        if (!pre.textContent) pre.textContent = "(empty)";
+        pre.scrollTop = pre.scrollHeight;
+      } catch (err) {
+        pre.textContent = `${err.message}${err.hint ? `\n${err.hint}` : ""}`;
+      }
+    };
+    kind.addEventListener("change", load);
+    tail.addEventListener("change", load);
+    clear(sections.logs).append(
+      h("div.panel-head", h("h2", "Logs"), h("div.spacer"), kind, tail,
+        h("button.btn.btn-small#log-refresh", { type: "button", on: { click: load } }, "Refresh")),
+      pre);
+    load();
+  }
+
+  // -- clone and delete -------------------------------------------------------------------
+
+  async function cloneVM() {
+    const target = prompt(`Name of the clone of ${name}:`, `${name}-clone`);
+    if (!target) return;
+    const linked = confirm("Make a linked clone (shares the original's disks as a base, fast and small)?\nCancel makes a full copy.");
+    const note = toast(`Cloning ${name} to ${target}…`, { timeout: 0 });
+    try {
+      await followJob(await post(`${base}/clone`, { name: target, linked }), (job) => {
+        if (job.message) note.querySelector(".toast-message").textContent = `Cloning: ${job.message}`;
+      });
+      note.remove();
+      toast(`Created ${target}`, { kind: "ok", timeout: 2500 });
+      navigate(`/vms/${encodeURIComponent(target)}`);
+    } catch (err) {
+      note.remove();
+      errorToast(err);
+    }
+  }
+
+  async function deleteVM() {
+    if (!confirm(`Delete ${name} with its disks and snapshots? This cannot be undone.`)) return;
+    try {
+      await del(base);
+      toast(`Deleted ${name}`, { kind: "ok", timeout: 2500 });
+      navigate("/");
+    } catch (err) {
+      errorToast(err);
+    }
+  }
+
+  async function refresh() {
+    if (await load()) {
+      drawDisks();
+    }
+  }
+
+  if (!(await load())) return undefined;
+  drawDisks();
+  drawSnapshots();
+  drawLogs();
+  const unsubscribe = subscribe((event) => {
+    if (event.reconnected || event.vm === name) {
+      if (event.event === "removed" || event.event === "deleted") { navigate("/"); return; }
+      if (event.status && detail && event.status === detail.status && !event.reconnected) return;
+      refresh();
+    }
+  });
+  return () => {
+    unsubscribe();
+    clearInterval(thumbTimer);
+  };
+}
+
+function describeBoot(boot) {
+  if (!boot) return "";
+  if (boot.kind === "linux") return "direct kernel boot";
+  if (boot.kind === "uefi") return boot.secure_boot ? "UEFI, secure boot" : "UEFI";
+  return "BIOS";
+}
