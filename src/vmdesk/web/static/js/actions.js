@@ -1,6 +1,6 @@
 // Lifecycle buttons shared by the library cards and the VM page.
-import { post, postAndWait, vmPath } from "./api.js";
-import { errorToast, h, toast } from "./dom.js";
+import { postAndWait, vmPath } from "./api.js";
+import { errorToast, h } from "./dom.js";
 
 // Which actions make sense in which state (the server checks again).
 export const ACTIONS = {
@@ -50,5 +50,3 @@ export function actionButtons(name, status, actions, { onDone = () => {} } = {})
     return button;
   });
 }
-
-export { post, toast };

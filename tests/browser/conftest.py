@@ -1,0 +1,144 @@
+"""Browser tests: `vmdesk ui` served for real over a private library, driven by Playwright in
+Debian's Chromium (Playwright's own browser download is not available on our machines).
+
+Page screenshots of every step are kept in tests/browser/artifacts/TEST/ (git-ignored)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+ARTIFACTS = Path(__file__).parent / "artifacts"
+URL = re.compile(r"http://127\.0\.0\.1:(\d+)/\?token=([A-Za-z0-9_-]+)")
+
+
+class UI:
+    """A `vmdesk ui --no-browser --port 0` process over its own library."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "VMDESK_HOME": str(home), "VMDESK_ACCEL": "tcg"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vmdesk.cli.main", "ui", "--no-browser", "--port", "0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**self.env, "COLUMNS": "200"}, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        printed = ""
+        deadline = time.monotonic() + 30
+        while (found := URL.search(printed)) is None:
+            line = self.proc.stdout.readline()
+            assert line, f"`vmdesk ui` ended without printing its URL:\n{printed}"
+            assert time.monotonic() < deadline, f"`vmdesk ui` printed no URL:\n{printed}"
+            printed += line
+        self.url = found.group(0)  # with the token: what the user opens once
+        self.base = f"http://127.0.0.1:{found.group(1)}"
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "vmdesk.cli.main", *args],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, env=self.env,
+            timeout=timeout,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def close(self) -> None:
+        from vmdesk.core.states import ENDED
+        from vmdesk.supervisor import status as vmstatus
+
+        for bundle in self.home.glob("*.vmdesk"):  # never leave a VM running
+            if vmstatus.derive(bundle)["status"] not in ENDED:
+                subprocess.run(
+                    [sys.executable, "-m", "vmdesk.cli.main", "stop",
+                     bundle.name.removesuffix(".vmdesk"), "--force"],
+                    capture_output=True, stdin=subprocess.DEVNULL, env=self.env, timeout=60,
+                )  # fmt: skip
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make setup` installs chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def ui(tmp_path: Path) -> Iterator[UI]:
+    served = UI(tmp_path / "library")
+    yield served
+    served.close()
+
+
+class PageErrors:
+    """Uncaught errors in the page and console errors: a test fails if any happened."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def page_error(self, error: Error) -> None:
+        self.errors.append(f"page: {error}")
+
+
+@pytest.fixture
+def page_errors() -> PageErrors:
+    return PageErrors()
+
+
+@pytest.fixture
+def page(browser: Browser, ui: UI, page_errors: PageErrors) -> Iterator[Page]:
+    """A fresh browser profile that has opened the URL `vmdesk ui` printed (so it holds the
+    session cookie, as a user's browser would)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    opened = context.new_page()
+    opened.on("console", page_errors.console)
+    opened.on("pageerror", page_errors.page_error)
+    opened.goto(ui.url)
+    yield opened
+    context.close()
+
+
+Shot = Callable[[str], None]
+
+
+@pytest.fixture
+def shot(request: pytest.FixtureRequest, page: Page) -> Shot:
+    """``shot("step")`` saves a full-page screenshot as artifacts/TEST/NN-step.png."""
+    folder = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    count = 0
+
+    def take(step: str) -> None:
+        nonlocal count
+        count += 1
+        page.screenshot(path=folder / f"{count:02d}-{step}.png", full_page=True)
+
+    return take

@@ -1,0 +1,121 @@
+"""The pages without booting a guest: the empty library, the wizard's inline validation (the
+same model as the CLI), the filter, and editing a stopped VM's settings."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import UI, PageErrors, Shot
+
+
+def no_page_errors(errors: PageErrors) -> None:
+    real = [e for e in errors.errors if "Failed to load resource" not in e]
+    assert not real, "\n".join(real)
+
+
+def test_empty_library_points_to_the_wizard(
+    page: Page, shot: Shot, page_errors: PageErrors
+) -> None:
+    expect(page.locator("#empty-state")).to_be_visible()
+    assert "token=" not in page.url  # the token is dropped from the address bar
+    shot("empty-library")
+    page.locator("#empty-state a", has_text="Create a VM").click()
+    expect(page).to_have_url(re.compile(r"/new$"))
+    expect(page.locator("#wizard-body[data-step=source]")).to_be_visible()
+    no_page_errors(page_errors)
+
+
+def test_wizard_shows_the_models_problems_inline(
+    page: Page, ui: UI, shot: Shot, page_errors: PageErrors
+) -> None:
+    page.goto(f"{ui.base}/new")
+    page.fill("#vm-name", "not a name!")
+    page.click("#wizard-next")
+    error = page.locator(".field-error[data-field=name]")
+    expect(error).to_contain_text("is not a valid VM name")
+    expect(page.locator("#wizard-body[data-step=source]")).to_be_visible()  # held back
+    shot("bad-name")
+
+    page.fill("#vm-name", "web")
+    expect(error).to_have_count(0)
+    page.click("#wizard-next")
+    expect(page.locator("#wizard-body[data-step=system]")).to_be_visible()
+    expect(page.locator("#wizard-body")).to_contain_text("This machine has")  # host limits
+    page.fill("#memory", "32")
+    expect(page.locator(".field-error[data-field=memory]")).to_contain_text(
+        "below the minimum of 64MiB"
+    )
+    shot("memory-too-small")
+    page.fill("#memory", "256")
+    page.click("#wizard-next")  # storage
+    page.click("#wizard-next")  # network
+    page.click("#add-forward")
+    page.fill("input[aria-label='Host port']", "8080")
+    page.fill("input[aria-label='Guest port']", "80")
+    page.click("#add-forward")
+    page.locator("input[aria-label='Host port']").nth(1).fill("8080")
+    page.locator("input[aria-label='Guest port']").nth(1).fill("81")
+    expect(page.locator(".field-error").first).to_contain_text("forwarded twice")
+    shot("forward-twice")
+    page.locator("#forwards button", has_text="Remove").nth(1).click()
+    expect(page.locator(".field-error")).to_have_count(0)
+    for _ in range(3):  # shares, display, summary
+        page.click("#wizard-next")
+    summary = page.locator("#wizard-summary")
+    expect(summary).to_contain_text("web")
+    expect(summary).to_contain_text("tcp 127.0.0.1:8080 → 80")
+    expect(page.locator("#wizard-next")).to_have_text("Create")
+    shot("summary")
+    no_page_errors(page_errors)
+
+
+def test_filter_and_edit_a_stopped_vm(
+    page: Page, ui: UI, shot: Shot, page_errors: PageErrors
+) -> None:
+    for name in ("alpha", "beta", "alphabet"):
+        ui.cli("create", name, "--arch", "x86_64", "--memory", "512MiB")
+    page.reload()
+    cards = page.locator(".vm-card")
+    expect(cards).to_have_count(3)
+    expect(page.locator(".vm-card[data-vm=alpha] .badge")).to_have_text("Stopped")
+    page.fill("#filter", "alpha")
+    expect(page.locator(".vm-card:visible")).to_have_count(2)
+    shot("filtered")
+    page.fill("#filter", "nothing-like-it")
+    expect(page.locator(".no-match")).to_be_visible()
+    page.fill("#filter", "")
+    expect(page.locator(".vm-card:visible")).to_have_count(3)
+
+    page.locator(".vm-card[data-vm=beta] a.vm-name").click()
+    expect(page).to_have_url(re.compile(r"/vms/beta$"))
+    form = page.locator("#settings-form")
+    form.locator("input[name=cpus]").fill("256")
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".error-box")).to_contain_text("vCPUs asked for but this host has")
+    form.locator("input[name=cpus]").fill("1")
+    form.locator("input[name=memory]").fill("1GiB")
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".vm-head")).to_contain_text("1 CPU · 1GiB")
+    form.locator("input[name=memory]").fill("12MiB")
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".error-box")).to_contain_text("below the minimum")
+
+    forwards = page.locator("#add-forward")
+    forwards.locator("input[name=host_port]").fill("2222")
+    forwards.locator("input[name=guest_port]").fill("22")
+    forwards.locator("button[type=submit]").click()
+    expect(page.locator("#forward-list")).to_contain_text("127.0.0.1:2222")
+    page.locator("#add-disk input[name=size]").fill("2GiB")
+    page.locator("#add-disk button[type=submit]").click()
+    expect(page.locator("#disk-list")).to_contain_text("2.0 GiB")
+    shot("edited")
+
+    config = json.loads(ui.cli("show", "beta", "--json"))["config"]
+    assert config["cpus"] == 1
+    assert config["memory"] == "1GiB"
+    assert config["nics"][0]["forwards"][0]["host_port"] == 2222
+    assert len(config["disks"]) == 1
+    no_page_errors(page_errors)
