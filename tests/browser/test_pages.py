@@ -118,4 +118,27 @@ def test_filter_and_edit_a_stopped_vm(
     assert config["memory"] == "1GiB"
     assert config["nics"][0]["forwards"][0]["host_port"] == 2222
     assert len(config["disks"]) == 1
+
+    # Snapshots of the stopped VM's disk, as a tree: revert to the first, delete the second.
+    page.on("dialog", lambda dialog: dialog.accept())  # "are you sure?"
+    for snap in ("first", "second"):
+        page.fill("#snapshot-name", snap)
+        page.click("#take-snapshot-button")
+        expect(page.locator(f"li[data-snapshot={snap}]")).to_be_visible()
+    nested = page.locator("li[data-snapshot=first] li[data-snapshot=second]")
+    expect(nested.locator(".badge.now")).to_be_visible()  # the disk descends from "second"
+    page.locator("li[data-snapshot=first] > .snapshot-row button[data-action=revert]").click()
+    expect(page.locator("li[data-snapshot=first] > .snapshot-row .badge.now")).to_be_visible()
+    nested.locator("button[data-action=delete]").click()
+    expect(page.locator("li[data-snapshot=second]")).to_have_count(0)
+    shot("snapshots")
+    tree = json.loads(ui.cli("snapshot", "list", "beta", "--json"))
+    assert [s["name"] for s in tree["snapshots"]] == ["first"]
+
+    # Deleting a VM from its page leads back to the library, without it.
+    page.goto(f"{ui.base}/vms/alphabet")
+    page.click("#delete-vm")
+    expect(page).to_have_url(f"{ui.base}/")
+    expect(page.locator(".vm-card")).to_have_count(2)
+    assert not (ui.home / "alphabet.vmdesk").exists()
     no_page_errors(page_errors)

@@ -162,4 +162,9 @@ def test_create_start_console_snapshot(
     expect(snap).to_be_visible(timeout=60_000)
     expect(snap).to_contain_text("with RAM")
     shot("snapshot-taken")
+
+    # The VM's logs: its serial console and QEMU's command line.
+    expect(page.locator("#log-text")).to_contain_text("VMDESK-READY")
+    page.select_option("#log-kind", "engine")
+    expect(page.locator("#log-text")).to_contain_text("qemu-system-x86_64")
     no_page_errors(page_errors)
