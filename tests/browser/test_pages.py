@@ -135,10 +135,18 @@ def test_filter_and_edit_a_stopped_vm(
     tree = json.loads(ui.cli("snapshot", "list", "beta", "--json"))
     assert [s["name"] for s in tree["snapshots"]] == ["first"]
 
+    # A full clone, from a dialog that follows the copy.
+    page.click("#clone-vm")
+    page.fill("#clone-name", "beta-copy")
+    page.click("#clone-submit")
+    expect(page).to_have_url(f"{ui.base}/vms/beta-copy")
+    expect(page.locator("#disk-list")).to_contain_text("2.0 GiB")
+    expect(page.locator("#forward-list")).to_contain_text("No port forwards")
+
     # Deleting a VM from its page leads back to the library, without it.
     page.goto(f"{ui.base}/vms/alphabet")
     page.click("#delete-vm")
     expect(page).to_have_url(f"{ui.base}/")
-    expect(page.locator(".vm-card")).to_have_count(2)
+    expect(page.locator(".vm-card")).to_have_count(3)
     assert not (ui.home / "alphabet.vmdesk").exists()
     no_page_errors(page_errors)

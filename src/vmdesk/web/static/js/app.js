@@ -6,7 +6,7 @@
 // Each page's render(root, params) may return a cleanup function, called when the user
 // navigates away (it closes websockets, timers and event subscriptions).
 
-import { clear, errorBox, h, link } from "./dom.js";
+import { clear, fill, errorBox, h, link } from "./dom.js";
 
 const ROUTES = [
   [/^\/$/, "library", () => import("./library.js")],
@@ -31,7 +31,7 @@ async function render() {
     a.classList.toggle("active", !!route && a.dataset.nav === route[1]);
   }
   if (!route) {
-    clear(root).append(h("section.page",
+    fill(root, h("section.page",
       h("h1", "Not found"), h("p", "There is no page here. ", link("/", {}, "Back to the library"))));
     document.title = "VM-Desk";
     return;
@@ -52,7 +52,7 @@ async function render() {
   } catch (exc) {
     if (mine !== generation) return;
     console.error(exc);
-    clear(root).append(h("section.page", errorBox(exc)));
+    fill(root, h("section.page", errorBox(exc)));
   }
 }
 

@@ -4,7 +4,7 @@ import RFB from "/static/vendor/novnc/core/rfb.js";
 import { Terminal } from "/static/vendor/xterm/xterm.mjs";
 import { FitAddon } from "/static/vendor/xterm/addon-fit.mjs";
 import { get, vmPath, wsURL } from "./api.js";
-import { badge, clear, errorBox, h, link } from "./dom.js";
+import { badge, clear, fill, errorBox, h, link } from "./dom.js";
 import { subscribe } from "./events.js";
 
 let cssLoaded = false;
@@ -180,7 +180,7 @@ export async function render(root, name) {
 
   const running = (status) => ["running", "paused", "starting", "stopping"].includes(status);
   function onStatus(status) {
-    clear(statusBadge).append(badge(status));
+    fill(statusBadge, badge(status));
     if (running(status)) {
       if (!rfb || vncState.dataset.state !== "connected") {
         if (status !== "starting") connectVNC();

@@ -48,6 +48,12 @@ export function clear(el) {
   return el;
 }
 
+/** Replace an element's children (null, false and undefined ones are left out). */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
 /** A same-origin link that the router follows without reloading the page. */
 export function link(href, attrs, ...children) {
   return h("a", { href, "data-link": "", ...attrs }, ...children);

@@ -2,7 +2,7 @@
 // a display, lifecycle buttons), a filter, and live updates from /api/events.
 import { actionButtons } from "./actions.js";
 import { get, vmPath } from "./api.js";
-import { badge, clear, errorBox, formatMiB, h, link } from "./dom.js";
+import { badge, clear, fill, errorBox, formatMiB, h, link } from "./dom.js";
 import { subscribe } from "./events.js";
 
 const THUMB_EVERY_MS = 3000;
@@ -69,7 +69,7 @@ export async function render(root) {
         vm.display ? null : h("small", "no display"));
     }
     el.dataset.status = vm.status;
-    clear(el).append(
+    fill(el,
       link(`/vms/${encodeURIComponent(vm.name)}`, { class: "thumb-link", tabindex: "-1" }, screen),
       h("div.card-body",
         h("div.card-title",
@@ -100,7 +100,7 @@ export async function render(root) {
     try {
       vms = await get("/api/vms");
     } catch (err) {
-      clear(grid).append(errorBox(err));
+      fill(grid, errorBox(err));
       return;
     }
     vms.sort((a, b) => a.name.localeCompare(b.name));

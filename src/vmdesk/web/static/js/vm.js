@@ -3,7 +3,7 @@
 import { actionButtons } from "./actions.js";
 import { del, followJob, get, patch, post, vmPath } from "./api.js";
 import { navigate } from "./app.js";
-import { badge, clear, errorBox, errorToast, formatBytes, h, link, toast } from "./dom.js";
+import { badge, clear, fill, errorBox, errorToast, formatBytes, h, link, toast } from "./dom.js";
 import { subscribe } from "./events.js";
 
 const EDITABLE = ["stopped", "crashed"];
@@ -39,7 +39,7 @@ export async function render(root, name) {
     try {
       detail = await get(base);
     } catch (err) {
-      clear(root).append(h("section.page", errorBox(err),
+      fill(root, h("section.page", errorBox(err),
         h("p", link("/", {}, "Back to the library"))));
       return false;
     }
@@ -54,7 +54,7 @@ export async function render(root, name) {
   function drawHead() {
     const cfg = detail.config;
     const reason = detail.runtime && (detail.runtime.reason || detail.runtime.error);
-    clear(head).append(
+    fill(head,
       h("div",
         h("div.crumbs", link("/", {}, "Library"), " / "),
         h("h1", h("span.vm-title", cfg.name), " ", badge(detail.status)),
@@ -68,7 +68,10 @@ export async function render(root, name) {
         LIVE.includes(detail.status)
           ? link(`${location.pathname.replace(/\/$/, "")}/console`, { class: "btn", id: "open-console" }, "Console")
           : null,
-        h("button.btn#clone-vm", { type: "button", on: { click: cloneVM } }, "Clone"),
+        h("button.btn#clone-vm", {
+          type: "button", disabled: !editable(),
+          title: editable() ? "Copy this VM" : "Stop the VM first", on: { click: cloneVM },
+        }, "Clone"),
         h("button.btn.btn-danger#delete-vm", {
           type: "button", disabled: !editable() && detail.status !== "suspended",
           title: editable() ? "Delete this VM and its disks" : "Stop the VM first",
@@ -90,9 +93,9 @@ export async function render(root, name) {
       };
       refreshImg();
       thumbTimer = setInterval(() => { if (!document.hidden) refreshImg(); }, 3000);
-      clear(preview).append(link(`${location.pathname.replace(/\/$/, "")}/console`, { title: "Open the console" }, img));
+      fill(preview, link(`${location.pathname.replace(/\/$/, "")}/console`, { title: "Open the console" }, img));
     } else {
-      clear(preview).append(h("div.thumb.placeholder",
+      fill(preview, h("div.thumb.placeholder",
         h("span", hasDisplay ? "Not running" : "No display")));
     }
   }
@@ -118,7 +121,7 @@ export async function render(root, name) {
             ["isolated", "unrestricted"].map((v) => h("option", { value: v, selected: cfg.isolation === v }, v))))),
         h("div.form-errors"),
         h("div.form-actions", h("button.btn.btn-primary", { type: "submit" }, "Save settings"))));
-    clear(sections.settings).append(
+    fill(sections.settings,
       h("h2", "Settings"),
       locked ? h("p.muted.locked-note", detail.status === "suspended"
         ? "The VM is suspended: its saved state needs the same hardware. Start it and shut it down, or stop it to discard the state, to edit." :
@@ -177,10 +180,10 @@ export async function render(root, name) {
     try {
       disks = await get(`${base}/disks`);
     } catch (err) {
-      clear(diskTable).append(errorBox(err));
+      fill(diskTable, errorBox(err));
       return;
     }
-    clear(diskTable).append(h("table.table#disk-list",
+    fill(diskTable, h("table.table#disk-list",
       h("thead", h("tr", ["#", "File", "Interface", "Format", "Size", ""].map((t) => h("th", t)))),
       h("tbody", disks.length ? disks.map((d, i) => h("tr",
         h("td", String(d.index ?? i)),
@@ -221,7 +224,7 @@ export async function render(root, name) {
     const out = [h("h2", "Port forwards")];
     if (index < 0) {
       out.push(h("p.muted", "This VM has no NAT network card, so it has no port forwards."));
-      clear(sections.forwards).append(...out);
+      fill(sections.forwards, ...out);
       return;
     }
     const forwards = nics[index].forwards || [];
@@ -252,7 +255,7 @@ export async function render(root, name) {
     h("input.input.narrow", { name: "guest_port", type: "number", placeholder: "guest port", required: true, "aria-label": "Guest port" }),
     h("button.btn", { type: "submit", disabled: !editable() }, "Add forward"),
     errors));
-    clear(sections.forwards).append(...out);
+    fill(sections.forwards, ...out);
   }
 
   function setForwards(index, forwards, errors) {
@@ -265,7 +268,7 @@ export async function render(root, name) {
   function drawShares() {
     const shares = detail.config.shares || [];
     const errors = h("div.form-errors");
-    clear(sections.shares).append(
+    fill(sections.shares,
       h("h2", "Shared folders"),
       h("table.table#share-list",
         h("thead", h("tr", ["Tag", "Host folder", "Access", "Mode", ""].map((t) => h("th", t)))),
@@ -305,7 +308,7 @@ export async function render(root, name) {
     try {
       tree = await get(`${base}/snapshots`);
     } catch (err) {
-      clear(sections.snapshots).append(h("h2", "Snapshots"), errorBox(err));
+      fill(sections.snapshots, h("h2", "Snapshots"), errorBox(err));
       return;
     }
     const snaps = Array.isArray(tree) ? tree : tree.snapshots || [];
@@ -351,7 +354,7 @@ export async function render(root, name) {
     h("label.check", h("input", { type: "checkbox", name: "disk_only" }), " disks only"),
     h("button.btn.btn-primary#take-snapshot-button", { type: "submit" }, "Take snapshot"),
     errors);
-    clear(sections.snapshots).append(
+    fill(sections.snapshots,
       h("h2", "Snapshots"),
       snaps.length ? h("ul.snapshot-tree#snapshot-tree", children(null).map(node))
         : h("p.muted#no-snapshots", "No snapshots yet."),
@@ -396,7 +399,7 @@ export async function render(root, name) {
     };
     kind.addEventListener("change", load);
     tail.addEventListener("change", load);
-    clear(sections.logs).append(
+    fill(sections.logs,
       h("div.panel-head", h("h2", "Logs"), h("div.spacer"), kind, tail,
         h("button.btn.btn-small#log-refresh", { type: "button", on: { click: load } }, "Refresh")),
       pre);
@@ -405,21 +408,52 @@ export async function render(root, name) {
 
   // -- clone and delete -------------------------------------------------------------------
 
-  async function cloneVM() {
-    const target = prompt(`Name of the clone of ${name}:`, `${name}-clone`);
-    if (!target) return;
-    const linked = confirm("Make a linked clone (shares the original's disks as a base, fast and small)?\nCancel makes a full copy.");
-    const note = toast(`Cloning ${name} to ${target}…`, { timeout: 0 });
-    try {
-      await followJob(await post(`${base}/clone`, { name: target, linked }), (job) => {
-        if (job.message) note.querySelector(".toast-message").textContent = `Cloning: ${job.message}`;
-      });
-      note.remove();
-      toast(`Created ${target}`, { kind: "ok", timeout: 2500 });
-      navigate(`/vms/${encodeURIComponent(target)}`);
-    } catch (err) {
-      note.remove();
-      errorToast(err);
+  function cloneVM() {
+    const errors = h("div.form-errors");
+    const progress = h("div.clone-progress");
+    const dialog = h("dialog.dialog#clone-dialog",
+      h("form", { method: "dialog", on: { submit: submitClone } },
+        h("h2", `Clone ${name}`),
+        h("label.field", h("span.label", "Name of the clone"),
+          h("input.input#clone-name", { name: "name", value: `${name}-clone`, required: true, autocomplete: "off" })),
+        h("label.check", h("input", { type: "checkbox", name: "linked" }),
+          " Linked clone (its disks start as overlays on this VM's: fast and small)"),
+        h("label.check", h("input", { type: "checkbox", name: "forwards" }),
+          " Keep the port forwards (only when this VM is deleted or its forwards changed first: a host port is forwarded to one VM)"),
+        progress, errors,
+        h("div.form-actions.row",
+          h("button.btn", { type: "button", value: "cancel", on: { click: () => dialog.close() } }, "Cancel"),
+          h("div.spacer"),
+          h("button.btn.btn-primary#clone-submit", { type: "submit" }, "Clone"))));
+    dialog.addEventListener("close", () => dialog.remove());
+    document.body.append(dialog);
+    dialog.showModal();
+
+    async function submitClone(event) {
+      event.preventDefault();
+      const data = new FormData(event.target);
+      const target = String(data.get("name")).trim();
+      const button = dialog.querySelector("#clone-submit");
+      button.disabled = true;
+      clear(errors);
+      const bar = h("progress", { max: 100 });
+      const message = h("span.progress-message", "copying disks…");
+      fill(progress, h("div.row", bar, message));
+      try {
+        await followJob(await post(`${base}/clone`, {
+          name: target, linked: data.get("linked") === "on", forwards: data.get("forwards") === "on",
+        }), (job) => {
+          if (typeof job.progress === "number") bar.value = job.progress;
+          if (job.message) message.textContent = job.message;
+        });
+        dialog.close();
+        toast(`Created ${target}`, { kind: "ok", timeout: 2500 });
+        navigate(`/vms/${encodeURIComponent(target)}`);
+      } catch (err) {
+        clear(progress);
+        errors.append(errorBox(err));
+        button.disabled = false;
+      }
     }
   }
 

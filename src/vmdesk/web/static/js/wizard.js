@@ -2,7 +2,7 @@
 // firmware, then a summary. Every step is checked by POST /api/validate (the same model
 // the CLI uses) and its problems are shown next to the fields they are about.
 import { followJob, get, post, vmPath } from "./api.js";
-import { clear, errorBox, formatMiB, h } from "./dom.js";
+import { clear, fill, errorBox, formatMiB, h } from "./dom.js";
 import { navigate } from "./app.js";
 
 const STEPS = [
@@ -213,13 +213,13 @@ export async function render(root) {
   }
 
   function draw() {
-    clear(stepper).append(...STEPS.map((s, i) => h("li", {
+    fill(stepper, ...STEPS.map((s, i) => h("li", {
       class: i === current ? "current" : i < current ? "done" : "",
       dataset: { step: s.id },
     }, h("button.link-button", { type: "button", on: { click: () => go(i) } },
       h("span.step-number", String(i + 1)), s.title))));
     const step = STEPS[current].id;
-    clear(body).append(h("h2", STEPS[current].title), ...PAGES[step]());
+    fill(body, h("h2", STEPS[current].title), ...PAGES[step]());
     body.dataset.step = step;
     back.disabled = current === 0;
     next.disabled = false;
@@ -464,7 +464,7 @@ export async function render(root) {
     if (problems.length) return;
     const progress = body.querySelector("#create-progress");
     const steps = h("ol.progress-steps");
-    clear(progress).append(steps);
+    fill(progress, steps);
     next.disabled = true;
     back.disabled = true;
     const config = buildConfig(state);
