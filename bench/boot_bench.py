@@ -155,7 +155,7 @@ def judge(fig: Figures) -> tuple[str, Status]:
     spawn = fig.metrics.get(SPAWN, {}).get("median")
     spawned = f"; QEMU spawned {spawn:.0f} ms after the command" if spawn is not None else ""
     status: Status = "pass" if ratio <= GOAL_RATIO else "fail"
-    return f"paired ratio {ratio:.3f}{spawned}", status
+    return f"paired ratio {ratio:.4f}{spawned}", status
 
 
 MEASURE = Measure(

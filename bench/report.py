@@ -17,7 +17,7 @@ STATUS = {
 
 
 def _num(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
 def _count(n: int, noun: str) -> str:
@@ -72,18 +72,21 @@ def _facts(doc: dict[str, Any]) -> str:
     m, git = doc["machine"], doc["git"]
     revision = git["short"] + (" with uncommitted changes" if git["dirty"] else "")
     load = f"{m['load_average_start'][0]} at the start, {m['load_average_end'][0]} at the end"
-    return (
+    text = (
         f"{doc['date'].replace('T', ' ').replace('+00:00', ' UTC')}, revision {revision}; "
         f"{m['arch']} {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}, "
         f"Linux {m['kernel']}, Python {m['python']}; QEMU {doc['qemu']}, guests under "
         f"{doc['accelerator'].upper()} (/dev/kvm {doc['kvm_device']}); load average {load}; "
         f"the run took {doc['took_s'] / 60:.0f} min."
-        + (
-            " A smoke run: one round, small sizes, the figures mean nothing."
-            if doc["options"]["smoke"]
-            else ""
-        )
     )
+    if max(m["load_average_start"][0], m["load_average_end"][0]) > (m["cpus"] or 1):
+        text += (
+            " The machine was busy with other work (more runnable tasks than CPUs), so figures"
+            " spread widely between rounds: read the medians and paired ratios, not single rounds."
+        )
+    if doc["options"]["smoke"]:
+        text += " A smoke run: one round, small sizes, the figures mean nothing."
+    return text
 
 
 def markdown(doc: dict[str, Any], json_path: Path, md_path: Path, png_path: Path | None) -> str:

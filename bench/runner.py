@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import compare, report
-from bench.common import Context, Figures, Measure, summarise
+from bench.common import Context, Figures, Measure, rounded, summarise
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -174,12 +174,19 @@ def run_measure(measure: Measure, args: argparse.Namespace) -> dict[str, Any]:
             for i in range(rounds):
                 per_round.append(one(i))
                 print(f"   round {i + 1}/{rounds} ({time.monotonic() - started:.0f} s)", flush=True)
-        entry.update(summarise_rounds(measure, per_round))
-        entry.update(rounds=rounds, warmup=warmup, took_s=round(time.monotonic() - started, 1))
+        metrics, ratios = summarise_rounds(measure, per_round)
+        result, status = measure.judge(Figures(metrics, ratios))  # before any rounding
+        entry.update(
+            result=result,
+            status=status,
+            rounds=rounds,
+            warmup=warmup,
+            took_s=round(time.monotonic() - started, 1),
+        )
+        entry.update(rounded({"metrics": metrics, "ratios": ratios}, 5))
+        entry["references"] = list(measure.references)
         if ctx.facts:
             entry["facts"] = ctx.facts
-        result, status = measure.judge(Figures(entry["metrics"], entry["ratios"]))
-        entry.update(result=result, status=status)
         print(report.measure_text(entry), flush=True)
         return entry
     except Exception as error:  # one broken measure must not cost the others' results
@@ -190,18 +197,17 @@ def run_measure(measure: Measure, args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def summarise_rounds(measure: Measure, per_round: list[dict[str, float]]) -> dict[str, Any]:
-    """Each metric's summary, and each pair's ratio taken within each round."""
+def summarise_rounds(
+    measure: Measure, per_round: list[dict[str, float]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each metric's summary, and each pair's ratio taken within each round, with the
+    samples they came from."""
     samples: dict[str, list[float]] = {}
     for figures in per_round:
         for name, value in figures.items():
             samples.setdefault(name, []).append(value)
     metrics = {
-        name: {
-            "unit": measure.unit(name),
-            **summarise(values),
-            "samples": [round(v, 3) for v in values],
-        }
+        name: {"unit": measure.unit(name), **summarise(values), "samples": values}
         for name, values in samples.items()
     }
     ratios: dict[str, Any] = {}
@@ -217,8 +223,9 @@ def summarise_rounds(measure: Measure, per_round: list[dict[str, float]]) -> dic
                 "reference": pair.reference,
                 "goal_max": pair.goal_max,
                 **summarise(values),
+                "samples": values,
             }
-    return {"metrics": metrics, "ratios": ratios, "references": list(measure.references)}
+    return metrics, ratios
 
 
 def _compare(paths: list[Path]) -> int:

@@ -150,6 +150,13 @@ def test_ratios_are_taken_round_by_round_after_the_warmup() -> None:
     assert entry["status"] == "pass" and cleaned == [True]
 
 
+def test_goals_are_judged_before_rounding() -> None:
+    measure, _ = _measure(lambda round_: {"ours": 2.500004, "ref": 1.0})
+    entry = runner.run_measure(measure, _options(warmup=0, rounds=1))
+    assert entry["ratios"]["ours / ref"]["median"] == 2.5  # as written out
+    assert entry["status"] == "fail"  # but 2.500004 misses "<= 2.5"
+
+
 def test_a_missing_prerequisite_skips_and_a_failure_is_recorded_not_raised() -> None:
     skipped = runner.run_measure(_measure(None, requires="no frobnicator")[0], _options())
     assert skipped["status"] == "skipped" and skipped["reason"] == "no frobnicator"
