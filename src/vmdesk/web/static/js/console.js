@@ -167,7 +167,12 @@ export async function render(root, name) {
         `serial: disconnected${e.reason ? ` (${e.reason})` : ""}`);
     });
   }
+  // xterm.js answers the guest's cursor position queries (ESC [6n, which busybox's shell
+  // sends after each prompt) by itself. With several viewers only the one in use answers;
+  // otherwise the guest would read the surplus answers as typed text.
+  const cursorReport = /^\x1b\[\d+;\d+R$/;
   const typing = term.onData((data) => {
+    if (cursorReport.test(data) && !termBox.contains(document.activeElement)) return;
     if (serial && serial.readyState === WebSocket.OPEN) serial.send(encoder.encode(data));
   });
   const binaryTyping = term.onBinary((data) => {
