@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import UI, PageErrors, Shot
@@ -149,4 +152,78 @@ def test_filter_and_edit_a_stopped_vm(
     expect(page).to_have_url(f"{ui.base}/")
     expect(page.locator(".vm-card")).to_have_count(3)
     assert not (ui.home / "alphabet.vmdesk").exists()
+    no_page_errors(page_errors)
+
+
+@pytest.mark.parametrize("source", ["iso", "disk", "kernel"])
+def test_wizard_creates_from_each_source(
+    page: Page, ui: UI, shot: Shot, page_errors: PageErrors, tmp_path: Path, source: str
+) -> None:
+    """An installer ISO (UEFI, TPM, a new blank disk), an existing disk image (BIOS), or a
+    kernel and initrd: each becomes the description the wizard summarised."""
+    files = tmp_path / "files"
+    files.mkdir()
+    page.goto(f"{ui.base}/new")
+    page.fill("#vm-name", f"from-{source}")
+    page.check(f"input[name=source][value={source}]")
+    if source == "iso":
+        iso = files / "installer.iso"
+        iso.write_bytes(b"\0" * 65536)
+        page.fill("#iso-path", str(iso))
+    elif source == "disk":
+        disk = files / "guest.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "1G"], check=True)
+        page.fill("#disk-path", str(disk))
+    else:
+        (files / "vmlinuz").write_bytes(b"kernel")
+        (files / "initrd.img").write_bytes(b"initrd")
+        page.fill("#kernel-path", str(files / "vmlinuz"))
+        page.fill("#initrd-path", str(files / "initrd.img"))
+        page.fill("#cmdline", "console=ttyS0 quiet")
+    page.click("#wizard-next")
+    page.locator("label.choice", has_text="x86_64").click()
+    if source == "iso":
+        expect(page.locator("#memory")).to_have_value("2")  # an installer wants more
+        expect(page.locator("#memory-unit")).to_have_value("GiB")
+    page.click("#wizard-next")
+    if source == "iso":
+        expect(page.locator("#new-disk")).to_be_checked()  # somewhere to install to
+        page.fill("#disk-size", "4")
+    page.click("#wizard-next")
+    page.check("input[name=network][value=none]")
+    page.click("#wizard-next")
+    page.click("#wizard-next")
+    if source == "iso":
+        page.check("#tpm")
+    if source == "disk":
+        page.check("input[name=firmware][value=bios]")
+    page.click("#wizard-next")
+    shot(f"summary-{source}")
+    page.click("#wizard-next")
+    expect(page).to_have_url(f"{ui.base}/vms/from-{source}", timeout=60_000)
+    expect(page.locator("#disk-list")).to_be_visible()
+    shot(f"created-{source}")
+
+    config = json.loads(ui.cli("show", f"from-{source}", "--json"))["config"]
+    assert config["arch"] == "x86_64"
+    assert config["nics"] == []
+    if source == "iso":
+        assert config["boot"] == {"kind": "uefi", "secure_boot": False}
+        assert config["tpm"] is True
+        assert config["cdroms"][0]["file"] == str(iso)
+        assert config["memory"] == "2GiB"
+        assert len(config["disks"]) == 1
+        expect(page.locator("#disk-list")).to_contain_text("4.0 GiB")
+        expect(page.locator("#cd-list")).to_contain_text("installer.iso")
+        page.click("#cd-list button[data-action=eject]")  # the installation is done
+        expect(page.locator("#cd-list")).to_have_count(0)
+        assert json.loads(ui.cli("show", "from-iso", "--json"))["config"]["cdroms"] == []
+    elif source == "disk":
+        assert config["boot"]["kind"] == "bios"
+        assert config["disks"] == [{**config["disks"][0], "file": str(disk), "format": "qcow2"}]
+    else:
+        assert config["boot"]["kind"] == "linux"
+        assert config["boot"]["cmdline"] == "console=ttyS0 quiet"
+        assert config["boot"]["kernel"].endswith("vmlinuz")
+        assert config["boot"]["initrd"].endswith("initrd.img")
     no_page_errors(page_errors)

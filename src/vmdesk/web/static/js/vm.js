@@ -46,6 +46,7 @@ export async function render(root, name) {
     drawHead();
     drawPreview();
     drawSettings();
+    drawCdroms();
     drawForwards();
     drawShares();
     return true;
@@ -166,13 +167,32 @@ export async function render(root, name) {
 
   // The add-disk form is made once: reloading the list must not wipe what the user typed.
   const diskTable = h("div#disk-table");
+  const cdTable = h("div#cd-table");
   const diskForm = h("form.inline-form#add-disk", { on: { submit: addDisk } },
     h("input.input.narrow", { name: "size", placeholder: "20GiB", required: true, "aria-label": "Size" }),
     h("select.input.narrow", { name: "format", "aria-label": "Format" }, ["qcow2", "raw"].map((f) => h("option", { value: f }, f))),
     h("select.input.narrow", { name: "interface", "aria-label": "Interface" }, ["virtio-blk", "nvme", "usb"].map((f) => h("option", { value: f }, f))),
     h("button.btn", { type: "submit" }, "Add disk"),
     h("div.form-errors"));
-  sections.disks.append(h("h2", "Disks"), diskTable, diskForm);
+  sections.disks.append(h("h2", "Disks"), diskTable, diskForm, cdTable);
+
+  // CD/DVD images (an installer ISO): listed from the description; eject edits it.
+  function drawCdroms() {
+    const cdroms = detail.config.cdroms || [];
+    if (!cdroms.length) {
+      clear(cdTable);
+      return;
+    }
+    const errors = h("div.form-errors");
+    fill(cdTable, h("h3", "CD/DVD"), h("table.table#cd-list",
+      h("tbody", cdroms.map((cd, i) => h("tr",
+        h("td", h("code", cd.file)),
+        h("td", cd.boot_order ? `boot order ${cd.boot_order}` : ""),
+        h("td", h("button.btn.btn-small", {
+          type: "button", disabled: !editable(), "data-action": "eject",
+          on: { click: () => save({ cdroms: cdroms.filter((_, j) => j !== i) }, errors, "Ejected") },
+        }, "Eject")))))), errors);
+  }
 
   async function drawDisks() {
     diskForm.querySelector("button").disabled = !editable();
