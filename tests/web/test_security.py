@@ -37,7 +37,10 @@ def test_the_token_in_the_url_becomes_a_cookie(live: LiveServer) -> None:
         assert cookie.startswith(f"vmdesk_token_{live.port}={TOKEN};")
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
         # the client keeps the cookie: pages and the API now work without the token
-        assert client.get("/vms/dev").status_code == 200
+        page = client.get("/vms/dev")
+        assert page.status_code == 200
+        assert page.headers["x-frame-options"] == "DENY"  # no clickjacking from other sites
+        assert page.headers["referrer-policy"] == "no-referrer"
         assert client.get("/api/vms").json() == []
         # ...but changes need the app's own Origin with a cookie
         body = {"config": {"name": "c1", "cpus": 1}}
@@ -88,9 +91,9 @@ def test_websockets_need_the_token_and_the_apps_origin(live: LiveServer) -> None
     with pytest.raises(InvalidStatus) as no_origin:
         connect(url, additional_headers=cookie).close()
     assert no_origin.value.response.status_code == 403
-    with pytest.raises(InvalidStatus) as bad_host:
+    with pytest.raises(InvalidStatus) as two_hosts:  # the client's own Host, and this one
         connect(url, additional_headers={**bearer, "Host": "evil.example"}).close()
-    assert bad_host.value.response.status_code == 400
+    assert two_hosts.value.response.status_code == 400
     # allowed in: the VM does not exist, which the bridge says in its close frame
     with connect(url, additional_headers=cookie, origin=live.base) as ws:
         with pytest.raises(Exception):  # noqa: B017 - the close is all that comes

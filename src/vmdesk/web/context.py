@@ -28,8 +28,8 @@ class Context:
         return cls(service_library.open(library_root))
 
 
-def context(request: Request) -> Context:
-    """FastAPI dependency: the app's shared context."""
+async def context(request: Request) -> Context:
+    """FastAPI dependency: the app's shared context (async: no worker thread per request)."""
     found: Context = request.app.state.vmdesk
     return found
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
@@ -24,7 +25,9 @@ class StatusWatch:
         self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
         self._rows: list[dict[str, Any]] = []
+        self._json = b"[]"
         self._rows_at = 0.0  # monotonic time of the last poll; 0 = stale
+        self._reading: asyncio.Future[list[dict[str, Any]]] | None = None
 
     # -- the list, cached for a moment --------------------------------------------------
 
@@ -38,12 +41,25 @@ class StatusWatch:
             self._store(vms.summaries(self.library))
         return self._rows
 
-    def cached_rows(self, max_age: float) -> list[dict[str, Any]] | None:
-        fresh = time.monotonic() - self._rows_at <= max_age
-        return self._rows if fresh else None
+    async def rows_json(self, max_age: float) -> bytes:
+        """The VM list as JSON, from a poll at most ``max_age`` seconds old. Concurrent
+        callers share one read of the library (many clients cost one poll, not many)."""
+        while time.monotonic() - self._rows_at > max_age:
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read())
+            reading = self._reading
+            try:
+                await asyncio.shield(reading)
+            finally:
+                if self._reading is reading and reading.done():
+                    self._reading = None
+            if reading.done() and not reading.cancelled() and reading.exception() is None:
+                break  # read after this call began: fresh enough even with max_age 0
+        return self._json
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
         self._rows = rows
+        self._json = json.dumps(rows).encode()
         self._rows_at = time.monotonic()
 
     # -- listeners ----------------------------------------------------------------------

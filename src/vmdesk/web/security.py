@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -92,7 +92,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        host = headers.get("host")
+        hosts = headers.getlist("host")
+        host = hosts[0] if len(hosts) == 1 else None  # two Host headers: which one counts?
         if not self.hosts.allows(host):
             hint = "open the URL that `vmdesk ui` printed (127.0.0.1 or localhost)"
             await _deny(scope, send, 400, "this server answers only to a loopback name", hint)
@@ -122,6 +123,8 @@ class Guard:
                             "VM-Desk's own pages", "use the web UI itself, or a script with "
                             "`Authorization: Bearer TOKEN` and no foreign Origin")  # fmt: skip
                 return
+        if scope["type"] == "http":
+            send = _with_headers(send)
         await self.app(scope, receive, send)
 
     def _authenticated(self, headers: Headers, cookie: str) -> str | None:
@@ -138,6 +141,24 @@ class Guard:
         if morsel is not None and _same(morsel.value, self.token):
             return "cookie"
         return None
+
+
+# No framing by other sites (clickjacking the buttons), no URL in Referer headers.
+PAGE_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+def _with_headers(send: Send) -> Send:
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *PAGE_HEADERS]}
+        await send(message)
+
+    return sender
 
 
 def _body(message: str, hint: str) -> bytes:
