@@ -45,6 +45,7 @@ SURFACE: dict[str, Api] = {
     "NSFileHandle.initWithFileDescriptor_": _a(
         "10.0", "foundation:filehandle/init(filedescriptor:)"
     ),
+    "NSError": _a("10.0", "foundation:nserror"),
     "NSError.localizedDescription": _a("10.0", "foundation:nserror/localizeddescription"),
     # -- the configuration --------------------------------------------------------------
     "VZVirtualMachineConfiguration": _a("11.0", _P + "test_vzvirtualmachineconfiguration.py"),
@@ -214,12 +215,6 @@ SURFACE: dict[str, Api] = {
     "VZUSBScreenCoordinatePointingDeviceConfiguration.init": _a(
         "12.0", _D + "vzusbscreencoordinatepointingdeviceconfiguration"
     ),
-    "VZVirtualMachineView": _a("12.0", _P + "test_vzvirtualmachineview.py"),
-    "VZVirtualMachineView.init": _a("12.0", _D + "vzvirtualmachineview"),
-    "VZVirtualMachineView.setVirtualMachine_": _a(
-        "12.0", _D + "vzvirtualmachineview/virtualmachine"
-    ),
-    "VZVirtualMachineView.setCapturesSystemKeys_": _a("12.0", _P + "test_vzvirtualmachineview.py"),
     # -- serial console -----------------------------------------------------------------
     "VZVirtioConsoleDeviceSerialPortConfiguration": _a(
         "11.0", _D + "vzvirtioconsoledeviceserialportconfiguration"
@@ -366,6 +361,11 @@ def minimum_macos() -> tuple[int, int]:
 
 
 MINIMUM_MACOS = minimum_macos()
+
+
+def version_text(version: tuple[int, int]) -> str:
+    """(13, 0) -> "13", (13, 5) -> "13.5": as Apple writes macOS versions."""
+    return str(version[0]) if version[1] == 0 else f"{version[0]}.{version[1]}"
 
 
 def reference_url(ref: str) -> str:

@@ -118,7 +118,7 @@ def host_problem(host: HostFacts) -> str | None:
     if host.machine != "arm64":
         return "VM-Desk's vz engine is made for Apple silicon Macs"
     if host.macos is None or host.macos < api_surface.MINIMUM_MACOS:
-        need = ".".join(map(str, api_surface.MINIMUM_MACOS))
+        need = api_surface.version_text(api_surface.MINIMUM_MACOS)
         return f"the vz engine needs macOS {need} or later"
     if not host.pyobjc:
         return "pyobjc-framework-Virtualization is not installed (pip install 'vmdesk[macos]')"

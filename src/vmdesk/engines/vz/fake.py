@@ -75,13 +75,13 @@ class FakeObject:
                     result = special(self, *args)
                     if result is not self:
                         return result
-                return (self, None) if selector.endswith("error_") else self
+                return (self, None) if _out_error(selector) else self
             if special is not None:
                 return special(self, *args)
             if selector.startswith("set"):
                 self._calls.append((selector, args))
                 return None
-            if selector.endswith("error_"):
+            if _out_error(selector):
                 self._calls.append((selector, _strip_out(selector, args)))
                 return (True, None)
             child = self._children.get(selector)
@@ -95,9 +95,14 @@ class FakeObject:
         return call
 
 
+def _out_error(selector: str) -> bool:
+    """Whether the selector's last argument is an ``NSError **`` out-parameter."""
+    return selector.lower().endswith("error_")
+
+
 def _strip_out(selector: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """PyObjC out-parameters are passed as None; check that and leave them out."""
-    if selector.endswith("error_"):
+    if _out_error(selector):
         if not args or args[-1] is not None:
             raise NotOnSurface(f"{selector}: pass None for the error out-parameter")
         return args[:-1]
@@ -173,7 +178,7 @@ class FakeFramework:
         else:
             raise NotOnSurface(f"{name} is not on the checked-in API surface (api_surface.py)")
         if api.since > self.macos:
-            wanted = ".".join(map(str, api.since))
+            wanted = api_surface.version_text(api.since)
             raise AttributeError(f"{name} needs macOS {wanted}")
         self.used.add(name)
 

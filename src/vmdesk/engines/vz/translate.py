@@ -251,6 +251,7 @@ def _console(config: VMConfig, fw: Any) -> list[Any]:
     port.setName_(fw.VZSpiceAgentPortAttachment.spiceAgentPortName())
     port.setAttachment_(agent)
     console = fw.VZVirtioConsoleDeviceConfiguration.alloc().init()
+    # ports() is a VZVirtioConsolePortConfigurationArray: set by index, not replaced
     console.ports().setObject_atIndexedSubscript_(port, 0)
     return [console]
 
