@@ -21,6 +21,11 @@ def doctor(as_json: bool, no_probe: bool) -> None:
     from vmdesk.engines.qemu import doctor as qemu_doctor
 
     checks = qemu_doctor.checks(probe_accel=not no_probe)
+    if sys.platform == "darwin":  # the vz engine's needs (warnings: QEMU runs VMs anyway)
+        from vmdesk.engines.vz import doctor as vz_doctor
+        from vmdesk.engines.vz.capabilities import current_host
+
+        checks += vz_doctor.checks(current_host())
     failed = [c for c in checks if not c.ok and c.severity == "error"]
     if as_json:
         print_json([c.as_dict() for c in checks])
