@@ -277,7 +277,7 @@ def test_what_vz_cannot_do_is_explained(tmp_path: Path) -> None:
 
     for call, words in [
         (lambda: session.reboot(), "cannot reset"),
-        (lambda: session.screenshot(tmp_path / "x.png"), "--window"),
+        (lambda: session.screenshot(tmp_path / "x.png"), "native window"),
         (lambda: session.save_snapshot("s"), "no snapshots of a running VM"),
     ]:
         with pytest.raises(EngineError) as err:

@@ -13,8 +13,8 @@ Decisions recorded here:
   A VM with forwards runs on QEMU under ``engine: auto``; ``engine: vz`` refuses it, naming
   the feature. A userspace forwarder to the guest's leased address is possible later.
 - Save/restore of the machine state: macOS 14 or later on Apple silicon only.
-- No VNC, screenshots or reboot: VZ shows the screen in a native window
-  (``vmdesk display NAME --window``) and has no reset.
+- No VNC, screenshots or reboot: VZ shows the screen only in a native window of the process
+  that owns the VM (``VZVirtualMachineView``; not built yet) and has no reset.
 """
 
 from __future__ import annotations

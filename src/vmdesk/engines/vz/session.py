@@ -428,7 +428,8 @@ class VzSession:
     async def screenshot(self, path: Path) -> None:
         raise EngineError(
             "the vz engine takes no screenshots",
-            hint=f"see the screen in a window: `vmdesk display {self.config.name} --window`",
+            hint="VZ shows the screen only in a native window, which VM-Desk does not open "
+            "yet; the serial console works (`vmdesk console NAME`)",
         )
 
     async def save_snapshot(self, tag: str, disk_only: bool = False) -> None:
