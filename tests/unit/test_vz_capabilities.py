@@ -115,5 +115,9 @@ def test_capabilities_as_data() -> None:
     assert not caps.usb_passthrough and not caps.vnc and not caps.screenshot
     assert not caps.reboot and not caps.snapshots_with_ram
     assert caps.share_kinds == ("virtiofs",)
+    assert not caps.tpm and not caps.port_forwards
+    assert caps.save_state and not capabilities(MAC13).save_state
+    qemu = registry.engine_for(config(engine="qemu"), MAC14).capabilities()
+    assert qemu.tpm and qemu.port_forwards and qemu.save_state
     assert MAC14.save_restore and not MAC13.save_restore
     assert not HostFacts("darwin", "x86_64", (14, 0)).save_restore

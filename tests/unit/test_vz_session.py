@@ -283,3 +283,23 @@ def test_what_vz_cannot_do_is_explained(tmp_path: Path) -> None:
         with pytest.raises(EngineError) as err:
             asyncio.run(run(call))
         assert words in f"{err.value.message} {err.value.hint}"
+
+
+def test_handlers_take_exactly_their_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    import inspect
+
+    from vmdesk.engines.vz.session import guarded_handler, guarded_work
+
+    def bad_handler(error: Any) -> None:
+        raise RuntimeError(f"handler got {error}")
+
+    def bad_work() -> None:
+        raise RuntimeError("work item")
+
+    handler, work = guarded_handler(bad_handler), guarded_work(bad_work)
+    assert len(inspect.signature(handler).parameters) == 1
+    assert len(inspect.signature(work).parameters) == 0
+    handler(None)
+    work()
+    err = capsys.readouterr().err
+    assert "handler got None" in err and "work item" in err

@@ -23,6 +23,9 @@ class Capabilities:
     usb_passthrough: bool = False
     share_kinds: tuple[str, ...] = field(default_factory=tuple)
     snapshots_with_ram: bool = False
+    tpm: bool = True  # a TPM 2.0 for the guest
+    port_forwards: bool = True  # host ports forwarded to the guest on NAT
+    save_state: bool = True  # suspend: the running machine's state saved to the bundle
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

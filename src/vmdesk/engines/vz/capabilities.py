@@ -108,6 +108,9 @@ def capabilities(host: HostFacts) -> Capabilities:
         usb_passthrough=False,
         share_kinds=("virtiofs",),
         snapshots_with_ram=False,
+        tpm=False,
+        port_forwards=False,
+        save_state=host.save_restore,
     )
 
 

@@ -73,6 +73,31 @@ def guarded(function: Callable[..., Any]) -> Callable[..., None]:
     return wrapper
 
 
+def guarded_handler(function: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A completion handler (one argument, the NSError or None) that never raises; an
+    explicit parameter, as PyObjC matches a block's arguments against the callable's."""
+
+    def handler(error: Any) -> None:
+        try:
+            function(error)
+        except BaseException as exc:
+            _report(exc)
+
+    return handler
+
+
+def guarded_work(function: Callable[[], None]) -> Callable[[], None]:
+    """A dispatch work item (no arguments) that never raises."""
+
+    def work() -> None:
+        try:
+            function()
+        except BaseException as exc:
+            _report(exc)
+
+    return work
+
+
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -188,7 +213,7 @@ class VzSession:
                 _settle(future, error=exc)
 
         assert self._runtime is not None
-        self._runtime.dispatch(self._queue, guarded(run))
+        self._runtime.dispatch(self._queue, guarded_work(run))
         return future
 
     def _completion(
@@ -203,7 +228,7 @@ class VzSession:
             else:
                 _settle(future, error=EngineError(f"{what} failed: {error_text(error)}"))
 
-        return guarded(handler), future
+        return guarded_handler(handler), future
 
     async def _await_queue(self, work: Callable[[], Any]) -> Any:
         import asyncio
@@ -528,6 +553,10 @@ class VzSession:
         if self._serial_log is not None:
             self._serial_log.close()
             self._serial_log = None
-        vm, self._vm = self._vm, None
-        if vm is not None and self._runtime is not None:  # let go of it on its own queue
-            self._runtime.dispatch(self._queue, guarded(lambda: vm.__class__))
+        held, self._vm = [self._vm], None
+        if held[0] is not None and self._runtime is not None:
+
+            def release() -> None:  # the last reference to the VM goes on its own queue
+                held.clear()
+
+            self._runtime.dispatch(self._queue, guarded_work(release))
