@@ -303,3 +303,19 @@ def test_handlers_take_exactly_their_arguments(capsys: pytest.CaptureFixture[str
     work()
     err = capsys.readouterr().err
     assert "handler got None" in err and "work item" in err
+
+
+def test_a_saved_state_this_mac_cannot_restore_is_set_aside(tmp_path: Path) -> None:
+    runtime = FakeRuntime((13, 0))
+    session = make(tmp_path, runtime, HOST13)
+    state = session.files.suspended_state
+    state.write_bytes(b"from a newer Mac")
+
+    async def run() -> str:
+        session.launch()
+        await session.attach()
+        return await session.status()
+
+    assert asyncio.run(run()) == "running" and not session.restoring
+    assert not state.exists() and state.with_name("suspended.state.failed").exists()
+    assert "booting afresh" in session.files.engine_log.read_text()

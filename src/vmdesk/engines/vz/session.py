@@ -310,14 +310,20 @@ class VzSession:
             _write_atomic(vz_translate.machine_id_path(self.files.root), result.machine_identifier)
         self.notes = result.notes
         self._configuration = result.configuration
-        with open(self.files.engine_log, "a", encoding="utf-8") as log:
-            log.write(f"+ vz engine ({self.accel_reason})\n")
-            for note in self.notes:
-                log.write(f"note: {note}\n")
         if self.config.serial.enabled and self.config.serial.log:
             self._serial_log = open(self.files.serial_log, "wb")  # noqa: SIM115
         state = self.files.suspended_state
         self._restoring = state.exists() and self.host.save_restore
+        if state.exists() and not self._restoring:  # e.g. a bundle copied to an older Mac
+            state.replace(state.with_name(state.name + ".failed"))
+            self.notes.append(
+                "the saved state needs macOS 14 or later on Apple silicon: booting afresh "
+                f"(kept as {state.name}.failed)"
+            )
+        with open(self.files.engine_log, "a", encoding="utf-8") as log:
+            log.write(f"+ vz engine ({self.accel_reason})\n")
+            for note in self.notes:
+                log.write(f"note: {note}\n")
         self._queue = runtime.queue()
         self._delegate = runtime.delegate(self._guest_stopped, self._stopped_with_error)
         handler, self._started = self._completion(
