@@ -16,7 +16,10 @@ from vmdesk.engines.vz.translate import Inputs, Translation, translate
 
 BUNDLE = Path("/vms/example.vmdesk")
 MAC = "52:54:00:aa:bb:cc"
-HOST = HostFacts("darwin", "arm64", (14, 0), frozenset({"com.apple.security.virtualization"}))
+HOST = HostFacts(
+    "darwin", "arm64", (14, 0),
+    frozenset({"com.apple.security.virtualization", "com.apple.vm.networking"}),
+)  # fmt: skip
 LINUX = {"kind": "linux", "kernel": "boot/vmlinuz", "initrd": "boot/initrd.img",
          "cmdline": "console=hvc0 quiet"}  # fmt: skip
 
@@ -50,6 +53,23 @@ CASES: dict[str, dict[str, Any]] = {
         ],
         "nics": [{"mac": MAC}],
     },
+    "bridged-usb-headless": {
+        "boot": LINUX,
+        "isolation": "unrestricted",
+        "serial": {"enabled": False},
+        "disks": [
+            {
+                "file": "disks/data.img",
+                "format": "raw",
+                "interface": "usb",
+                "read_only": True,
+                "cache": "writethrough",
+            }
+        ],
+        "display": {"device": "none"},
+        "input": {"usb_keyboard": True, "usb_tablet": False},
+        "nics": [{"mode": "bridged", "bridge": "en1", "mac": MAC}],
+    },
     "uefi-installer": {
         "cpus": 2,
         "memory": "2GiB",
@@ -68,9 +88,10 @@ def build(
     host: HostFacts = HOST,
     inputs: Inputs | None = None,
 ) -> tuple[Translation, fake.FakeFramework]:
-    fw = fw or fake.FakeFramework()
+    fw = fw or fake.FakeFramework(interfaces=("en0", "en1"))
     config = from_dict({"name": "example", "engine": "vz", **description})
-    inputs = inputs or Inputs(serial_fds=(10, 11), machine_identifier=b"fake-machine-id-1")
+    serial = (10, 11) if config.serial.enabled else None
+    inputs = inputs or Inputs(serial_fds=serial, machine_identifier=b"fake-machine-id-1")
     return translate(config, BUNDLE, fw, host, inputs), fw
 
 
@@ -160,10 +181,11 @@ def test_read_only_share_is_read_only() -> None:
 def test_bridged_needs_unrestricted_and_the_entitlement() -> None:
     nic = {"mode": "bridged", "bridge": "en0", "mac": MAC}
     base = {**CASES["minimal-linux"], "nics": [nic]}
+    plain = HostFacts("darwin", "arm64", (14, 0))
     with pytest.raises(EngineError, match=r"bridged networking \(an unrestricted VM only\)"):
-        build(base)
+        build(base, host=plain)
     with pytest.raises(EngineError, match=NETWORKING_ENTITLEMENT):
-        build({**base, "isolation": "unrestricted"})
+        build({**base, "isolation": "unrestricted"}, host=plain)
     entitled = HostFacts("darwin", "arm64", (14, 0), frozenset({NETWORKING_ENTITLEMENT}))
     result, _ = build({**base, "isolation": "unrestricted"}, host=entitled)
     (device,) = result.configuration.fake_setting("setNetworkDevices_")
@@ -171,7 +193,7 @@ def test_bridged_needs_unrestricted_and_the_entitlement() -> None:
     with pytest.raises(EngineError, match="'en9' is not an interface") as err:
         build({**base, "isolation": "unrestricted", "nics": [{**nic, "bridge": "en9"}]},
               host=entitled)  # fmt: skip
-    assert err.value.hint == "use one of: en0"
+    assert err.value.hint == "use one of: en0, en1"
 
 
 def test_invalid_share_tag_is_refused_with_the_framework_message() -> None:
