@@ -10,7 +10,7 @@ from tests.unit.test_vz_translate import CASES
 from vmdesk.core.config import from_dict
 from vmdesk.core.errors import EngineError
 from vmdesk.engines.vz import api_surface, macos
-from vmdesk.engines.vz.capabilities import current_host
+from vmdesk.engines.vz.capabilities import NETWORKING_ENTITLEMENT, current_host
 from vmdesk.engines.vz.translate import Inputs, translate
 
 
@@ -38,6 +38,8 @@ def test_state_values_match() -> None:
 def test_golden_vms_translate_and_validate(name: str, tmp_path: Path) -> None:
     """Real objects; validation may only fail on the fake paths (files that do not exist)."""
     host = current_host()
+    if "bridged" in name and NETWORKING_ENTITLEMENT not in host.entitlements:
+        pytest.skip(f"needs the {NETWORKING_ENTITLEMENT} entitlement")
     description = dict(CASES[name])
     if not host.nvme:
         for disk in description.get("disks", []):
