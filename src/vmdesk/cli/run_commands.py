@@ -63,9 +63,9 @@ def stop(vm: str, force: bool, timeout: float) -> None:
 @click.argument("vm")
 def suspend(vm: str) -> None:
     """Save a running VM's state to its bundle and stop it; `vmdesk start` resumes it."""
-    from vmdesk.supervisor import client
+    from vmdesk.service import library, lifecycle
 
-    reply = client.suspend(_bundle(vm))
+    reply = lifecycle.suspend(library.open(), vm)
     console.print(f"[green]✓[/] {escape(vm)} suspended in {reply.get('seconds', 0):.1f} s")
 
 
@@ -73,18 +73,18 @@ def suspend(vm: str) -> None:
 @click.argument("vm")
 def kill(vm: str) -> None:
     """Kill a VM's hypervisor process at once (unsaved guest data is lost)."""
-    from vmdesk.supervisor import client
+    from vmdesk.service import library, lifecycle
 
-    client.kill(_bundle(vm))
+    lifecycle.kill(library.open(), vm)
     console.print(f"[green]✓[/] killed {escape(vm)}")
 
 
 def _simple(op: str, done: str) -> click.Command:
     @click.argument("vm")
     def command(vm: str) -> None:
-        from vmdesk.supervisor import client
+        from vmdesk.service import library, lifecycle
 
-        reply = client.call(_bundle(vm), op)
+        reply = lifecycle.simple(library.open(), vm, op)
         console.print(f"[green]✓[/] {escape(vm)} {done} (now {reply.get('status')})")
 
     command.__doc__ = {"pause": "Pause a running VM (its vCPUs stop).",
@@ -160,9 +160,9 @@ def _print_log(bundle: Any, follow: bool) -> None:
 @click.argument("output", type=click.Path(path_type=Path))
 def screenshot(vm: str, output: Path) -> None:
     """Save a PNG of a running VM's screen."""
-    from vmdesk.supervisor import client
+    from vmdesk.service import library, lifecycle
 
-    path = client.screenshot(_bundle(vm), output)
+    path = lifecycle.screenshot(library.open(), vm, output)
     console.print(f"[green]✓[/] saved {escape(str(path))}")
 
 

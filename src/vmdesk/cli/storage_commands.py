@@ -97,22 +97,11 @@ def disk_check(file: Path) -> None:
 @JSON_OUTPUT
 def disk_list(vm: str, as_json: bool) -> None:
     """List a VM's disks."""
-    from vmdesk.storage import vm_media
+    from vmdesk.service import storage
 
-    found = vm_media.disks(_library(), vm)
+    found = storage.attached_disks(_library(), vm)
     if as_json:
-        print_json(
-            [
-                {
-                    "index": d.index,
-                    **d.disk.model_dump(mode="json"),
-                    "path": str(d.path),
-                    "image": d.info.as_dict() if d.info else None,
-                    "problem": d.problem or None,
-                }
-                for d in found
-            ]
-        )
+        print_json([storage.disk_row(d) for d in found])
         return
     if not found:
         console.print(f"{escape(vm)} has no disks; add one with `vmdesk disk add {escape(vm)}`")
@@ -129,9 +118,9 @@ def disk_list(vm: str, as_json: bool) -> None:
 @click.option("--interface", type=INTERFACE, default="virtio-blk", show_default=True)
 def disk_add(vm: str, size: str, fmt: str, interface: Any) -> None:
     """Create a new empty disk in the VM's bundle and attach it."""
-    from vmdesk.storage import images, vm_media
+    from vmdesk.service import storage
 
-    disk_, info = vm_media.add(_library(), vm, _size(size), images.parse_format(fmt), interface)
+    disk_, info = storage.disk_add(_library(), vm, _size(size), fmt, interface)
     console.print(f"[green]✓[/] added {escape(disk_.file)} to {escape(vm)}: {info.summary()}")
 
 
@@ -272,18 +261,20 @@ def boot_order(vm: str, first: Any) -> None:
 @click.option("--no-forwards", is_flag=True, help="Drop the port forwards (they would clash).")
 def clone(source: str, name: str, linked: bool, no_forwards: bool) -> None:
     """Make a new VM NAME from the stopped VM SOURCE (new UUID and MACs, fresh NVRAM/TPM)."""
-    from vmdesk.storage import clones
+    from vmdesk.service import vms
 
     started = time.monotonic()
+    library = _library()
     with _progress_bar("copying disks") as percent:
-        bundle = clones.clone(
-            _library(),
+        config = vms.clone(
+            library,
             source,
             name,
             linked=linked,
             forwards=not no_forwards,
             progress=lambda done, total: percent(100 * done / max(total, 1)),
         )
+    bundle = library.find(config.name)
     kind = "linked clone" if linked else "clone"
     took = time.monotonic() - started
     console.print(
@@ -310,10 +301,10 @@ def snapshot() -> None:
 )
 def snapshot_create(vm: str, name: str | None, disk_only: bool) -> None:
     """Snapshot every disk of the VM, and its RAM if it runs (NAME defaults to the time)."""
-    from vmdesk.storage import snapshots
+    from vmdesk.service import storage
 
     started = time.monotonic()
-    snap = snapshots.create(_library(), vm, name, disk_only=disk_only)
+    snap = storage.snapshot_create(_library(), vm, name, disk_only=disk_only)
     what = "snapshot with RAM" if snap.ram else "snapshot"
     took = time.monotonic() - started
     console.print(
@@ -328,9 +319,9 @@ def snapshot_list(vm: str, as_json: bool) -> None:
     """Show the VM's snapshots as a tree; the one its disks descend from is marked."""
     from rich.tree import Tree
 
-    from vmdesk.storage import snapshots
+    from vmdesk.service import storage
 
-    tree = snapshots.tree(_library(), vm)
+    tree = storage.snapshots_of(_library(), vm)
     if as_json:
         print_json(tree.as_dict())
         return
@@ -355,9 +346,9 @@ def snapshot_list(vm: str, as_json: bool) -> None:
 @click.argument("name")
 def snapshot_revert(vm: str, name: str) -> None:
     """Go back to snapshot NAME (later changes are lost); a running VM resumes from it."""
-    from vmdesk.storage import snapshots
+    from vmdesk.service import storage
 
-    snap = snapshots.revert(_library(), vm, name)
+    snap = storage.snapshot_revert(_library(), vm, name)
     console.print(f"[green]✓[/] {escape(vm)} reverted to {escape(snap.name)}")
 
 
@@ -366,9 +357,9 @@ def snapshot_revert(vm: str, name: str) -> None:
 @click.argument("name")
 def snapshot_delete(vm: str, name: str) -> None:
     """Delete snapshot NAME (its children stay valid)."""
-    from vmdesk.storage import snapshots
+    from vmdesk.service import storage
 
-    snap = snapshots.delete(_library(), vm, name)
+    snap = storage.snapshot_delete(_library(), vm, name)
     console.print(f"[green]✓[/] deleted snapshot {escape(snap.name)} of {escape(vm)}")
 
 

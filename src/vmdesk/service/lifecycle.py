@@ -70,7 +70,7 @@ def kill(library: Library, ref: str) -> None:
 def suspend(library: Library, ref: str) -> dict[str, Any]:
     reply = client.suspend(find(library, ref))
     reap()
-    return {"seconds": reply.get("seconds")}
+    return {"seconds": float(reply.get("seconds") or 0)}
 
 
 def simple(library: Library, ref: str, action: str) -> dict[str, Any]:

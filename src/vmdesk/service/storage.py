@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from vmdesk.core.config import Disk
 from vmdesk.core.library import Library
 from vmdesk.service.library import find, name_of
 from vmdesk.storage import images, snapshots, vm_media
+from vmdesk.storage.images import ImageInfo
 
 
 def _name(library: Library, ref: str) -> str:
     return name_of(find(library, ref))
 
 
+def snapshots_of(library: Library, ref: str) -> snapshots.Tree:
+    """The VM's snapshots, a tree by parent; ``current`` is the one its disks descend from."""
+    return snapshots.tree(library, _name(library, ref))
+
+
 def snapshot_tree(library: Library, ref: str) -> dict[str, Any]:
-    return snapshots.tree(library, _name(library, ref)).as_dict()
+    return snapshots_of(library, ref).as_dict()
 
 
 def snapshot_create(
@@ -32,18 +39,20 @@ def snapshot_delete(library: Library, ref: str, snapshot: str) -> snapshots.Snap
     return snapshots.delete(library, _name(library, ref), snapshot)
 
 
-def disks(library: Library, ref: str) -> list[dict[str, Any]]:
+def attached_disks(library: Library, ref: str) -> list[vm_media.AttachedDisk]:
     """The VM's disks with what their images are (an unreadable one says why)."""
-    return [
-        {
-            "index": d.index,
-            **d.disk.model_dump(mode="json"),
-            "path": str(d.path),
-            "image": d.info.as_dict() if d.info else None,
-            "problem": d.problem or None,
-        }
-        for d in vm_media.disks(library, _name(library, ref))
-    ]
+    return vm_media.disks(library, _name(library, ref))
+
+
+def disk_row(d: vm_media.AttachedDisk) -> dict[str, Any]:
+    """One attached disk as JSON (`vmdesk disk list --json`, GET /api/vms/NAME/disks)."""
+    return {
+        "index": d.index,
+        **d.disk.model_dump(mode="json"),
+        "path": str(d.path),
+        "image": d.info.as_dict() if d.info else None,
+        "problem": d.problem or None,
+    }
 
 
 def disk_add(
@@ -52,9 +61,6 @@ def disk_add(
     size: int,
     fmt: str = "qcow2",
     interface: vm_media.Interface = "virtio-blk",
-) -> dict[str, Any]:
+) -> tuple[Disk, ImageInfo]:
     """A new empty disk in the VM's bundle, attached to it."""
-    disk, info = vm_media.add(
-        library, _name(library, ref), size, images.parse_format(fmt), interface
-    )
-    return {**disk.model_dump(mode="json"), "image": info.as_dict()}
+    return vm_media.add(library, _name(library, ref), size, images.parse_format(fmt), interface)

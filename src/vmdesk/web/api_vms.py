@@ -183,13 +183,14 @@ def snapshot_delete(ctx: Ctx, name: str, snapshot: str) -> Response:
 
 @router.get("/{name}/disks", summary="The VM's disks and what their images are")
 def disk_list(ctx: Ctx, name: str) -> list[dict[str, Any]]:
-    return storage.disks(ctx.library, name)
+    return [storage.disk_row(d) for d in storage.attached_disks(ctx.library, name)]
 
 
 @router.post("/{name}/disks", status_code=201, summary="Add a new empty disk to a stopped VM")
 def disk_add(ctx: Ctx, name: str, body: DiskRequest) -> dict[str, Any]:
     size = parse_size(body.size, default_unit="G")
-    return storage.disk_add(ctx.library, name, size, body.format, body.interface)
+    disk, info = storage.disk_add(ctx.library, name, size, body.format, body.interface)
+    return {**disk.model_dump(mode="json"), "image": info.as_dict()}
 
 
 # -- screen and logs ----------------------------------------------------------------------
