@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from vmdesk.service import host, vms
 from vmdesk.web.context import Ctx
+from vmdesk.web.events import event
 from vmdesk.web.models import ValidateRequest
 
 router = APIRouter(prefix="/api", tags=["host"])
@@ -64,14 +65,14 @@ async def events(ctx: Ctx) -> StreamingResponse:
         try:
             rows = await asyncio.to_thread(ctx.watch.rows, 0.0)
             for row in rows:  # where everything stands now
-                yield _sse({"vm": row["name"], "status": row.get("status"), "event": "current"})
+                yield _sse(event(row, "current"))
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                    change = await asyncio.wait_for(queue.get(), KEEPALIVE)
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
-                yield _sse(event)
+                yield _sse(change)
         finally:
             ctx.watch.unlisten(queue)
 
@@ -80,5 +81,5 @@ async def events(ctx: Ctx) -> StreamingResponse:
     )
 
 
-def _sse(event: dict[str, Any]) -> str:
-    return f"data: {json.dumps(event)}\n\n"
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data)}\n\n"

@@ -18,6 +18,15 @@ from vmdesk.service import lifecycle, vms
 INTERVAL = 0.5
 
 
+def event(row: dict[str, Any], kind: str) -> dict[str, Any]:
+    """One server-sent event: the VM, its status, what happened (current, added, status,
+    removed) and, for a VM that crashed or failed to start, why."""
+    found = {"vm": row["name"], "status": row.get("status"), "event": kind}
+    if row.get("reason"):
+        found["reason"] = row["reason"]
+    return found
+
+
 class StatusWatch:
     def __init__(self, library: Library, interval: float = INTERVAL) -> None:
         self.library = library
@@ -75,16 +84,15 @@ class StatusWatch:
         self._listeners.discard(queue)
 
     async def _poll(self) -> None:
-        previous = {r["name"]: r.get("status") for r in await self._read()}
+        previous = {r["name"]: r for r in await self._read()}
         while self._listeners:
             await asyncio.sleep(self.interval)
-            rows = await self._read()
-            current = {r["name"]: r.get("status") for r in rows}
-            for name, status in current.items():
+            current = {r["name"]: r for r in await self._read()}
+            for name, row in current.items():
                 if name not in previous:
-                    self._send({"vm": name, "status": status, "event": "added"})
-                elif previous[name] != status:
-                    self._send({"vm": name, "status": status, "event": "status"})
+                    self._send(event(row, "added"))
+                elif previous[name].get("status") != row.get("status"):
+                    self._send(event(row, "status"))
             for name in previous.keys() - current.keys():
                 self._send({"vm": name, "status": None, "event": "removed"})
             previous = current

@@ -1,0 +1,91 @@
+"""Pieces of the service layer and the event stream that need no guest."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.web.conftest import LiveServer
+from tests.web.test_vm_web import EventLog
+from vmdesk.core.errors import Conflict
+from vmdesk.service import jobs, lifecycle, vms
+
+
+def test_merge_patch_merges_objects_replaces_lists_and_removes_nulls() -> None:
+    before = {"a": 1, "display": {"width": 800, "vnc": True}, "disks": [{"file": "x"}]}
+    patch = {"display": {"width": 1024, "vnc": None}, "disks": [], "b": {"c": 2}}
+    assert vms.merge_patch(before, patch) == {
+        "a": 1,
+        "display": {"width": 1024},
+        "disks": [],
+        "b": {"c": 2},
+    }
+    assert before["display"] == {"width": 800, "vnc": True}  # the input is left alone
+
+
+def test_log_tail_reads_only_the_end(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.write_bytes(b"".join(b"%d %s\n" % (i, b"x" * 200) for i in range(2000)))
+    last = lifecycle._tail_bytes(log, 3, chunk=1000)
+    assert last.splitlines()[0].startswith(b"1997 ") and len(last.splitlines()) == 3
+    assert lifecycle._tail_bytes(log, 0) == b""
+    assert lifecycle._tail_bytes(log, None) == log.read_bytes()
+    log.write_bytes(b"no newline at the end")
+    assert lifecycle._tail_bytes(log, 5) == b"no newline at the end"
+
+
+def test_jobs_report_progress_results_and_errors() -> None:
+    registry = jobs.Jobs()
+    go = threading.Event()
+
+    def work(job: jobs.Job) -> str:
+        job.report("halfway", 50)
+        go.wait(10)
+        return "result"
+
+    running = registry.start("test", work)
+    deadline = time.monotonic() + 10
+    while running.progress != 50:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert registry.get(running.id) is running and running.state == "running"
+    assert running.as_dict()["message"] == "halfway"
+    go.set()
+    assert running.done.wait(10)
+    assert (running.state, running.result, running.progress) == ("done", "result", 100.0)
+
+    def fail(job: jobs.Job) -> None:
+        raise Conflict("taken", hint="pick another")
+
+    failed = registry.start("test", fail)
+    assert failed.done.wait(10)
+    assert failed.state == "failed" and isinstance(failed.exception, Conflict)
+    assert failed.error == {"error": "taken", "hint": "pick another", "problems": []}
+    assert registry.get("nope") is None
+
+
+def test_events_tell_of_vms_added_and_removed(live: LiveServer) -> None:
+    with live.client() as api:
+        api.post("/api/vms", json={"config": {"name": "before", "cpus": 1}})
+        events = EventLog(live)
+        try:
+            events.wait_for(lambda e: e == {"vm": "before", "status": "stopped",
+                                            "event": "current"})  # fmt: skip
+            api.post("/api/vms", json={"config": {"name": "new", "cpus": 1}})
+            events.wait_for(lambda e: e["vm"] == "new" and e["event"] == "added")
+            assert api.delete("/api/vms/before").status_code == 204
+            events.wait_for(lambda e: e == {"vm": "before", "status": None, "event": "removed"})
+        finally:
+            events.close()
+
+
+@pytest.mark.parametrize("ref", ["../x", "a/b", "x\x00", " ", "-rf"])
+def test_references_that_cannot_name_a_vm_are_not_found(live: LiveServer, ref: str) -> None:
+    from vmdesk.core.errors import NotFound
+    from vmdesk.service import library
+
+    with pytest.raises(NotFound):
+        library.find(library.open(live.root), ref)
