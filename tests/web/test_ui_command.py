@@ -62,3 +62,19 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         taken.close()
     assert proc.returncode == 5, out
     assert "already in use" in out and "--port 0" in out
+
+
+def test_listen_binds_that_address_and_says_so(tmp_path: Path) -> None:
+    proc = _launch(tmp_path, "--port", "0", "--listen", "127.0.0.2")
+    try:
+        assert proc.stdout is not None
+        printed = proc.stdout.readline() + proc.stdout.readline() + proc.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.2:(\d+)/\?token=", printed)
+        assert found, printed
+        assert "reachable from other machines" in printed and "plain HTTP" in printed
+        port = int(found[1])
+        listening = Path("/proc/net/tcp").read_text()
+        assert f"0200007F:{port:04X}" in listening and f"0100007F:{port:04X}" not in listening
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)

@@ -30,7 +30,10 @@ def ui(port: int, no_browser: bool, listen: str | None) -> None:
     console.print(f"VM-Desk web UI: [bold]{escape(link)}[/]")
     console.print("  the link carries this session's secret token: do not share it")
     if listen:
-        console.print(f"  [yellow]listening on {escape(listen)}[/]: reachable from other machines")
+        console.print(
+            f"  [yellow]listening on {escape(listen)}[/]: reachable from other machines, over "
+            "plain HTTP (the token crosses the network unencrypted: trusted networks only)"
+        )
     console.print("  Ctrl-C stops the server (running VMs keep running)")
     if not no_browser:
         threading.Timer(0.5, webbrowser.open, args=(link,)).start()
