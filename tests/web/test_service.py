@@ -89,3 +89,25 @@ def test_references_that_cannot_name_a_vm_are_not_found(live: LiveServer, ref: s
 
     with pytest.raises(NotFound):
         library.find(library.open(live.root), ref)
+
+
+def test_a_list_read_that_began_before_a_change_is_not_served_after_it(
+    live: LiveServer,
+) -> None:
+    import asyncio
+
+    from vmdesk.service import library as service_library
+    from vmdesk.web.events import StatusWatch
+
+    library = service_library.open(live.root)
+    watch = StatusWatch(library)
+
+    async def scenario() -> tuple[bytes, bytes]:
+        first = asyncio.ensure_future(watch.rows_json(10))  # a read starts...
+        await asyncio.sleep(0)
+        vms.create(library, {"name": "late", "cpus": 1})  # ...a change lands meanwhile
+        watch.invalidate()
+        return await first, await watch.rows_json(10)
+
+    _, after = asyncio.run(scenario())
+    assert b'"late"' in after

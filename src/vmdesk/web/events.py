@@ -37,36 +37,47 @@ class StatusWatch:
         self._json = b"[]"
         self._rows_at = 0.0  # monotonic time of the last poll; 0 = stale
         self._reading: asyncio.Future[list[dict[str, Any]]] | None = None
+        self._generation = 0  # how many changes were made through this app
+        self._reading_generation = 0
 
     # -- the list, cached for a moment --------------------------------------------------
 
     def invalidate(self) -> None:
-        """Something changed a VM: the next list reads the library again."""
+        """Something changed a VM: the next list reads the library again (a read already
+        under way may have missed the change, so it no longer counts as fresh)."""
+        self._generation += 1
         self._rows_at = 0.0
 
     def rows(self, max_age: float) -> list[dict[str, Any]]:
         """The VM list, from a poll at most ``max_age`` seconds old (blocking)."""
         if time.monotonic() - self._rows_at > max_age:
-            self._store(vms.summaries(self.library))
+            generation = self._generation
+            rows = vms.summaries(self.library)
+            self._store(rows, generation)
+            return rows
         return self._rows
 
     async def rows_json(self, max_age: float) -> bytes:
         """The VM list as JSON, from a poll at most ``max_age`` seconds old. Concurrent
         callers share one read of the library (many clients cost one poll, not many)."""
         while time.monotonic() - self._rows_at > max_age:
-            if self._reading is None:
+            generation = self._generation
+            if self._reading is None or self._reading_generation != generation:
                 self._reading = asyncio.ensure_future(self._read())
+                self._reading_generation = generation
             reading = self._reading
             try:
                 await asyncio.shield(reading)
             finally:
                 if self._reading is reading and reading.done():
                     self._reading = None
-            if reading.done() and not reading.cancelled() and reading.exception() is None:
-                break  # read after this call began: fresh enough even with max_age 0
+            if generation == self._generation:
+                break  # a read begun after the last change: current enough
         return self._json
 
-    def _store(self, rows: list[dict[str, Any]]) -> None:
+    def _store(self, rows: list[dict[str, Any]], generation: int) -> None:
+        if generation != self._generation:
+            return  # begun before a change, ended after it: never let it replace a newer read
         self._rows = rows
         self._json = json.dumps(rows).encode()
         self._rows_at = time.monotonic()
@@ -99,8 +110,9 @@ class StatusWatch:
         self._task = None
 
     async def _read(self) -> list[dict[str, Any]]:
+        generation = self._generation
         rows = await asyncio.to_thread(vms.summaries, self.library)
-        self._store(rows)
+        self._store(rows, generation)
         lifecycle.reap()  # supervisors started by this server that have ended
         return rows
 
