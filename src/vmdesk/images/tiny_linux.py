@@ -213,9 +213,10 @@ def build(arch: Arch, *, progress: Progress | None = None, force: bool = False) 
         if target.exists():  # a forced rebuild replaces the old one
             shutil.rmtree(target)
         out.rename(target)  # atomic: the cache never holds a half-built image
-    for stale in _cached(arch):  # older builds of this arch are superseded
-        if stale != target:
-            shutil.rmtree(stale, ignore_errors=True)
+    # Older builds of this arch are superseded; the one before stays, because a process
+    # that loaded it before Debian published a new kernel may still be booting from it.
+    for stale in [d for d in _cached(arch) if d != target][1:]:
+        shutil.rmtree(stale, ignore_errors=True)
     say(f"built {target}")
     return _load(target)
 
