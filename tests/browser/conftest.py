@@ -5,6 +5,7 @@ Page screenshots of every step are kept in tests/browser/artifacts/TEST/ (git-ig
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -24,6 +25,8 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 ARTIFACTS = Path(__file__).parent / "artifacts"
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)/\?token=([A-Za-z0-9_-]+)")
+# Pages wait on the server, which waits on QEMU: on a busy 2-core machine 5 s is too short.
+expect.set_options(timeout=20_000)
 
 
 class UI:
@@ -76,13 +79,18 @@ class UI:
             self.proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
+    """Chromium for one test. Not shared across tests: while Playwright's sync API is active
+    it marks its asyncio loop as running in the main thread, which breaks every later test
+    that runs asyncio code (QMP sessions) in the same process."""
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make setup` installs chromium"
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+    # Tests after this one run asyncio.run() in this thread.
+    assert asyncio._get_running_loop() is None, "Playwright left its event loop running"
 
 
 @pytest.fixture
