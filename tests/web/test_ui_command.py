@@ -23,6 +23,17 @@ def _launch(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def _wait_until_serving(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=5)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.1)
+
+
 def test_ui_prints_a_url_whose_token_opens_the_api(tmp_path: Path) -> None:
     proc = _launch(tmp_path, "--port", "0")
     try:
@@ -50,7 +61,7 @@ def test_ui_prints_a_url_whose_token_opens_the_api(tmp_path: Path) -> None:
         assert f"0100007F:{port:04X}" in listening and f"00000000:{port:04X}" not in listening
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=15)
+        proc.wait(timeout=30)
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
@@ -73,8 +84,9 @@ def test_listen_binds_that_address_and_says_so(tmp_path: Path) -> None:
         assert found, printed
         assert "reachable from other machines" in printed and "plain HTTP" in printed
         port = int(found[1])
+        _wait_until_serving(f"http://127.0.0.2:{port}/api/vms")  # answers 401: no token
         listening = Path("/proc/net/tcp").read_text()
         assert f"0200007F:{port:04X}" in listening and f"0100007F:{port:04X}" not in listening
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=15)
+        proc.wait(timeout=30)
