@@ -158,24 +158,31 @@ def wait_stopped(bundle: Bundle, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def _ended(bundle: Bundle) -> bool:
-    """After a stop/kill request whose answer was lost: did the VM end anyway?"""
+def _ended(bundle: Bundle, states: tuple[str, ...] = ENDED) -> bool:
+    """After a request whose answer was lost: did the VM end (in one of ``states``) anyway?"""
     try:
-        wait_stopped(bundle, 15)
+        wait_stopped(bundle, 30)
     except GuestTimeout:
         return False
-    return vmstatus.derive(bundle.path)["status"] in ENDED
+    return vmstatus.derive(bundle.path)["status"] in states
 
 
-def _end(bundle: Bundle, op: str, lost_reply: dict[str, Any], **args: Any) -> dict[str, Any]:
+def _end(
+    bundle: Bundle,
+    op: str,
+    lost_reply: dict[str, Any],
+    *,
+    states: tuple[str, ...] = ENDED,
+    **args: Any,
+) -> dict[str, Any]:
     """A request that ends the VM; returns once the supervisor has let go of the bundle."""
     try:
         reply = call(bundle, op, **args)
     except EngineError:
-        if not _ended(bundle):
+        if not _ended(bundle, states):
             raise
         return lost_reply
-    wait_stopped(bundle, 15)
+    wait_stopped(bundle, 30)
     return reply
 
 
@@ -188,9 +195,7 @@ def stop(bundle: Bundle, *, force: bool = False, timeout: float = 30.0) -> dict[
 
 def suspend(bundle: Bundle, *, timeout: float = 600.0) -> dict[str, Any]:
     """Save the running VM's state into its bundle and end it; `start` resumes it."""
-    reply = call(bundle, "suspend", timeout=timeout)
-    wait_stopped(bundle, 30)
-    return reply
+    return _end(bundle, "suspend", {}, states=("suspended",), timeout=timeout)
 
 
 def discard_suspended(bundle: Bundle) -> bool:

@@ -92,7 +92,7 @@ class Supervisor:
         )
         ended = "suspended" if self.suspended else "crashed" if crashed else "stopped"
         vmstatus.record_exit(self.bundle.path, ended, crashed)
-        if self.ending:  # let `stop` and `kill` callers hear that it worked
+        if self.ending:  # let `stop`, `kill` and `suspend` callers hear that it worked
             await asyncio.wait(self.ending, timeout=5)
         control.close()
         console.close()
@@ -225,7 +225,7 @@ class Supervisor:
             request = json.loads(line or b"{}")
             op = request.get("op")
             task = asyncio.current_task()
-            if op in ("stop", "kill") and task is not None:
+            if op in ("stop", "kill", "suspend") and task is not None:
                 self.ending.add(task)
             if op == "status":
                 reply = await self._status()
