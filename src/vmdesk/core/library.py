@@ -14,7 +14,7 @@ from vmdesk.core import layout, paths, validation
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import VMConfig, from_dict, to_dict
 from vmdesk.core.errors import BundleError, ConfigError, Conflict, NotFound, VMDeskError
-from vmdesk.core.states import ENDED
+from vmdesk.core.states import AT_REST
 
 # Asks the engine layer whether a bundle's VM runs; status is derived, never stored.
 StatusProvider = Callable[[Bundle], str]
@@ -165,7 +165,7 @@ class Library:
     def delete(self, ref: str) -> Path:
         """Remove a stopped VM and everything in its bundle; returns where it was."""
         bundle = self.find(ref)
-        if self.status(bundle) not in (*ENDED, "suspended"):  # a saved state goes with it
+        if self.status(bundle) not in AT_REST:  # a suspended VM's saved state goes with it
             raise Conflict(
                 f"VM {bundle.dir_name.removesuffix(layout.SUFFIX)!r} is running",
                 hint="stop it first (`vmdesk stop NAME`)",

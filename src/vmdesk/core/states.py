@@ -5,3 +5,5 @@ from __future__ import annotations
 STATES = ("stopped", "starting", "running", "paused", "stopping", "suspended", "crashed")
 # States in which nothing runs: the VM can be started, edited or deleted.
 ENDED = ("stopped", "crashed")
+# States in which no process holds the VM (a suspended one waits, saved, in its bundle).
+AT_REST = (*ENDED, "suspended")

@@ -27,7 +27,7 @@ from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import BundleError, Conflict, NotFound, StorageError
 from vmdesk.core.library import Library, refuse_if_suspended
-from vmdesk.core.states import ENDED
+from vmdesk.core.states import AT_REST
 from vmdesk.storage import images, qemu_img
 from vmdesk.storage.file_lock import exclusive
 from vmdesk.storage.vm_media import locked, resolved
@@ -219,9 +219,8 @@ def _forget(bundle: Bundle, tree: Tree, snap: Snapshot) -> None:
 
 
 def _running(library: Library, ref: str) -> bool:
-    bundle = library.find(ref)
-    refuse_if_suspended(bundle)  # its saved state needs the disks exactly as they are
-    return library.status(bundle) not in ENDED
+    # A suspended VM goes the offline way, whose locked check refuses it.
+    return library.status(library.find(ref)) not in AT_REST
 
 
 def _tree_locked(bundle: Bundle) -> contextlib.AbstractContextManager[None]:
