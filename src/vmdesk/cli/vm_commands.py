@@ -220,13 +220,16 @@ def show(vm: str, as_json: bool) -> None:
 
     found = vms.get(_library(), vm)
     if as_json:
-        print_json({k: found[k] for k in ("status", "runtime", "path", "config", "capabilities")})
+        keys = ("status", "runtime", "path", "config", "capabilities", "engine")
+        print_json({k: found[k] for k in keys})
         return
     config = vmconfig.from_dict(found["config"])
     runtime, status = found["runtime"], found["status"]
     console.print(f"[bold]{escape(config.name)}[/]  {status}  ({config.uuid})")
     console.print(f"  {_describe(config)}")
     console.print(f"  bundle   {escape(found['path'])}")
+    engine = found["engine"]
+    console.print(f"  engine   {escape(engine['text'])}")
     for i, disk in enumerate(config.disks):
         console.print(f"  disk{i}    {escape(disk.file)} ({disk.format}, {disk.interface})")
     for cd in config.cdroms:
@@ -250,11 +253,13 @@ def show(vm: str, as_json: bool) -> None:
     if runtime.get("reason"):
         console.print(f"  [red]last exit[/] {escape(str(runtime['reason']))}")
     if runtime.get("accel"):
-        console.print(f"  engine   {escape(str(runtime['accel']))}")
+        console.print(f"  accel    {escape(str(runtime['accel']))}")
     if runtime.get("vnc"):
         console.print(f"  vnc      unix socket {escape(str(runtime['vnc']))}")
     if runtime.get("console"):
         console.print(f"  console  `vmdesk console {escape(config.name)}`")
+    if engine["display"]["kind"] == "window":
+        console.print(f"  screen   `{escape(engine['display']['command'])}` (a native window)")
 
 
 @click.command()

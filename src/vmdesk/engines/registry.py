@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import EngineError
@@ -56,6 +57,11 @@ class Choice:
     engine: str  # "qemu" or "vz"
     reason: str
 
+    @property
+    def text(self) -> str:
+        """One line for users: ``qemu (auto: ...)``."""
+        return f"{self.engine} ({self.reason})"
+
 
 def choose(config: VMConfig, host: HostFacts | None = None) -> Choice:
     """Which engine runs ``config`` on ``host`` (default: this machine), and why."""
@@ -92,3 +98,41 @@ def engine_for(config: VMConfig, host: HostFacts | None = None) -> Engine:
     if config.arch not in engine.capabilities().arches:
         raise EngineError(f"QEMU cannot run {config.arch} guests here")
     return engine
+
+
+def describe(config: VMConfig, host: HostFacts | None = None) -> dict[str, Any]:
+    """The engine choice for people: which engine runs ``config`` here and why, and where
+    its screen is shown. A VM that cannot run here (``engine: vz`` on Linux) is described
+    too, with ``runs_here`` false and the refusal as its reason."""
+    try:
+        choice = choose(config, host)
+    except EngineError as exc:
+        engine = config.engine if config.engine != "auto" else "qemu"
+        return {
+            "name": engine,
+            "reason": exc.message,
+            "hint": exc.hint,
+            "runs_here": False,
+            "text": f"{engine} (cannot run here: {exc.message})",
+            "display": display_of(config, engine),
+        }
+    return {
+        "name": choice.engine,
+        "reason": choice.reason,
+        "hint": None,
+        "runs_here": True,
+        "text": choice.text,
+        "display": display_of(config, choice.engine),
+    }
+
+
+def display_of(config: VMConfig, engine: str) -> dict[str, Any]:
+    """Where a VM's screen is shown: ``vnc`` (QEMU: the web console, VNC clients), ``window``
+    (vz: a native macOS window opened by ``vmdesk display NAME --window``), or ``none``."""
+    if config.display.device == "none":
+        return {"kind": "none", "command": None}
+    if engine == "vz":
+        return {"kind": "window", "command": f"vmdesk display {config.name} --window"}
+    if not config.display.vnc:
+        return {"kind": "none", "command": None}
+    return {"kind": "vnc", "command": None}

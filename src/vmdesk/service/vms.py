@@ -66,7 +66,7 @@ def _mib(memory: Any) -> int | None:
 def get(library: Library, ref: str) -> dict[str, Any]:
     """A VM's description, live status and runtime facts (sockets, accelerator...)."""
     from vmdesk.core.errors import VMDeskError
-    from vmdesk.engines.registry import engine_for
+    from vmdesk.engines.registry import describe, engine_for
 
     bundle = find(library, ref)
     config = bundle.load()
@@ -82,6 +82,8 @@ def get(library: Library, ref: str) -> dict[str, Any]:
         "path": str(bundle.path),
         "config": vmconfig.to_dict(config),
         "capabilities": capabilities,
+        # which engine runs it here and why (auto's reason), and where its screen is shown
+        "engine": describe(config),
     }
 
 

@@ -114,10 +114,16 @@ def capabilities(host: HostFacts) -> Capabilities:
     )
 
 
+_SYSTEMS = {"linux": "Linux", "win32": "Windows", "freebsd": "FreeBSD"}
+
+
 def host_problem(host: HostFacts) -> str | None:
     """Why this host cannot run the vz engine at all (None: it can)."""
     if host.system != "darwin":
-        return "the vz engine (Apple Virtualization.framework) runs only on macOS"
+        return (
+            "the vz engine (Apple Virtualization.framework) runs only on macOS; this host "
+            f"is {_SYSTEMS.get(host.system, host.system)}"
+        )
     if host.machine != "arm64":
         return "VM-Desk's vz engine is made for Apple silicon Macs"
     if host.macos is None or host.macos < api_surface.MINIMUM_MACOS:

@@ -26,8 +26,13 @@ export async function render(root, name) {
     return undefined;
   }
   const wsName = encodeURIComponent(name);
-  const hasDisplay = detail.config.display && detail.config.display.device !== "none"
-    && detail.config.display.vnc !== false;
+  // Where the engine shows the screen (see /api/vms/{name}: engine.display): over VNC
+  // here, or, on the vz engine, only in a native macOS window that VM-Desk opens itself.
+  const screenKind = detail.engine && detail.engine.display
+    ? detail.engine.display.kind
+    : (detail.config.display && detail.config.display.device !== "none"
+      && detail.config.display.vnc !== false ? "vnc" : "none");
+  const hasDisplay = screenKind === "vnc";
 
   const statusBadge = h("span#console-status", badge(detail.status));
   const vncState = h("span.conn#vnc-state", { dataset: { state: "idle" } }, "display: not connected");
@@ -49,6 +54,12 @@ export async function render(root, name) {
       h("div.spacer"),
       link(`/vms/${wsName}`, { class: "btn" }, "VM settings")),
     hasDisplay ? h("section.panel.display-panel", h("h2", "Display"), vncButtons, screen)
+      : screenKind === "window" ? h("section.panel#native-window",
+        h("h2", "Display"),
+        h("p", "This VM runs on the vz engine (Apple Virtualization.framework), which shows "
+          + "its screen only in a native macOS window, not in the browser. Open it on the Mac "
+          + "that runs the VM: ", h("code#native-window-command", detail.engine.display.command)),
+        h("p.muted", "The serial console below works here."))
       : h("section.panel", h("h2", "Display"), h("p.muted", "This VM has no display; use its serial console.")),
     h("section.panel.serial-panel",
       h("div.panel-head", h("h2", "Serial console"), h("div.spacer"), serialState,

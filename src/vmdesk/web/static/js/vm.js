@@ -60,7 +60,10 @@ export async function render(root, name) {
         h("div.crumbs", link("/", {}, "Library"), " / "),
         h("h1", h("span.vm-title", cfg.name), " ", badge(detail.status)),
         h("div.muted", `${cfg.arch} · ${cfg.cpus} CPU${cfg.cpus === 1 ? "" : "s"} · ${cfg.memory} · ${describeBoot(cfg.boot)}`),
-        reason && detail.status !== "running" ? h("div.muted.reason", reason) : null),
+        reason && detail.status !== "running" ? h("div.muted.reason", reason) : null,
+        // which engine runs the VM here, and why (engine: auto says what decided it)
+        detail.engine ? h("div.muted.engine#vm-engine", { title: detail.engine.hint || "" },
+          `Engine: ${detail.engine.text}`) : null),
       h("div.spacer"),
       h("div.actions#vm-actions",
         actionButtons(cfg.name, detail.status,
@@ -85,6 +88,12 @@ export async function render(root, name) {
     thumbTimer = null;
     const cfg = detail.config;
     const hasDisplay = cfg.display && cfg.display.device !== "none";
+    const screen = detail.engine && detail.engine.display;
+    if (screen && screen.kind === "window") { // vz: no screenshots; a native macOS window
+      fill(preview, h("div.thumb.placeholder#native-window-note",
+        h("span", "Shown in a native macOS window: ", h("code", screen.command))));
+      return;
+    }
     if (hasDisplay && ["running", "paused"].includes(detail.status)) {
       const img = h("img.thumb", { alt: `Screen of ${cfg.name}` });
       const refreshImg = () => {

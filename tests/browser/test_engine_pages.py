@@ -1,0 +1,41 @@
+"""The VM page says which engine runs the VM and why; the console page of a vz VM points to
+the native window instead of trying noVNC. No guest is booted."""
+
+from __future__ import annotations
+
+import sys
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import UI, PageErrors, Shot
+from tests.browser.test_pages import no_page_errors
+
+
+def test_engine_reason_and_the_vz_console_note(
+    page: Page, ui: UI, shot: Shot, page_errors: PageErrors
+) -> None:
+    ui.cli("create", "pc", "--arch", "x86_64", "--memory", "256MiB")
+    ui.cli("create", "mac", "--engine", "vz", "--arch", "aarch64", "--memory", "256MiB")
+
+    page.goto(f"{ui.base}/vms/pc")
+    engine = page.locator("#vm-engine")
+    expect(engine).to_contain_text("Engine: qemu (auto: ")
+    if sys.platform == "linux":
+        expect(engine).to_contain_text("runs only on macOS; this host is Linux")
+    shot("qemu-vm")
+
+    page.goto(f"{ui.base}/vms/pc/console")
+    expect(page.locator("#vnc-state")).to_have_text("display: the VM is not running")
+    expect(page.locator("#native-window")).to_have_count(0)
+
+    page.goto(f"{ui.base}/vms/mac")
+    expect(page.locator("#vm-engine")).to_contain_text("Engine: vz (")
+    expect(page.locator("#native-window-note")).to_contain_text("vmdesk display mac --window")
+
+    page.goto(f"{ui.base}/vms/mac/console")
+    note = page.locator("#native-window")
+    expect(note).to_contain_text("native macOS window")
+    expect(page.locator("#native-window-command")).to_have_text("vmdesk display mac --window")
+    expect(page.locator("#vnc-screen")).to_have_count(0)  # no noVNC for a vz VM
+    shot("vz-console")
+    no_page_errors(page_errors)
