@@ -9,6 +9,7 @@ PACKAGES=(
     swtpm swtpm-tools busybox-static cpio kmod mtools iproute2
     python3 python3-venv python3-pip ca-certificates make
     chromium
+    wrk  # the load generator of benchmark P8 (make bench)
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -111,3 +111,49 @@ def test_a_list_read_that_began_before_a_change_is_not_served_after_it(
 
     _, after = asyncio.run(scenario())
     assert b'"late"' in after
+
+
+def test_a_stale_list_is_served_at_once_while_one_read_refreshes_it(
+    live: LiveServer,
+) -> None:
+    import asyncio
+
+    from vmdesk.service import library as service_library
+    from vmdesk.web.events import StatusWatch
+
+    library = service_library.open(live.root)
+    watch = StatusWatch(library)
+
+    async def scenario() -> tuple[bytes | None, bytes, bytes, bytes]:
+        none_yet = watch.cached_json(10)  # nothing read yet: the caller must wait
+        first = await watch.rows_json(10)
+        vms.create(library, {"name": "outside", "cpus": 1})  # not through the app
+        stale = watch.cached_json(0)  # too old: served anyway, and a refresh starts
+        again = watch.cached_json(0)  # ...only one
+        assert again == stale and watch._reading is not None
+        await asyncio.shield(watch._reading)
+        return none_yet, first, stale or b"", await watch.rows_json(10)
+
+    none_yet, first, stale, refreshed = asyncio.run(scenario())
+    assert none_yet is None
+    assert stale == first and b'"outside"' not in stale
+    assert b'"outside"' in refreshed
+
+
+def test_the_cached_list_answers_like_the_route_and_behind_the_guard(
+    live: LiveServer,
+) -> None:
+    with live.client() as api:
+        routed = api.get("/api/vms")  # the first list is read by the route
+        cached = api.get("/api/vms")  # then served from the cache, before the routing
+        created = api.post("/api/vms", json={"config": {"name": "fresh", "cpus": 1}})
+        after = api.get("/api/vms")  # a change through the app: never the old list
+    with live.client(authorization="Bearer wrong") as stranger:
+        refused = stranger.get("/api/vms")
+    assert routed.status_code == cached.status_code == 200
+    assert cached.json() == routed.json()
+    assert cached.headers["content-type"] == routed.headers["content-type"]
+    assert cached.headers["x-frame-options"] == "DENY"  # the guard's headers too
+    assert created.status_code == 201, created.text
+    assert "fresh" in [row["name"] for row in after.json()]
+    assert refused.status_code == 401

@@ -37,4 +37,6 @@ def ui(port: int, no_browser: bool, listen: str | None) -> None:
     console.print("  Ctrl-C stops the server (running VMs keep running)")
     if not no_browser:
         threading.Timer(0.5, webbrowser.open, args=(link,)).start()
-    server.server(sock, token, listen=listen).run(sockets=[sock])
+    served = server.server(sock, token, listen=listen)
+    server.settle_heap()
+    served.run(sockets=[sock])

@@ -11,11 +11,11 @@ from vmdesk.core.units import parse_size
 from vmdesk.service import lifecycle, storage, vms
 from vmdesk.service.jobs import Job
 from vmdesk.web.context import Context, Ctx
+from vmdesk.web.hot_path import LIST_MAX_AGE
 from vmdesk.web.models import CloneRequest, CreateRequest, DiskRequest, SnapshotRequest, StopRequest
 
 router = APIRouter(prefix="/api/vms", tags=["vms"])
 
-LIST_MAX_AGE = 0.25  # seconds a VM list may be reused (every change through us drops it)
 JOB_WAIT = 2.0  # a job done within this answers at once; a longer one answers 202
 
 
@@ -43,8 +43,8 @@ def _job_response(job: Job, ok_status: int) -> Any:
     responses={200: {"content": {"application/json": {"schema": {"type": "array"}}}}},
 )
 async def list_vms(request: Request) -> Response:
-    # Served from one shared, pre-serialised read of the library (see StatusWatch), and
-    # without dependencies to solve: it is the request every open page repeats.
+    # Usually answered before this by hot_path.CachedList; here it waits for a read of
+    # the library begun after the last change made through this app (see StatusWatch).
     ctx: Context = request.app.state.vmdesk
     body = await ctx.watch.rows_json(LIST_MAX_AGE)
     return Response(body, media_type="application/json")

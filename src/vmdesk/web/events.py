@@ -39,6 +39,7 @@ class StatusWatch:
         self._reading: asyncio.Future[list[dict[str, Any]]] | None = None
         self._generation = 0  # how many changes were made through this app
         self._reading_generation = 0
+        self._stored_generation = -1  # the generation the stored list was read in
 
     # -- the list, cached for a moment --------------------------------------------------
 
@@ -58,22 +59,43 @@ class StatusWatch:
         return self._rows
 
     async def rows_json(self, max_age: float) -> bytes:
-        """The VM list as JSON, from a poll at most ``max_age`` seconds old. Concurrent
-        callers share one read of the library (many clients cost one poll, not many)."""
-        while time.monotonic() - self._rows_at > max_age:
+        """The VM list as JSON. A list older than ``max_age`` seconds is still served while
+        one background read refreshes it (a busy server never makes its clients wait for
+        a poll); only after a change made through this app does a caller wait, for a read
+        begun after that change. Concurrent callers share one read of the library."""
+        cached = self.cached_json(max_age)
+        if cached is not None:
+            return cached
+        while self._stored_generation != self._generation or not self._rows_at:
             generation = self._generation
-            if self._reading is None or self._reading_generation != generation:
-                self._reading = asyncio.ensure_future(self._read())
-                self._reading_generation = generation
-            reading = self._reading
-            try:
-                await asyncio.shield(reading)
-            finally:
-                if self._reading is reading and reading.done():
-                    self._reading = None
+            reading = self._refresh()
+            await asyncio.shield(reading)
             if generation == self._generation:
                 break  # a read begun after the last change: current enough
         return self._json
+
+    def cached_json(self, max_age: float) -> bytes | None:
+        """The stored VM list as JSON, unless a change made through this app came after it
+        (None: await :meth:`rows_json`). Older than ``max_age``: a refresh starts."""
+        if self._stored_generation != self._generation or not self._rows_at:
+            return None
+        if time.monotonic() - self._rows_at > max_age:
+            self._refresh()
+        return self._json
+
+    def _refresh(self) -> asyncio.Future[list[dict[str, Any]]]:
+        """The read of the library under way for the current generation (started if none)."""
+        if self._reading is None or self._reading_generation != self._generation:
+            reading = asyncio.ensure_future(self._read())
+            self._reading, self._reading_generation = reading, self._generation
+            reading.add_done_callback(self._read_done)
+        return self._reading
+
+    def _read_done(self, reading: asyncio.Future[list[dict[str, Any]]]) -> None:
+        if self._reading is reading:
+            self._reading = None
+        if not reading.cancelled():
+            reading.exception()  # retrieved here; a waiting caller gets it from shield()
 
     def _store(self, rows: list[dict[str, Any]], generation: int) -> None:
         if generation != self._generation:
@@ -81,6 +103,7 @@ class StatusWatch:
         self._rows = rows
         self._json = json.dumps(rows).encode()
         self._rows_at = time.monotonic()
+        self._stored_generation = generation
 
     # -- listeners ----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ URL with the real port is known before the first request)."""
 
 from __future__ import annotations
 
+import gc
 import socket
 from pathlib import Path
 
@@ -51,6 +52,22 @@ def server(
         log_level="warning",
         access_log=False,
         lifespan="off",
+        proxy_headers=False,  # no proxy in front: X-Forwarded-* must not change scheme or client
+        server_header=False,
         timeout_graceful_shutdown=3,  # open event streams and consoles do not hold Ctrl-C
     )
     return uvicorn.Server(config)
+
+
+def settle_heap() -> None:
+    """Call once the app is built, before serving. What exists now (about 50,000 objects:
+    FastAPI, pydantic, the routes) lives as long as the server, so the collector stops
+    scanning it: a full collection over it paused every request for about 45 ms. Young
+    objects are collected less often too. In one before/after run of P8 this took
+    GET /api/vms's p99 from 74-97 ms to 14-27 ms."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+GC_YOUNG_THRESHOLD = 50_000  # allocations between young-generation collections (default 700)
