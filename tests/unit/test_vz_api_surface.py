@@ -31,7 +31,7 @@ def test_every_entry_has_a_version_and_a_reference() -> None:
     for name, api in api_surface.SURFACE.items():
         assert (10, 0) <= api.since <= (26, 0), name
         kind, _, rest = api.ref.partition(":")
-        assert kind in ("pyobjc", "apple", "foundation") and rest, name
+        assert kind in ("pyobjc", "apple", "foundation", "appkit") and rest, name
         if kind == "pyobjc":
             assert rest in PYOBJC_TESTS, name
         assert api_surface.reference_url(api.ref).startswith("https://"), name
@@ -52,7 +52,7 @@ def test_every_entry_is_used_by_the_engine() -> None:
         for path in ENGINE.glob("*.py")
         if path.name not in ("api_surface.py", "fake.py")
     )
-    for name in api_surface.SURFACE:
+    for name in [*api_surface.SURFACE, *api_surface.CONSTANTS]:
         word = name.split(".")[-1]
         assert re.search(rf"\b{re.escape(word)}\b", source), f"{name} is listed but not used"
 

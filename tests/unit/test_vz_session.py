@@ -88,19 +88,33 @@ class FakeRuntime:
         self.vm.respond(self.fw)
         self.guest_stop: Callable[[], None] = lambda: None
         self.error: Callable[[Any], None] = lambda _: None
+        self.main_work: list[Callable[[], None]] = []
+        self.fw.run_loop_turns.append(self.drain_main_queue)
 
     def queue(self) -> str:
         return "the queue"
 
+    def main_queue(self) -> str:
+        return "the main queue"
+
     def dispatch(self, queue: Any, work: Callable[[], None]) -> None:
-        assert queue == "the queue"
-        self.pool.submit(work)
+        assert queue in ("the queue", "the main queue")
+        if queue == "the main queue":  # drained by the main run loop's turns (pumped)
+            self.main_work.append(work)
+        else:
+            self.pool.submit(work)
+
+    def drain_main_queue(self) -> None:
+        assert threading.current_thread() is threading.main_thread()
+        while self.main_work:
+            self.main_work.pop(0)()
 
     def delegate(self, on_guest_stop: Callable[[], None], on_error: Callable[[Any], None]) -> Any:
         self.guest_stop, self.error = guarded(on_guest_stop), guarded(on_error)
         return "the delegate"
 
     def on_queue(self, work: Callable[[], None]) -> None:
+        """Run ``work`` as if on the VM's queue (a private one: the headless VMs of make)."""
         self.pool.submit(work).result()
 
 
@@ -109,10 +123,16 @@ def make(tmp_path: Path, runtime: FakeRuntime, host: HostFacts = HOST14,
     bundle = tmp_path / "example.vmdesk"
     for sub in ("logs", "nvram", "snapshots", "boot"):
         (bundle / sub).mkdir(parents=True, exist_ok=True)
-    config = from_dict({
-        "name": "example", "engine": "vz", "boot": {"kind": "linux", "kernel": "boot/k"},
-        "nics": [{"mac": "52:54:00:12:34:56"}], **changes,
-    })  # fmt: skip
+    config = from_dict(
+        {
+            "name": "example",
+            "engine": "vz",
+            "boot": {"kind": "linux", "kernel": "boot/k"},
+            "nics": [{"mac": "52:54:00:12:34:56"}],
+            "display": {"device": "none"},
+            **changes,
+        }
+    )  # fmt: skip  (headless: a private queue; test_vz_window.py covers the main queue)
     return VzSession(config, bundle, bundle / "run", host, "test", runtime)
 
 

@@ -168,9 +168,21 @@ def screenshot(vm: str, output: Path) -> None:
 
 @click.command()
 @click.argument("vm")
-@click.option("--resolution", required=True, help="WIDTHxHEIGHT, e.g. 1280x800.")
-def display(vm: str, resolution: str) -> None:
-    """Change a VM's display resolution (applies from its next start)."""
+@click.option("--resolution", help="WIDTHxHEIGHT, e.g. 1280x800 (applies from the next start).")
+@click.option(
+    "--window", is_flag=True, help="Show the running VM's screen in a native macOS window (vz)."
+)
+def display(vm: str, resolution: str | None, window: bool) -> None:
+    """Change a VM's display resolution, or show a vz VM's screen in a native window."""
+    if resolution is None and not window:
+        raise click.UsageError("give --resolution WIDTHxHEIGHT, --window, or both")
+    if resolution is not None:
+        _set_resolution(vm, resolution)
+    if window:
+        _open_window(vm)
+
+
+def _set_resolution(vm: str, resolution: str) -> None:
     from vmdesk.core import specs
     from vmdesk.core.library import Library
 
@@ -181,6 +193,41 @@ def display(vm: str, resolution: str) -> None:
     config.display.width, config.display.height = width, height
     library.update(bundle, config)
     console.print(f"[green]✓[/] {escape(vm)} display set to {width}x{height} (from its next start)")
+
+
+def _open_window(vm: str) -> None:
+    """Ask the supervisor, which owns the VM, to open the window (see vz/window.py)."""
+    from vmdesk.core.errors import EngineError
+    from vmdesk.core.states import AT_REST
+    from vmdesk.engines import registry
+    from vmdesk.service import library as service_library
+    from vmdesk.supervisor import client
+    from vmdesk.supervisor import status as vmstatus
+
+    bundle = service_library.find(service_library.open(), vm)
+    state = vmstatus.derive(bundle.path)["status"]
+    if state in AT_REST:
+        screen = registry.describe(bundle.load())["display"]
+        if screen["kind"] != "window":  # the running supervisor answers this itself
+            raise EngineError(
+                f"VM {vm!r} runs on QEMU, which shows its screen over VNC, not in a native window",
+                hint=f"start it (`vmdesk start {vm}`), then open its console in the web app "
+                f"(`vmdesk ui`, then {vm} → Console) or point a VNC viewer at its socket "
+                f"(`vmdesk show {vm}` names it)",
+            )
+        start = "resume it" if state == "suspended" else "start it"
+        raise client.NotRunning(
+            f"VM {vm!r} is {state}: its window shows a running VM",
+            hint=f"{start} first: `vmdesk start {vm}`, then `vmdesk display {vm} --window`",
+        )
+    reply = client.window(bundle)
+    if reply.get("window") == "opened":
+        console.print(
+            f"[green]✓[/] {escape(vm)}'s screen is open in a window on this Mac "
+            "(closing the window leaves the VM running)"
+        )
+    else:
+        console.print(f"[green]✓[/] {escape(vm)}'s window was already open: brought to the front")
 
 
 def register(group: click.Group) -> None:

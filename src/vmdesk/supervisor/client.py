@@ -217,6 +217,12 @@ def wait_ready(bundle: Bundle, pattern: str, timeout: float) -> str:
     return str(reply["match"])
 
 
+def window(bundle: Bundle) -> dict[str, Any]:
+    """Ask the running VM's supervisor to show its screen in a native window (vz only:
+    the supervisor owns the VM, and AppKit needs the process that owns it)."""
+    return call(bundle, "window", timeout=30)
+
+
 def screenshot(bundle: Bundle, path: Path) -> Path:
     path = path.expanduser().absolute()
     call(bundle, "screenshot", path=str(path), timeout=30)

@@ -213,6 +213,26 @@ class Supervisor:
         await self.session.wait()
         return {"seconds": round(time.monotonic() - started, 3)}
 
+    async def _window(self) -> dict[str, Any]:
+        """Show the VM's screen in a native window of this process, the one that owns the
+        VM (the vz engine's sessions can; QEMU's screen is served over VNC instead)."""
+        opener = getattr(self.session, "open_window", None)
+        if opener is None:
+            name = self.config.name
+            where = (
+                f"or point a VNC viewer at the unix socket {self.sockets.vnc}"
+                if self.sockets.vnc.exists()
+                else f"(its VNC is off: `vmdesk edit {name} --vnc` while it is stopped)"
+            )
+            raise VMDeskError(
+                f"VM {name!r} runs on QEMU, which shows its screen over VNC, not in a "
+                "native window",
+                hint=f"open its console in the web app (`vmdesk ui`, then {name} → Console), "
+                + where,
+            )
+        reply: dict[str, Any] = await opener()
+        return reply
+
     async def _simple(self, action: Callable[[], Awaitable[None]]) -> dict[str, Any]:
         await action()
         return await self._status()
@@ -247,6 +267,8 @@ class Supervisor:
                 reply = {"path": request["path"]}
             elif op == "suspend":
                 reply = await self._suspend()
+            elif op == "window":
+                reply = await self._window()
             elif op in ("snapshot_save", "snapshot_load", "snapshot_delete"):
                 tag = str(request["tag"])
                 started = time.monotonic()

@@ -8,7 +8,8 @@ constant, with the macOS version that introduced it and where that was confirmed
   ``min_os_level`` decorators give the version);
 - ``apple:<symbol path>``: Apple's documentation page
   ``https://developer.apple.com/documentation/virtualization/<symbol path>``, whose
-  availability line gives the version (``foundation:`` likewise for Foundation).
+  availability line gives the version (``foundation:`` and ``appkit:`` likewise for
+  Foundation and AppKit, whose classes the native window and its run loop use).
 
 The recording fake (:mod:`vmdesk.engines.vz.fake`) refuses anything that is not listed here,
 so a new call in the engine cannot slip in without its version being looked up. Entries in
@@ -47,6 +48,46 @@ SURFACE: dict[str, Api] = {
     ),
     "NSError": _a("10.0", "foundation:nserror"),
     "NSError.localizedDescription": _a("10.0", "foundation:nserror/localizeddescription"),
+    # -- the main run loop, pumped from the supervisor's asyncio loop (vz/window.py) -------
+    "NSRunLoop": _a("10.0", "foundation:runloop"),
+    "NSRunLoop.mainRunLoop": _a("10.5", "foundation:runloop/main"),
+    "NSRunLoop.runMode_beforeDate_": _a("10.0", "foundation:runloop/run(mode:before:)"),
+    "NSDate": _a("10.0", "foundation:nsdate"),
+    "NSDate.date": _a("10.0", "foundation:nsdate"),
+    "NSDate.distantPast": _a("10.0", "foundation:nsdate/distantpast"),
+    # -- the native window (AppKit, on the main thread: vz/window.py) ---------------------
+    "NSApplication": _a("10.0", "appkit:nsapplication"),
+    "NSApplication.sharedApplication": _a("10.0", "appkit:nsapplication/shared"),
+    "NSApplication.setActivationPolicy_": _a(
+        "10.6", "appkit:nsapplication/setactivationpolicy(_:)"
+    ),
+    "NSApplication.finishLaunching": _a("10.0", "appkit:nsapplication/finishlaunching()"),
+    "NSApplication.activateIgnoringOtherApps_": _a(
+        "10.0", "appkit:nsapplication/activate(ignoringotherapps:)"
+    ),
+    "NSApplication.nextEventMatchingMask_untilDate_inMode_dequeue_": _a(
+        "10.0", "appkit:nsapplication/nextevent(matching:until:inmode:dequeue:)"
+    ),
+    "NSApplication.sendEvent_": _a("10.0", "appkit:nsapplication/sendevent(_:)"),
+    "NSApplication.updateWindows": _a("10.0", "appkit:nsapplication/updatewindows()"),
+    "NSWindow": _a("10.0", "appkit:nswindow"),
+    "NSWindow.initWithContentRect_styleMask_backing_defer_": _a(
+        "10.0", "appkit:nswindow/init(contentrect:stylemask:backing:defer:)"
+    ),
+    "NSWindow.setTitle_": _a("10.0", "appkit:nswindow/title"),
+    "NSWindow.setContentView_": _a("10.0", "appkit:nswindow/contentview"),
+    "NSWindow.setReleasedWhenClosed_": _a("10.0", "appkit:nswindow/isreleasedwhenclosed"),
+    "NSWindow.makeFirstResponder_": _a("10.0", "appkit:nswindow/makefirstresponder(_:)"),
+    "NSWindow.center": _a("10.0", "appkit:nswindow/center()"),
+    "NSWindow.makeKeyAndOrderFront_": _a("10.0", "appkit:nswindow/makekeyandorderfront(_:)"),
+    "NSWindow.isVisible": _a("10.0", "appkit:nswindow/isvisible"),
+    "NSWindow.close": _a("10.0", "appkit:nswindow/close()"),
+    "VZVirtualMachineView": _a("12.0", _P + "test_vzvirtualmachineview.py"),
+    "VZVirtualMachineView.init": _a("12.0", _D + "vzvirtualmachineview"),
+    "VZVirtualMachineView.setVirtualMachine_": _a(
+        "12.0", _D + "vzvirtualmachineview/virtualmachine"
+    ),
+    "VZVirtualMachineView.setCapturesSystemKeys_": _a("12.0", _P + "test_vzvirtualmachineview.py"),
     # -- the configuration --------------------------------------------------------------
     "VZVirtualMachineConfiguration": _a("11.0", _P + "test_vzvirtualmachineconfiguration.py"),
     "VZVirtualMachineConfiguration.init": _a("11.0", _D + "vzvirtualmachineconfiguration"),
@@ -331,6 +372,34 @@ STATES: dict[str, tuple[int, Api]] = {
     "VZVirtualMachineStateRestoring": (9, _a("14.0", _P + "test_vzvirtualmachine.py")),
 }
 
+# Constants the window uses, with their values (AppKit's and Foundation's headers; the
+# Mac-only tests compare them with PyObjC's). The fake hands these values out.
+CONSTANTS: dict[str, tuple[object, Api]] = {
+    "NSDefaultRunLoopMode": (
+        "kCFRunLoopDefaultMode",
+        _a("10.0", "foundation:runloop/mode/default"),
+    ),
+    "NSEventMaskAny": ((1 << 64) - 1, _a("10.12", "appkit:nsevent/eventtypemask/any")),
+    "NSApplicationActivationPolicyRegular": (
+        0,
+        _a("10.6", "appkit:nsapplication/activationpolicy/regular"),
+    ),
+    "NSWindowStyleMaskTitled": (1, _a("10.12", "appkit:nswindow/stylemask-swift.struct/titled")),
+    "NSWindowStyleMaskClosable": (
+        2,
+        _a("10.12", "appkit:nswindow/stylemask-swift.struct/closable"),
+    ),
+    "NSWindowStyleMaskMiniaturizable": (
+        4,
+        _a("10.12", "appkit:nswindow/stylemask-swift.struct/miniaturizable"),
+    ),
+    "NSWindowStyleMaskResizable": (
+        8,
+        _a("10.12", "appkit:nswindow/stylemask-swift.struct/resizable"),
+    ),
+    "NSBackingStoreBuffered": (2, _a("10.0", "appkit:nswindow/backingstoretype/buffered")),
+}
+
 # Used only after checking the host's macOS version (and, for save/restore, the CPU).
 GATED = frozenset(
     {
@@ -351,12 +420,14 @@ SAVE_RESTORE_SINCE = SURFACE["VZVirtualMachine.saveMachineStateToURL_completionH
 def since(name: str) -> tuple[int, int]:
     if name in STATES:
         return STATES[name][1].since
+    if name in CONSTANTS:
+        return CONSTANTS[name][1].since
     return SURFACE[name].since
 
 
 def minimum_macos() -> tuple[int, int]:
     """The oldest macOS with every entry the engine needs for any VM (the non-gated ones)."""
-    names = [*SURFACE, *STATES]
+    names = [*SURFACE, *STATES, *CONSTANTS]
     return max(since(name) for name in names if name not in GATED)
 
 
@@ -376,6 +447,6 @@ def reference_url(ref: str) -> str:
             "https://github.com/ronaldoussoren/pyobjc/blob/master/"
             f"pyobjc-framework-Virtualization/PyObjCTest/{rest}"
         )
-    if kind == "foundation":
-        return f"https://developer.apple.com/documentation/foundation/{rest}"
+    if kind in ("foundation", "appkit"):
+        return f"https://developer.apple.com/documentation/{kind}/{rest}"
     return f"https://developer.apple.com/documentation/virtualization/{rest}"

@@ -14,7 +14,8 @@ Decisions recorded here:
   the feature. A userspace forwarder to the guest's leased address is possible later.
 - Save/restore of the machine state: macOS 14 or later on Apple silicon only.
 - No VNC, screenshots or reboot: VZ shows the screen only in a native window of the process
-  that owns the VM (``VZVirtualMachineView``; not built yet) and has no reset.
+  that owns the VM (``VZVirtualMachineView``, opened by the supervisor on request: see
+  :mod:`vmdesk.engines.vz.window`) and has no reset.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ class FakeObject:
         self._ctor: tuple[str, tuple[Any, ...]] | None = None
         self._calls: list[tuple[str, tuple[Any, ...]]] = []
         self._children: dict[str, FakeObject] = {}
+        self.fake_visible = False  # an NSWindow: ordered front and not closed since
 
     @property
     def fake_class(self) -> str:
@@ -166,7 +167,24 @@ class FakeFramework:
             "VZGenericMachineIdentifier.initWithDataRepresentation_": self._load_machine_id,
             "VZVirtualMachineConfiguration.validateWithError_": self._validate,
             "VZVirtioFileSystemDeviceConfiguration.validateTag_error_": self._validate_tag,
+            # the window and the main run loop (vz/window.py)
+            "NSApplication.sharedApplication": lambda _: self._single("NSApplication"),
+            "NSRunLoop.mainRunLoop": lambda _: self._single("NSRunLoop"),
+            "NSDate.date": lambda _: self._single("NSDate", "+date"),
+            "NSDate.distantPast": lambda _: self._single("NSDate.past", "+distantPast"),
+            "NSRunLoop.runMode_beforeDate_": self._run_loop_turn,
+            "NSApplication.nextEventMatchingMask_untilDate_inMode_dequeue_": self._next_event,
+            "NSWindow.isVisible": lambda obj: obj.fake_visible,
+            "NSWindow.makeKeyAndOrderFront_": self._shown(True),
+            "NSWindow.close": self._shown(False),
         }
+        for action in ("NSApplication.finishLaunching", "NSApplication.activateIgnoringOtherApps_",
+                       "NSApplication.sendEvent_", "NSApplication.updateWindows",
+                       "NSWindow.center", "NSWindow.makeFirstResponder_"):  # fmt: skip
+            self.responses[action] = _recorded(action.split(".")[1])
+        self._singletons: dict[str, FakeObject] = {}
+        self.events: list[Any] = []  # what the fake NSApplication hands out as events
+        self.run_loop_turns: list[Callable[[], None]] = []  # called on each run-loop turn
 
     # -- the surface check ----------------------------------------------------------------
 
@@ -175,6 +193,8 @@ class FakeFramework:
             api = api_surface.SURFACE[name]
         elif name in api_surface.STATES:
             api = api_surface.STATES[name][1]
+        elif name in api_surface.CONSTANTS:
+            api = api_surface.CONSTANTS[name][1]
         else:
             raise NotOnSurface(f"{name} is not on the checked-in API surface (api_surface.py)")
         if api.since > self.macos:
@@ -188,6 +208,8 @@ class FakeFramework:
         self.check(name)
         if name in api_surface.STATES:
             return api_surface.STATES[name][0]
+        if name in api_surface.CONSTANTS:
+            return api_surface.CONSTANTS[name][0]
         if name.startswith(("VZDiskImageCachingMode", "VZDiskImageSynchronizationMode")):
             return name  # enum values: rendered by name in the golden files
         return FakeClass(self, name)
@@ -198,6 +220,31 @@ class FakeFramework:
         url = FakeObject(self, "NSURL")
         url._ctor = ("+fileURLWithPath_", (path,))
         return url
+
+    def _single(self, key: str, ctor: str | None = None) -> FakeObject:
+        """The one shared instance (``NSApp``, the main run loop...)."""
+        if key not in self._singletons:
+            made = FakeObject(self, key.split(".")[0])
+            made._ctor = (ctor or f"+{_SHARED[key]}", ())
+            self._singletons[key] = made
+        return self._singletons[key]
+
+    def _run_loop_turn(self, obj: FakeObject, mode: str, date: Any) -> bool:
+        for turn in list(self.run_loop_turns):
+            turn()
+        return True
+
+    def _next_event(self, obj: FakeObject, mask: int, date: Any, mode: str, dequeue: bool) -> Any:
+        if not self.events:
+            return None
+        return self.events.pop(0) if dequeue else self.events[0]
+
+    def _shown(self, visible: bool) -> Callable[..., None]:
+        def call(obj: FakeObject, *args: Any) -> None:
+            obj.fake_visible = visible
+            obj._calls.append(("makeKeyAndOrderFront_" if visible else "close", args))
+
+        return call
 
     def _interface(self, name: str) -> FakeObject:
         iface = FakeObject(self, "VZBridgedNetworkInterface")
@@ -224,6 +271,18 @@ class FakeFramework:
         if tag in self.invalid_tags:
             return False, FakeError(self, f"invalid tag {tag!r}")
         return True, None
+
+
+_SHARED = {"NSApplication": "sharedApplication", "NSRunLoop": "mainRunLoop"}
+
+
+def _recorded(selector: str) -> Callable[..., None]:
+    """An action (no result): recorded with its arguments, for the golden files."""
+
+    def call(obj: FakeObject, *args: Any) -> None:
+        obj._calls.append((selector, args))
+
+    return call
 
 
 def _identifier(obj: FakeObject) -> str:

@@ -14,7 +14,8 @@ from vmdesk.engines.vz.session import guarded
 
 
 class _Namespace:
-    """``Virtualization`` first, then ``Foundation``: the ``fw`` the translation uses."""
+    """``Virtualization``, then ``Foundation``, then ``AppKit`` (the native window): the
+    ``fw`` the translation, the session and the window use."""
 
     def __init__(self, *modules: Any) -> None:
         self._modules = modules
@@ -54,13 +55,20 @@ def _delegate_class() -> Any:
 class MacRuntime:
     def __init__(self) -> None:
         self.fw = _Namespace(
-            importlib.import_module("Virtualization"), importlib.import_module("Foundation")
-        )
+            importlib.import_module("Virtualization"),
+            importlib.import_module("Foundation"),
+            importlib.import_module("AppKit"),  # pyobjc-framework-Cocoa, which PyObjC's
+        )  # Virtualization bindings depend on
         self._dispatch = importlib.import_module("libdispatch")
 
     def queue(self) -> Any:
         """A private serial queue: the VM is created on it, and every call to it runs there."""
         return self._dispatch.dispatch_queue_create(b"org.vmdesk.vz", None)
+
+    def main_queue(self) -> Any:
+        """The main queue, for a VM with a display: its window must be on the main thread,
+        and the VM on the same queue as the view (see window.py); the session pumps it."""
+        return self._dispatch.dispatch_get_main_queue()
 
     def dispatch(self, queue: Any, work: Callable[[], None]) -> None:
         self._dispatch.dispatch_async(queue, work)

@@ -1,10 +1,14 @@
 """A VM running on Virtualization.framework inside its supervisor process.
 
-The VM lives in this process (there is no hypervisor process to spawn), on one private
-serial dispatch queue: the ``VZVirtualMachine`` is created there and every call to it is
-sent there (:meth:`VzSession._on_queue`); completion handlers and delegate callbacks come
-back on it. They reach the supervisor's asyncio loop through ``concurrent.futures``
-futures, and each one is wrapped by :func:`guarded`, because a Python exception escaping
+The VM lives in this process (there is no hypervisor process to spawn), on one serial
+dispatch queue: the ``VZVirtualMachine`` is created there and every call to it is sent
+there (:meth:`VzSession._on_queue`); completion handlers and delegate callbacks come back
+on it. A headless VM gets a private queue. A VM with a display gets the main queue, so its
+screen can be shown in a native window (AppKit, main thread only; see
+:mod:`vmdesk.engines.vz.window` for why the VM must then be on the main queue too); the
+session then pumps the main run loop from the supervisor's asyncio loop, which runs on the
+main thread. Results reach the supervisor's asyncio loop through ``concurrent.futures``
+futures, and each callback is wrapped by :func:`guarded`, because a Python exception escaping
 into Objective-C would take the whole process down.
 
 The runtime (PyObjC's modules, the queue, the delegate) is injected, so this logic is
@@ -27,12 +31,15 @@ from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import EngineError
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.vz import translate as vz_translate
+from vmdesk.engines.vz import window as vz_window
 from vmdesk.engines.vz.capabilities import HostFacts
 
 if TYPE_CHECKING:
     import asyncio
 
 T = TypeVar("T")
+
+PUMP_INTERVAL = 0.01  # seconds between turns of the main run loop (a VM on the main queue)
 
 # VZVirtualMachineState (values confirmed by PyObjC's test_vzvirtualmachine.py) -> ours.
 STATES = {
@@ -133,7 +140,11 @@ def _settle(future: concurrent.futures.Future[Any], result: Any = None,
 class Runtime(Protocol):
     fw: Any
 
-    def queue(self) -> Any: ...
+    def queue(self) -> Any:
+        """A new private serial queue."""
+
+    def main_queue(self) -> Any:
+        """The main queue (drained by the main run loop, which :meth:`VzSession` pumps)."""
 
     def dispatch(self, queue: Any, work: Callable[[], None]) -> None: ...
 
@@ -177,6 +188,10 @@ class VzSession:
         self._guest_fds: list[int] = []
         self._serial_log: Any = None
         self.notes: list[str] = []
+        self._main = False  # the VM is on the main queue (it has a display)
+        self._pump_task: asyncio.Task[None] | None = None
+        self._app: Any = None  # NSApp, once a window was opened
+        self._window: Any = None
 
     # -- properties the supervisor reads ----------------------------------------------
 
@@ -320,11 +335,15 @@ class VzSession:
                 "the saved state needs macOS 14 or later on Apple silicon: booting afresh "
                 f"(kept as {state.name}.failed)"
             )
+        self._main = self.config.display.device != "none"
         with open(self.files.engine_log, "a", encoding="utf-8") as log:
             log.write(f"+ vz engine ({self.accel_reason})\n")
+            queue = "the main queue (its screen can open in a window)" if self._main else (
+                "a private queue (no display)")  # fmt: skip
+            log.write(f"note: the VM runs on {queue}\n")
             for note in self.notes:
                 log.write(f"note: {note}\n")
-        self._queue = runtime.queue()
+        self._queue = runtime.main_queue() if self._main else runtime.queue()
         self._delegate = runtime.delegate(self._guest_stopped, self._stopped_with_error)
         handler, self._started = self._completion(
             "restoring the saved state" if self._restoring else "starting the VM"
@@ -362,6 +381,8 @@ class VzSession:
         self._pending_events.clear()
         if self._exited.done():
             self._events.put_nowait(None)
+        if self._main and self._pump_task is None:  # before anything waits on the VM
+            self._pump_task = asyncio.create_task(self._pump())
         if self._restoring:
             return  # finish_restore waits for the restore
         try:
@@ -391,6 +412,52 @@ class VzSession:
             ) from exc
         state.unlink()
         self._emit("RESUME")
+
+    # -- the main run loop and the window --------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Turn the main run loop while the VM is on the main queue (see window.py)."""
+        import asyncio
+
+        fw = self._runtime_fw()
+        while True:
+            try:
+                vz_window.pump(fw, self._app)
+            except Exception as exc:  # never stop pumping: the VM's work runs in here
+                _report(exc)
+            await asyncio.sleep(PUMP_INTERVAL)
+
+    async def open_window(self) -> dict[str, Any]:
+        """Show the VM's screen in a native window of this process (the supervisor)."""
+        name = self.config.name
+        if self.config.display.device == "none":
+            raise EngineError(
+                f"VM {name!r} has no display to show",
+                hint=f"give it one (`vmdesk edit {name} --display virtio-gpu`), then restart "
+                "it; its serial console works meanwhile (`vmdesk console NAME`)",
+            )
+        if "SSH_CONNECTION" in os.environ:
+            raise EngineError(
+                f"VM {name!r} was started from an SSH session, which macOS gives no access "
+                "to the screen, so it cannot open a window",
+                hint=f"stop it and start it from a terminal on the Mac's own desktop; "
+                f"its serial console works over SSH (`vmdesk console {name}`)",
+            )
+        vm = self._need_vm()
+        fw = self._runtime_fw()
+        width, height = self.config.display.width, self.config.display.height
+
+        def show() -> bool:
+            if self._window is not None:
+                return not vz_window.show_again(self._app, self._window)
+            self._app, self._window = vz_window.open_window(
+                fw, vm, f"{name} — VM-Desk", width, height
+            )
+            return True
+
+        opened = await self._await_queue(show)  # the main queue: the main thread
+        self._emit("WINDOW", {"opened": bool(opened)})
+        return {"window": "opened" if opened else "already open"}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -459,8 +526,9 @@ class VzSession:
     async def screenshot(self, path: Path) -> None:
         raise EngineError(
             "the vz engine takes no screenshots",
-            hint="VZ shows the screen only in a native window, which VM-Desk does not open "
-            "yet; the serial console works (`vmdesk console NAME`)",
+            hint="VZ shows the screen only in a native window: `vmdesk display "
+            f"{self.config.name} --window`; the serial console works too (`vmdesk console "
+            f"{self.config.name}`)",
         )
 
     async def save_snapshot(self, tag: str, disk_only: bool = False) -> None:
@@ -559,10 +627,18 @@ class VzSession:
         if self._serial_log is not None:
             self._serial_log.close()
             self._serial_log = None
-        held, self._vm = [self._vm], None
+        held, self._vm = [self._vm, self._window], None
+        window, self._window = self._window, None
         if held[0] is not None and self._runtime is not None:
 
             def release() -> None:  # the last reference to the VM goes on its own queue
+                if window is not None:
+                    vz_window.close(window)
                 held.clear()
 
             self._runtime.dispatch(self._queue, guarded_work(release))
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            self._pump_task = None
+            with contextlib.suppress(Exception):  # one last turn: run release() above
+                vz_window.pump(self._runtime_fw(), self._app)
