@@ -63,6 +63,10 @@ def test_start_on_a_mac_that_runs_the_vm_on_vz(root: Path, monkeypatch: pytest.M
     assert _start(monkeypatch, "t", {"ok": True, "accel": "hvf"})[1] == (
         "engine: qemu (auto: the vz engine does not support TPM)"
     )
+    said: list[str] = []  # with --wait-ready: after the ready line, which it must not delay
+    monkeypatch.setattr(client, "wait_ready", lambda bundle, pattern, timeout: "VMDESK-READY")
+    fast_start.run("m", wait_ready=True, ready_pattern="x", timeout=1, say=said.append)
+    assert said[1].startswith("✓ ready after") and said[2].startswith("engine: vz (auto:")
     resumed = _start(monkeypatch, "m", {"ok": True, "resumed": True})
     assert resumed[0].startswith("✓ resumed m") and resumed[1].startswith("engine: vz (auto:")
 

@@ -43,10 +43,13 @@ def run(
     else:
         took = time.monotonic() - started
         say(f"✓ started {vm} in {took:.1f} s (accelerator {report.get('accel')})")
-        say(engine_line(bundle))
+        if not wait_ready:
+            say(engine_line(bundle))
     if wait_ready:
         line = client.wait_ready(bundle, ready_pattern, timeout)
         say(f"✓ ready after {time.monotonic() - started:.1f} s: {line}")
+        if not report.get("already_running"):  # after: reading it costs ~0.2 s of imports
+            say(engine_line(bundle))
 
 
 def engine_line(bundle: Bundle) -> str:
