@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -98,6 +100,41 @@ def ui(tmp_path: Path) -> Iterator[UI]:
     served = UI(tmp_path / "library")
     yield served
     served.close()
+
+
+class GuestShell:
+    """The root shell on a running VM's serial console, reached through its unix socket (as
+    the supervisor serves it to every client), to check from inside the guest what the pages
+    did. Separate from the page's own serial console, so its output is never mixed with
+    what a test types there."""
+
+    PROMPT = "vmdesk-tiny# "
+
+    def __init__(self, bundle: Path) -> None:
+        from vmdesk.engines.qemu.process import SerialConsole
+        from vmdesk.supervisor import status as vmstatus
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(vmstatus.sockets_for(bundle).console))
+        self.console = SerialConsole(sock, None)
+        # The console's history is replayed to a new client; a shell that has only just
+        # printed its prompt drops what is typed at once.
+        self.console.wait_for(re.escape(self.PROMPT), 90)
+        time.sleep(1)
+
+    def run(self, command: str, timeout: float = 20) -> str:
+        """What ``command`` printed. The output lies between two markers the shell works
+        out (``$((1))``), so the echo of the typed line never matches them, even when the
+        line is long enough to wrap on the 80-column console."""
+        tag = f"MARK{secrets.token_hex(4)}-"
+        start = self.console.mark()
+        self.console.send(f" echo {tag}$((1)); {command}; echo {tag}$((2))")
+        begin = self.console.wait_for(rf"^{tag}1\n", timeout, start=start)
+        end = self.console.wait_for(rf"^{tag}2\n", timeout, start=begin.end())
+        return self.console.text[begin.end() : end.start()].rstrip("\n")
+
+    def close(self) -> None:
+        self.console.close()
 
 
 class PageErrors:
