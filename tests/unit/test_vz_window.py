@@ -212,3 +212,39 @@ def test_display_window_command_refusals_and_resolution(tmp_path: Path) -> None:
     assert nothing.returncode == 2 and "give --resolution WIDTHxHEIGHT, --window" in nothing.stderr
     resized = _vmdesk(root, "display", "pc", "--resolution", "1024x768")
     assert resized.returncode == 0 and "display set to 1024x768" in resized.stdout
+
+
+def test_the_window_request_over_the_control_socket(tmp_path: Path) -> None:
+    """What `vmdesk display --window` sends, answered by the supervisor's control server:
+    a session that can open a window, and one (QEMU's) that cannot."""
+    from vmdesk.core.bundle import Bundle
+    from vmdesk.service import library as service_library
+    from vmdesk.service import vms
+    from vmdesk.supervisor import status as vmstatus
+    from vmdesk.supervisor.daemon import Supervisor
+
+    library = service_library.open(tmp_path / "library")
+    config = vms.create(library, {"name": "pc", "arch": "x86_64", "memory": "256MiB"})
+    bundle = Bundle(library.path_for("pc"))
+
+    class Windowed:
+        async def open_window(self) -> dict[str, str]:
+            return {"window": "opened"}
+
+    class QemuLike:
+        pass
+
+    async def ask(session: object) -> dict[str, object]:
+        supervisor = Supervisor(bundle, config, session, lambda _: None)  # type: ignore[arg-type]
+        path = tmp_path / f"control-{type(session).__name__}"
+        server = await asyncio.start_unix_server(supervisor._control_client, str(path))
+        try:
+            return await asyncio.to_thread(vmstatus.request, path, "window", timeout=10)
+        finally:
+            server.close()
+            supervisor.close()
+
+    assert asyncio.run(ask(Windowed())) == {"window": "opened", "ok": True}
+    refused = asyncio.run(ask(QemuLike()))
+    assert refused["ok"] is False and "runs on QEMU" in str(refused["error"])
+    assert "`vmdesk ui`" in str(refused["hint"])
