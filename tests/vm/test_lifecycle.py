@@ -32,6 +32,11 @@ def test_start_pause_resume_stop(cli: CLI, arch: Arch) -> None:
     cli("create", "vm", "--image", "tiny-linux", "--arch", arch)
     out = cli("start", "vm", "--wait-ready")
     assert "started vm" in out and "ready after" in out
+    # The supervisor's engine choice and its reason (a Linux host: never vz).
+    assert (
+        "engine: qemu (auto: the vz engine (Apple Virtualization.framework) runs only on macOS"
+        in out
+    )
     assert cli.status("vm")["status"] == "running"
     console = cli.console("vm")
     try:

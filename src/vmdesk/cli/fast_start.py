@@ -33,36 +33,24 @@ def run(
     bundle = find_bundle(vm)
     started = time.monotonic()
     report = client.start(bundle, fork=True)
+    # The supervisor says which engine it chose and why: no config model to import here.
+    engine = [f"engine: {report['engine']}"] if report.get("engine") else []
     if report.get("already_running"):
         say(f"VM {vm} is already running")
     elif report.get("resumed"):
         took = time.monotonic() - started
         say(f"✓ resumed {vm} from its saved state in {took:.1f} s")
-        say(engine_line(bundle))
+        for line in engine:
+            say(line)
         return  # the guest was ready before it was suspended
     else:
         took = time.monotonic() - started
         say(f"✓ started {vm} in {took:.1f} s (accelerator {report.get('accel')})")
-        if not wait_ready:
-            say(engine_line(bundle))
+        for line in engine:
+            say(line)
     if wait_ready:
         line = client.wait_ready(bundle, ready_pattern, timeout)
         say(f"✓ ready after {time.monotonic() - started:.1f} s: {line}")
-        if not report.get("already_running"):  # after: reading it costs ~0.2 s of imports
-            say(engine_line(bundle))
-
-
-def engine_line(bundle: Bundle) -> str:
-    """``engine: qemu (auto: ...)``: which engine runs the VM and why. Read once the VM
-    runs (the config model and the choice are imported only now, off the boot path); the
-    supervisor made the same choice from the same description on this host."""
-    from vmdesk.core.errors import VMDeskError
-    from vmdesk.engines import registry
-
-    try:
-        return f"engine: {registry.describe(bundle.load())['text']}"
-    except VMDeskError as exc:  # e.g. the description was damaged since: say so, not fail
-        return f"engine: unknown ({exc.message})"
 
 
 def parse(args: list[str]) -> dict[str, object] | None:

@@ -120,6 +120,7 @@ class Session(Protocol):
 
 class Engine(Protocol):
     name: str
+    reason: str  # why it was chosen for this VM, for people ("auto: ...")
 
     def capabilities(self) -> Capabilities: ...
 

@@ -39,7 +39,9 @@ def start(bundle: Bundle, *, timeout: float = START_TIMEOUT, fork: bool = False)
     Returns the supervisor's report; ``already_running`` is set when another start won.
     """
     read_fd, write_fd = os.pipe()
-    if fork:
+    # Not on macOS: Apple's frameworks (Virtualization, AppKit) are not safe to use in a
+    # forked child that has not exec'd, and the vz engine runs them in the supervisor.
+    if fork and sys.platform != "darwin":
         pid = _fork_supervisor(bundle, write_fd)
     else:
         with bundle.files.supervisor_log.open("ab") as log:

@@ -38,12 +38,14 @@ class Supervisor:
         session: Session,
         report: Callable[[dict[str, Any]], None],
         launch: str = "fresh",
+        engine: str = "",
     ):
         self.bundle = bundle
         self.files = bundle.files
         self.config = config
         self.report = report
         self.launch = launch  # "replayed" when started from a saved launch plan
+        self.engine = engine  # which engine runs the VM and why, for people
         self.sockets = Sockets(self.files.sockets(str(config.uuid)))
         self.session = session
         self.stopping = False
@@ -75,7 +77,12 @@ class Supervisor:
             self.serial += self.files.serial_log.read_bytes()[-SERIAL_KEEP:]
         self.event(
             "STARTED",
-            {"accel": self.session.accel_reason, "pid": self.session.pid, "launch": self.launch},
+            {
+                "accel": self.session.accel_reason,
+                "pid": self.session.pid,
+                "launch": self.launch,
+                "engine": self.engine,
+            },
         )
         control = await asyncio.start_unix_server(self._control_client, str(self.sockets.control))
         console = await asyncio.start_unix_server(self._console_client, str(self.sockets.console))
@@ -84,7 +91,7 @@ class Supervisor:
             asyncio.create_task(self._pump_events()),
         ]
         self.report({"ok": True, "pid": os.getpid(), "accel": self.session.accel_reason,
-                     "resumed": self.session.restoring})  # fmt: skip
+                     "engine": self.engine, "resumed": self.session.restoring})  # fmt: skip
         code = await self.session.wait()
         # Record how it ended first, so `status` is right while the rest is torn down.
         crashed = self.panicked or (

@@ -99,7 +99,8 @@ def main(args: list[str]) -> int:
 
         from vmdesk.engines.registry import engine_for
 
-        session = engine_for(config).session(config, bundle.path, sockets.dir)
+        engine = engine_for(config)
+        session = engine.session(config, bundle.path, sockets.dir)
         fresh = session.launch_spec() if replayed is not None else None
         if replayed is not None and fresh is not None and _same_launch(fresh, plan):
             session.adopt(replayed, fresh)
@@ -120,7 +121,8 @@ def main(args: list[str]) -> int:
         from vmdesk.supervisor.daemon import Supervisor
 
         launch = "fresh" if replayed is None else "replayed"
-        supervisor = Supervisor(bundle, config, session, report, launch)
+        chosen = f"{engine.name} ({engine.reason})"  # e.g. qemu (auto: ...)
+        supervisor = Supervisor(bundle, config, session, report, launch, chosen)
         try:
             return asyncio.run(supervisor.run())
         finally:
