@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmdesk.core import config as vmconfig
+from vmdesk.core.arch import host_arch
 from vmdesk.core.config import SCHEMA_VERSION, VMConfig, from_dict, from_json, to_dict, to_json
 from vmdesk.core.errors import ConfigError
 from vmdesk.core.units import format_size, parse_size
@@ -62,7 +63,7 @@ def test_maximal_round_trip_is_exact() -> None:
 
 def test_minimal_description_gets_sensible_defaults() -> None:
     config = from_dict({"name": "tiny"})
-    assert config.arch == "aarch64" and config.engine == "auto"
+    assert config.arch == (host_arch() or "aarch64") and config.engine == "auto"
     assert config.memory == 2048 and config.cpus == 2
     assert config.boot.kind == "uefi" and config.isolation == "isolated"
     assert [n.mode for n in config.nics] == ["nat"]
@@ -117,7 +118,7 @@ def _problems(data: dict[str, Any]) -> list[tuple[str, str]]:
          "shares[1].tag", "used by two shared folders"),
         ({"arch": "x86_64", "boot": {"kind": "bios", "secure_boot": True}},
          "boot.secure_boot", "secure boot needs UEFI"),
-        ({"boot": {"kind": "bios"}}, "boot.kind", "only for x86_64"),
+        ({"arch": "aarch64", "boot": {"kind": "bios"}}, "boot.kind", "only for x86_64"),
         ({"boot": {"kind": "linux"}}, "boot.kernel", "is required"),
         ({"boot": {"kind": "floppy"}}, "boot", "does not match any of the expected tags"),
         ({"engine": "vz", "arch": "x86_64"}, "engine", "own architecture"),

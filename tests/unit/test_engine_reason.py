@@ -94,7 +94,7 @@ def _vmdesk(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_show_says_which_engine_and_why(root: Path) -> None:
     """The real CLI on this host; what it should say is worked out here for the same host."""
     _vmdesk(root, "create", "dev", "--arch", "x86_64", "--cpus", "1", "--memory", "256MiB")
-    _vmdesk(root, "create", "mac", "--engine", "vz", "--cpus", "1", "--memory", "256MiB")
+    _vmdesk(root, "create", "mac", "--engine", "vz", "--arch", "aarch64", "--cpus", "1")
     library = service_library.open(root)
     dev, mac = (registry.describe(library.find(n).load()) for n in ("dev", "mac"))
     shown = _vmdesk(root, "show", "dev").stdout

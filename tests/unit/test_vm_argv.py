@@ -135,7 +135,7 @@ CASES: dict[str, tuple[dict[str, Any], str, bool]] = {
 
 
 def _config(data: dict[str, Any]) -> VMConfig:
-    return from_dict({"name": "example", "uuid": UUID, **data})
+    return from_dict({"name": "example", "uuid": UUID, "arch": "aarch64", **data})
 
 
 def _runtime(config: VMConfig, accel: str, uefi: bool, **paths: Path) -> Runtime:

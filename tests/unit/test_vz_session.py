@@ -127,6 +127,7 @@ def make(tmp_path: Path, runtime: FakeRuntime, host: HostFacts = HOST14,
         {
             "name": "example",
             "engine": "vz",
+            "arch": "aarch64",
             "boot": {"kind": "linux", "kernel": "boot/k"},
             "nics": [{"mac": "52:54:00:12:34:56"}],
             "display": {"device": "none"},

@@ -89,7 +89,7 @@ def build(
     inputs: Inputs | None = None,
 ) -> tuple[Translation, fake.FakeFramework]:
     fw = fw or fake.FakeFramework(interfaces=("en0", "en1"))
-    config = from_dict({"name": "example", "engine": "vz", **description})
+    config = from_dict({"name": "example", "engine": "vz", "arch": "aarch64", **description})
     serial = (10, 11) if config.serial.enabled else None
     inputs = inputs or Inputs(serial_fds=serial, machine_identifier=b"fake-machine-id-1")
     return translate(config, BUNDLE, fw, host, inputs), fw

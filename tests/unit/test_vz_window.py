@@ -192,7 +192,9 @@ def _vmdesk(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_display_window_command_refusals_and_resolution(tmp_path: Path) -> None:
     root = tmp_path / "library"
     for name, engine in (("pc", "auto"), ("mac", "vz")):
-        made = _vmdesk(root, "create", name, "--engine", engine, "--memory", "256MiB")
+        made = _vmdesk(
+            root, "create", name, "--engine", engine, "--arch", "aarch64", "--memory", "256MiB"
+        )
         assert made.returncode == 0, made.stderr
 
     qemu = _vmdesk(root, "display", "pc", "--window")

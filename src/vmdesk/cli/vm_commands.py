@@ -22,7 +22,7 @@ F = Callable[..., Any]
 def _vm_options(func: F) -> F:
     """The options shared by `create` and `edit` (None means "leave as it is")."""
     options = [
-        click.option("--arch", help="Guest architecture: aarch64 or x86_64."),
+        click.option("--arch", help="Guest architecture: aarch64 or x86_64 (default: the host's)."),
         click.option("--engine", type=click.Choice(["auto", "qemu", "vz"]), help="Engine."),
         click.option("--cpus", type=int, help="Virtual CPUs."),
         click.option("--memory", help="Memory, e.g. 2GiB or 512M."),

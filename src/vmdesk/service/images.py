@@ -18,6 +18,7 @@ def use(image: str, data: dict[str, Any], progress: Progress | None = None) -> d
     into the bundle. Builds the image on first use. Returns the files for
     :meth:`Library.create` (path inside the bundle -> host file)."""
     from vmdesk.core.arch import parse_arch
+    from vmdesk.core.config import default_arch
     from vmdesk.core.errors import VMDeskError
     from vmdesk.images import tiny_linux
 
@@ -26,7 +27,7 @@ def use(image: str, data: dict[str, Any], progress: Progress | None = None) -> d
             [Problem("image", f"no built-in image {image!r}", "use one of: " + ", ".join(IMAGES))]
         )
     try:
-        arch = parse_arch(str(data.get("arch") or "aarch64"))
+        arch = parse_arch(str(data.get("arch") or default_arch()))
     except VMDeskError as exc:
         raise ConfigError([Problem("arch", exc.message, exc.hint or "")]) from None
     built = tiny_linux.build(arch, progress=progress)
