@@ -129,7 +129,10 @@ def derive(bundle_dir: Path, *, timeout: float = 1.0) -> dict[str, Any]:
     """``{"status": ..., "reason": ...}`` for the VM in ``bundle_dir``."""
     files = Layout(bundle_dir)
     if not is_locked(files.lock):
-        clean_stale(bundle_dir)
+        # Only a supervisor that died leaves a pid file; without one there is nothing to
+        # clean (a start cleans up anyway), and listing stays free of needless unlinks.
+        if files.supervisor_pid.exists() or files.engine_pid.exists():
+            clean_stale(bundle_dir)
         if files.suspended_state.exists():
             return {"status": "suspended"}
         return _ended_status(last_exit(bundle_dir), default="stopped")
