@@ -1,4 +1,4 @@
-"""The vz engine against the real Virtualization.framework (macOS only, never run in CI)."""
+"""The vz engine against the real Virtualization.framework (macOS only; skipped elsewhere)."""
 
 from __future__ import annotations
 

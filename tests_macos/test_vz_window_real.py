@@ -1,5 +1,5 @@
-"""The native window against the real AppKit and Virtualization.framework (macOS only, never
-run in CI; run from a terminal on the Mac's desktop, not over SSH: see
+"""The native window against the real AppKit and Virtualization.framework (macOS only;
+skipped elsewhere. Run from a terminal on the Mac's desktop, not over SSH: see
 docs/macos-test-plan.md). A window appears for a moment."""
 
 from __future__ import annotations
