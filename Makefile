@@ -20,8 +20,8 @@ bench: setup
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests tests_macos bench
+	$(VENV)/bin/ruff format --check src tests tests_macos bench
 	$(VENV)/bin/mypy
 
 clean:

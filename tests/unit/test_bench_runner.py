@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from bench import common, compare, runner, web_bench
 
 ROOT = Path(__file__).resolve().parents[2]
