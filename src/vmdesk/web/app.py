@@ -13,7 +13,6 @@ from starlette.types import ASGIApp
 from vmdesk import __version__
 from vmdesk.web import api_host, api_vms, bridges, errors, pages
 from vmdesk.web.context import Context
-from vmdesk.web.events import StatusWatch
 from vmdesk.web.hot_path import CachedList
 from vmdesk.web.security import Guard, HostPolicy
 
@@ -36,13 +35,9 @@ def create_app(token: str, library_root: Path | None = None, listen: Iterable[st
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC, check_dir=False), name="static")
     # Added first, so it runs inside the guard: the list is served to its rules too.
-    app.add_middleware(_cached_list, watch=app.state.vmdesk.watch)
+    app.add_middleware(CachedList, watch=app.state.vmdesk.watch)
     app.add_middleware(_guarded, token=token, hosts=HostPolicy(listen))
     return app
-
-
-def _cached_list(app: ASGIApp, watch: StatusWatch) -> ASGIApp:
-    return CachedList(app, watch)
 
 
 def _guarded(app: ASGIApp, token: str, hosts: HostPolicy) -> ASGIApp:

@@ -35,7 +35,7 @@ class StatusWatch:
         self._task: asyncio.Task[None] | None = None
         self._rows: list[dict[str, Any]] = []
         self._json = b"[]"
-        self._rows_at = 0.0  # monotonic time of the last poll; 0 = stale
+        self._rows_at = 0.0  # monotonic time of the last poll
         self._reading: asyncio.Future[list[dict[str, Any]]] | None = None
         self._generation = 0  # how many changes were made through this app
         self._reading_generation = 0
@@ -47,11 +47,11 @@ class StatusWatch:
         """Something changed a VM: the next list reads the library again (a read already
         under way may have missed the change, so it no longer counts as fresh)."""
         self._generation += 1
-        self._rows_at = 0.0
 
     def rows(self, max_age: float) -> list[dict[str, Any]]:
         """The VM list, from a poll at most ``max_age`` seconds old (blocking)."""
-        if time.monotonic() - self._rows_at > max_age:
+        stale = time.monotonic() - self._rows_at > max_age
+        if stale or self._stored_generation != self._generation:
             generation = self._generation
             rows = vms.summaries(self.library)
             self._store(rows, generation)
@@ -66,18 +66,16 @@ class StatusWatch:
         cached = self.cached_json(max_age)
         if cached is not None:
             return cached
-        while self._stored_generation != self._generation or not self._rows_at:
-            generation = self._generation
-            reading = self._refresh()
-            await asyncio.shield(reading)
-            if generation == self._generation:
-                break  # a read begun after the last change: current enough
+        # Until a read begun after the last change has stored its list (an older one that
+        # ends meanwhile stores nothing: see _store).
+        while self._stored_generation != self._generation:
+            await asyncio.shield(self._refresh())
         return self._json
 
     def cached_json(self, max_age: float) -> bytes | None:
         """The stored VM list as JSON, unless a change made through this app came after it
         (None: await :meth:`rows_json`). Older than ``max_age``: a refresh starts."""
-        if self._stored_generation != self._generation or not self._rows_at:
+        if self._stored_generation != self._generation:
             return None
         if time.monotonic() - self._rows_at > max_age:
             self._refresh()
