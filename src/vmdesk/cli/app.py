@@ -10,12 +10,12 @@ from rich.markup import escape
 from vmdesk import __version__
 from vmdesk.cli import doctor_command, run_commands, storage_commands, ui_command, vm_commands
 from vmdesk.cli.output import console
-from vmdesk.core.arch import ARCHES, host_arch, parse_arch
+from vmdesk.core.arch import ARCHES, default_arch, parse_arch
 from vmdesk.core.errors import VMDeskError
 
 ARCH_OPTION = click.option(
     "--arch",
-    default=lambda: host_arch() or "aarch64",
+    default=default_arch,
     show_default="this host's",
     help="Guest architecture: " + ", ".join(ARCHES) + " (arm64/amd64 accepted).",
 )

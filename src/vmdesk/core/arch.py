@@ -36,5 +36,10 @@ def host_arch() -> Arch | None:
     return _ALIASES.get(platform.machine().lower())
 
 
+def default_arch() -> Arch:
+    """A new VM's architecture when none is given: the host's (aarch64 on other hosts)."""
+    return host_arch() or "aarch64"
+
+
 def debian_arch(arch: Arch) -> str:
     return _DEBIAN_ARCH[arch]

@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from vmdesk.core import macs
-from vmdesk.core.arch import Arch, host_arch
+from vmdesk.core.arch import default_arch
 from vmdesk.core.errors import ConfigError, Problem, VMDeskError
 from vmdesk.core.units import MiB, format_size, parse_size
 
@@ -211,11 +211,6 @@ class UsbDevice(_Model):
         return f"{self.vendor_id}:{self.product_id}"
 
 
-def default_arch() -> Arch:
-    """A new VM's architecture when none is given: the host's (aarch64 on other hosts)."""
-    return host_arch() or "aarch64"
-
-
 class VMConfig(_Model):
     """Everything about a VM that survives a restart (state is never stored here)."""
 
@@ -224,7 +219,7 @@ class VMConfig(_Model):
     uuid: uuidlib.UUID = Field(default_factory=uuidlib.uuid4)
     engine: Literal["auto", "qemu", "vz"] = "auto"
     # The host's own architecture unless asked otherwise: the one it can accelerate.
-    arch: Literal["aarch64", "x86_64"] = Field(default_factory=lambda: default_arch())
+    arch: Literal["aarch64", "x86_64"] = Field(default_factory=default_arch)
     cpus: int = Field(default=2, ge=1, le=256)
     memory: Memory = Field(default=2048, description="MiB; written as a size like 2GiB")
     boot: Boot = Field(default_factory=UefiBoot)

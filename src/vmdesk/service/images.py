@@ -17,8 +17,7 @@ def use(image: str, data: dict[str, Any], progress: Progress | None = None) -> d
     """Make ``data`` direct-boot ``image``: small defaults, its kernel and initrd copied
     into the bundle. Builds the image on first use. Returns the files for
     :meth:`Library.create` (path inside the bundle -> host file)."""
-    from vmdesk.core.arch import parse_arch
-    from vmdesk.core.config import default_arch
+    from vmdesk.core.arch import default_arch, parse_arch
     from vmdesk.core.errors import VMDeskError
     from vmdesk.images import tiny_linux
 
