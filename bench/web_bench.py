@@ -63,19 +63,26 @@ class Load:
     p99_ms: float
 
 
-def load(url: str, clients: int, seconds: int, script: Path) -> Load:
-    """``clients`` connections sending `GET {url}/api/vms` back to back for ``seconds``
-    (a ``token`` in the URL's query is sent as a bearer token). ``script``: where the
-    report script is written."""
+def _list_request(url: str) -> tuple[str, dict[str, str]]:
+    """`{url}/api/vms`, and the headers that send a ``token`` in the URL's query as a
+    bearer token."""
     parts = urlsplit(url)
     if parts.scheme != "http" or parts.hostname is None:
         raise ValueError(f"not an http://HOST:PORT URL: {url}")
     target = f"http://{parts.netloc}{parts.path.rstrip('/')}/api/vms"
     token = parse_qs(parts.query).get("token", [""])[0]
+    return target, {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def load(url: str, clients: int, seconds: int, script: Path) -> Load:
+    """``clients`` connections sending `GET {url}/api/vms` back to back for ``seconds``
+    (a ``token`` in the URL's query is sent as a bearer token). ``script``: where the
+    report script is written."""
+    target, headers = _list_request(url)
     script.write_text(REPORT_LUA)
     argv = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
-    if token:
-        argv += ["-H", f"Authorization: Bearer {token}"]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
     done = subprocess.run([*argv, target], capture_output=True, text=True, timeout=seconds + 60)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -140,11 +147,8 @@ def _list_size(url: str) -> int:
     """Bytes of the VM list the server answers (the reference answers as many)."""
     import urllib.request
 
-    parts = urlsplit(url)
-    token = parse_qs(parts.query).get("token", [""])[0]
-    request = urllib.request.Request(
-        f"http://{parts.netloc}/api/vms", headers={"Authorization": f"Bearer {token}"}
-    )
+    target, headers = _list_request(url)
+    request = urllib.request.Request(target, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as answer:
         return len(answer.read())
 
