@@ -31,6 +31,15 @@ class EngineError(VMDeskError):
     """The hypervisor process failed or misbehaved."""
 
 
+class QMPError(EngineError):
+    """QEMU refused a QMP command; ``error_class`` is QEMU's own (``GenericError``,
+    ``DeviceNotFound``...), so callers decide on it, never on the message's text."""
+
+    def __init__(self, message: str, hint: str | None = None, error_class: str = "") -> None:
+        super().__init__(message, hint)
+        self.error_class = error_class
+
+
 class GuestTimeout(EngineError):
     """The guest did not reach an expected state in time."""
 

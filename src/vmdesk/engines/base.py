@@ -26,6 +26,10 @@ class Capabilities:
     tpm: bool = True  # a TPM 2.0 for the guest
     port_forwards: bool = True  # host ports forwarded to the guest on NAT
     save_state: bool = True  # suspend: the running machine's state saved to the bundle
+    # Optional features: True only where the engine really gives them (see WindowSession).
+    window: bool = False  # a native window on the host's desktop, opened by the supervisor
+    clipboard: bool = False  # host <-> guest clipboard sharing
+    guest_agent: bool = False  # a guest agent channel (IP, OS, exec, quiesced snapshots)
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
