@@ -67,7 +67,7 @@ class Figures:
 
 @dataclass(frozen=True)
 class Measure:
-    key: str  # "P1".."P8": the issues name the goals this way
+    key: str  # "P1".."P10": the issues name the goals this way
     title: str
     goal: str
     session: Callable[[Context], AbstractContextManager[Round]]
