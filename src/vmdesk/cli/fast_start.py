@@ -15,14 +15,10 @@ DEFAULT_READY = r"^VMDESK-READY [^\r\n]*(?=\r?\n)"
 
 def find_bundle(vm: str) -> Bundle:
     """The VM's bundle by name or UUID, found without importing the config model."""
-    from vmdesk.core import listing, paths
+    from vmdesk.core import lookup, paths
     from vmdesk.core.bundle import Bundle
-    from vmdesk.core.errors import NotFound
 
-    found = listing.find(paths.library_dir(), vm)
-    if found is None:
-        raise NotFound(f"no VM named {vm!r}", hint="see `vmdesk list` for your VMs")
-    return Bundle(found)
+    return Bundle(lookup.find(paths.library_dir(), vm))
 
 
 def run(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.markup import escape
@@ -14,15 +14,8 @@ from vmdesk.cli.fast_start import DEFAULT_READY
 from vmdesk.cli.options import JSON_OUTPUT, print_json
 from vmdesk.cli.output import console
 from vmdesk.core.errors import VMDeskError
-from vmdesk.core.states import ENDED
 
 DETACH_KEY = b"\x1d"  # Ctrl-]
-
-
-def _bundle(vm: str) -> Any:
-    from vmdesk.cli.fast_start import find_bundle
-
-    return find_bundle(vm)
 
 
 @click.command()
@@ -103,9 +96,9 @@ reboot = _simple("reboot", "reset")
 @JSON_OUTPUT
 def status(vm: str, as_json: bool) -> None:
     """Show whether a VM runs (derived live, never stored)."""
-    from vmdesk.supervisor import status as vmstatus
+    from vmdesk.service import library, lifecycle
 
-    info = vmstatus.derive(_bundle(vm).path)
+    info = lifecycle.status(library.open(), vm)
     if as_json:
         print_json(info)
         return
@@ -121,23 +114,18 @@ def status(vm: str, as_json: bool) -> None:
 @click.option("--follow", "-f", is_flag=True, help="With --log: keep printing new output.")
 def console_cmd(vm: str, show_log: bool, follow: bool) -> None:
     """Attach this terminal to a VM's serial console (detach with Ctrl-])."""
-    bundle = _bundle(vm)
-    if show_log:
-        _print_log(bundle, follow)
-        return
-    from vmdesk.supervisor import status as vmstatus
+    from vmdesk.service import library, lifecycle
 
-    if vmstatus.derive(bundle.path)["status"] in ENDED:
-        raise VMDeskError(f"VM {vm!r} is not running", hint=f"`vmdesk start {vm}`, or --log")
+    if show_log:
+        path, more = lifecycle.serial_log(library.open(), vm)
+        _print_log(path, more if follow else lambda: False)
+        return
     from vmdesk.cli import serial_attach
 
-    serial_attach.attach(vmstatus.sockets_for(bundle.path).console, vm, DETACH_KEY)
+    serial_attach.attach(lifecycle.console_socket(library.open(), vm), vm, DETACH_KEY)
 
 
-def _print_log(bundle: Any, follow: bool) -> None:
-    from vmdesk.supervisor import status as vmstatus
-
-    path: Path = bundle.files.serial_log
+def _print_log(path: Path, more: Callable[[], bool]) -> None:
     out = sys.stdout.buffer
     try:
         handle = path.open("rb")
@@ -150,7 +138,7 @@ def _print_log(bundle: Any, follow: bool) -> None:
                 out.write(chunk)
                 out.flush()
                 continue
-            if not follow or vmstatus.derive(bundle.path)["status"] in ENDED:
+            if not more():
                 return
             time.sleep(0.1)
 
@@ -183,44 +171,19 @@ def display(vm: str, resolution: str | None, window: bool) -> None:
 
 
 def _set_resolution(vm: str, resolution: str) -> None:
-    from vmdesk.core import specs
-    from vmdesk.core.library import Library
+    from vmdesk.service import display as vm_display
+    from vmdesk.service import library
 
-    library = Library()
-    bundle = library.find(vm)
-    config = bundle.load()
-    width, height = specs.resolution(resolution)
-    config.display.width, config.display.height = width, height
-    library.update(bundle, config)
+    width, height = vm_display.set_resolution(library.open(), vm, resolution)
     console.print(f"[green]✓[/] {escape(vm)} display set to {width}x{height} (from its next start)")
 
 
 def _open_window(vm: str) -> None:
     """Ask the supervisor, which owns the VM, to open the window (see vz/window.py)."""
-    from vmdesk.core.errors import EngineError
-    from vmdesk.core.states import AT_REST
-    from vmdesk.engines import registry
-    from vmdesk.service import library as service_library
-    from vmdesk.supervisor import client
-    from vmdesk.supervisor import status as vmstatus
+    from vmdesk.service import display as vm_display
+    from vmdesk.service import library
 
-    bundle = service_library.find(service_library.open(), vm)
-    state = vmstatus.derive(bundle.path)["status"]
-    if state in AT_REST:
-        screen = registry.describe(bundle.load())["display"]
-        if screen["kind"] != "window":  # the running supervisor answers this itself
-            raise EngineError(
-                f"VM {vm!r} runs on QEMU, which shows its screen over VNC, not in a native window",
-                hint=f"start it (`vmdesk start {vm}`), then open its console in the web app "
-                f"(`vmdesk ui`, then {vm} → Console) or point a VNC viewer at its socket "
-                f"(`vmdesk show {vm}` names it)",
-            )
-        start = "resume it" if state == "suspended" else "start it"
-        raise client.NotRunning(
-            f"VM {vm!r} is {state}: its window shows a running VM",
-            hint=f"{start} first: `vmdesk start {vm}`, then `vmdesk display {vm} --window`",
-        )
-    reply = client.window(bundle)
+    reply = vm_display.open_window(library.open(), vm)
     if reply.get("window") == "opened":
         console.print(
             f"[green]✓[/] {escape(vm)}'s screen is open in a window on this Mac "

@@ -131,9 +131,9 @@ def disk_add(vm: str, size: str, fmt: str, interface: Any) -> None:
 @click.option("--read-only", is_flag=True, help="The guest cannot write to it.")
 def disk_attach(vm: str, file: Path, interface: Any, read_only: bool) -> None:
     """Attach an existing image FILE to the VM (naming it approves it for an isolated VM)."""
-    from vmdesk.storage import vm_media
+    from vmdesk.service import storage
 
-    disk_, info = vm_media.attach(_library(), vm, file, interface, read_only)
+    disk_, info = storage.disk_attach(_library(), vm, file, interface, read_only)
     console.print(f"[green]✓[/] attached {escape(disk_.file)} to {escape(vm)}: {info.summary()}")
 
 
@@ -143,12 +143,9 @@ def disk_attach(vm: str, file: Path, interface: Any, read_only: bool) -> None:
 @click.option("--delete", is_flag=True, help="Also delete the file (only files in the bundle).")
 def disk_rm(vm: str, disk_ref: str, delete: bool) -> None:
     """Detach DISK (its index, file name or path) from the VM."""
-    from vmdesk.storage import clones, vm_media
+    from vmdesk.service import storage
 
-    library = _library()
-    path = vm_media.detach(library, vm, disk_ref, delete=delete)
-    if delete:
-        clones.sweep_bases(library)
+    path = storage.disk_remove(_library(), vm, disk_ref, delete=delete)
     done = "detached and deleted" if delete else "detached"
     console.print(f"[green]✓[/] {done} {escape(str(path))}")
 
@@ -161,13 +158,13 @@ def disk_rm(vm: str, disk_ref: str, delete: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask before shrinking.")
 def disk_grow(vm: str, disk_ref: str, size: str, shrink: bool, yes: bool) -> None:
     """Change the size of one of a stopped VM's disks."""
-    from vmdesk.storage import vm_media
+    from vmdesk.service import storage
 
     if shrink and not yes:
         if not sys.stdin.isatty():
             raise VMDeskError("shrinking needs confirmation", hint="add --yes")
         click.confirm("Shrinking cuts off everything past the new end. Go on?", abort=True)
-    info = vm_media.grow(_library(), vm, disk_ref, _size(size), shrink=shrink)
+    info = storage.disk_grow(_library(), vm, disk_ref, _size(size), shrink=shrink)
     console.print(f"[green]✓[/] {escape(info.path)}: {escape(info.summary())}")
 
 
@@ -206,9 +203,9 @@ def cd() -> None:
 @click.option("--boot", is_flag=True, help="Boot from the CD first (to install a system).")
 def cd_insert(vm: str, iso: Path, boot: bool) -> None:
     """Put ISO into a new CD-ROM drive of the VM."""
-    from vmdesk.storage import vm_media
+    from vmdesk.service import storage
 
-    cdrom = vm_media.insert_cd(_library(), vm, iso, boot=boot)
+    cdrom = storage.cd_insert(_library(), vm, iso, boot=boot)
     first = " (boots from it first)" if boot else ""
     console.print(f"[green]✓[/] inserted {escape(cdrom.file)} into {escape(vm)}{first}")
 
@@ -218,9 +215,9 @@ def cd_insert(vm: str, iso: Path, boot: bool) -> None:
 @click.argument("cd_ref", metavar="[CD]", required=False)
 def cd_eject(vm: str, cd_ref: str | None) -> None:
     """Remove a CD-ROM drive (its index or ISO name), or all of them."""
-    from vmdesk.storage import vm_media
+    from vmdesk.service import storage
 
-    for file in vm_media.eject_cd(_library(), vm, cd_ref):
+    for file in storage.cd_eject(_library(), vm, cd_ref):
         console.print(f"[green]✓[/] ejected {escape(file)}")
 
 
@@ -229,7 +226,9 @@ def cd_eject(vm: str, cd_ref: str | None) -> None:
 @JSON_OUTPUT
 def cd_list(vm: str, as_json: bool) -> None:
     """List a VM's CD-ROM drives."""
-    cdroms = _library().find(vm).load().cdroms
+    from vmdesk.service import storage
+
+    cdroms = storage.cdroms(_library(), vm)
     if as_json:
         print_json([{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(cdroms)])
         return
@@ -245,9 +244,9 @@ def cd_list(vm: str, as_json: bool) -> None:
 @click.argument("first", type=click.Choice(["cd", "disk"]))
 def boot_order(vm: str, first: Any) -> None:
     """Boot from the CD-ROMs first (installing) or from the disks first."""
-    from vmdesk.storage import vm_media
+    from vmdesk.service import storage
 
-    vm_media.boot_from(_library(), vm, first)
+    storage.boot_from(_library(), vm, first)
     console.print(f"[green]✓[/] {escape(vm)} boots from its {first}s first")
 
 
@@ -274,12 +273,12 @@ def clone(source: str, name: str, linked: bool, no_forwards: bool) -> None:
             forwards=not no_forwards,
             progress=lambda done, total: percent(100 * done / max(total, 1)),
         )
-    bundle = library.find(config.name)
+    path = library.path_for(config.name)
     kind = "linked clone" if linked else "clone"
     took = time.monotonic() - started
     console.print(
         f"[green]✓[/] {kind} {escape(name)} of {escape(source)} in {took:.2f} s "
-        f"({escape(str(bundle.path))})"
+        f"({escape(str(path))})"
     )
 
 

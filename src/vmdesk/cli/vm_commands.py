@@ -13,7 +13,6 @@ from rich.markup import escape
 
 from vmdesk.cli.options import JSON_OUTPUT, print_json
 from vmdesk.cli.output import console
-from vmdesk.core import specs
 from vmdesk.core.errors import VMDeskError
 
 F = Callable[..., Any]
@@ -63,65 +62,11 @@ def _vm_options(func: F) -> F:
     return func
 
 
-def _apply(data: dict[str, Any], o: dict[str, Any]) -> list[str]:
-    """Apply option values to a description's JSON form; returns the host paths named."""
-    named: list[str] = []
-    for key in ("arch", "engine", "cpus", "memory", "clipboard", "tpm", "isolation"):
-        if o.get(key) is not None:
-            data[key] = o[key]
-    boot = dict(data.get("boot") or {"kind": "uefi"})
-    if o.get("boot") is not None and o["boot"] != boot.get("kind"):
-        boot = {"kind": o["boot"]}
-    if o.get("kernel") is not None:
-        boot.setdefault("kind", "linux")
-        boot["kernel"] = str(Path(o["kernel"]).expanduser().absolute())
-        named.append(boot["kernel"])
-    if o.get("initrd") is not None:
-        boot["initrd"] = str(Path(o["initrd"]).expanduser().absolute())
-        named.append(boot["initrd"])
-    if o.get("cmdline") is not None:
-        boot["cmdline"] = o["cmdline"]
-    if o.get("secure_boot") is not None:
-        boot["secure_boot"] = o["secure_boot"]
-    data["boot"] = boot
-    for path in o.get("disks") or ():
-        entry = specs.disk(path)
-        data.setdefault("disks", []).append(entry)
-        named.append(entry["file"])
-    for path in o.get("isos") or ():
-        iso = str(Path(path).expanduser().absolute())
-        data.setdefault("cdroms", []).append({"file": iso})
-        named.append(iso)
-    if o.get("nics"):
-        data["nics"] = [specs.nic(spec) for spec in o["nics"]]
-    nics = data.setdefault("nics", [{"mode": "nat"}])
-    if o.get("mac") is not None or o.get("forwards"):
-        if not nics:
-            raise VMDeskError("the VM has no network interface", hint="add one with --nic nat")
-        if o.get("mac") is not None:
-            nics[0]["mac"] = o["mac"]
-        for spec in o.get("forwards") or ():
-            nics[0].setdefault("forwards", []).append(specs.forward(spec))
-    for spec in o.get("shares") or ():
-        entry = specs.share(spec)
-        data.setdefault("shares", []).append(entry)
-        named.append(entry["path"])
-    display = data.setdefault("display", {})
-    if o.get("display") is not None:
-        display["device"] = o["display"]
-    if o.get("resolution") is not None:
-        display["width"], display["height"] = specs.resolution(o["resolution"])
-    if o.get("vnc") is not None:
-        display["vnc"] = o["vnc"]
-    for spec in o.get("usbs") or ():
-        data.setdefault("usb_devices", []).append(specs.usb(spec))
-    return named
+def _settings(options: dict[str, Any]) -> Any:
+    """The flags as the service's Settings (the same rules serve the web API)."""
+    from vmdesk.service.settings import Settings
 
-
-def _build(data: dict[str, Any], named: list[str], context: str) -> Any:
-    from vmdesk.service import vms
-
-    return vms.build(data, named, context=context)
+    return Settings(**options)  # type: ignore[typeddict-item]
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -178,27 +123,29 @@ def create(name: str, from_file: str | None, image: str | None, **options: Any) 
 
     data = _read_file(from_file) if from_file else {}
     data["name"] = name
-    files: dict[str, Path] = {}
+    library = _library()
+    named = vms.paths_in(data) if from_file else []  # the user's own file names them
     if image is not None:
-        files = _use_image(image, data, options)
-    named = _apply(data, options)
-    if from_file:  # paths in the user's own file count as named by the user
-        named += vms.paths_in(data)
-    config = _build(data, named, context="")
-    bundle = _library().create(config, files)
+        if options.get("arch"):
+            data["arch"] = options["arch"]
+        config = _create_from_image(library, image, data, options, named)
+    else:
+        config = vms.create(library, data, settings=_settings(options), named=named)
     console.print(f"[green]✓[/] created VM [bold]{escape(config.name)}[/] ({_describe(config)})")
-    console.print(f"  bundle  {escape(str(bundle.path))}")
+    console.print(f"  bundle  {escape(str(library.path_for(config.name)))}")
 
 
-def _use_image(image: str, data: dict[str, Any], options: dict[str, Any]) -> dict[str, Path]:
+def _create_from_image(
+    library: Any, image: str, data: dict[str, Any], options: dict[str, Any], named: list[str]
+) -> Any:
     """Direct-boot a built-in image, showing the steps of building it on first use."""
     from vmdesk.cli.progress import step_reporter
-    from vmdesk.service import images
+    from vmdesk.service import vms
 
-    if options.get("arch"):
-        data["arch"] = options["arch"]
     with step_reporter(console, f"{image} image for {data.get('arch') or 'aarch64'}") as report:
-        return images.use(image, data, progress=report)
+        return vms.create(
+            library, data, image=image, settings=_settings(options), named=named, progress=report
+        )
 
 
 @click.command("list")
@@ -215,15 +162,12 @@ def list_vms(as_json: bool) -> None:
 @JSON_OUTPUT
 def show(vm: str, as_json: bool) -> None:
     """Show a VM's description and status."""
-    from vmdesk.core import config as vmconfig
     from vmdesk.service import vms
 
-    found = vms.get(_library(), vm)
+    found, config = vms.inspect(_library(), vm)
     if as_json:
-        keys = ("status", "runtime", "path", "config", "capabilities", "engine")
-        print_json({k: found[k] for k in keys})
+        print_json(found)
         return
-    config = vmconfig.from_dict(found["config"])
     runtime, status = found["runtime"], found["status"]
     console.print(f"[bold]{escape(config.name)}[/]  {status}  ({config.uuid})")
     console.print(f"  {_describe(config)}")
@@ -246,10 +190,7 @@ def show(vm: str, as_json: bool) -> None:
         console.print(f"  share    {escape(share.tag)} -> {escape(share.path)} ({share.mode}{ro})")
     d = config.display
     console.print(f"  display  {d.device} {d.width}x{d.height}, VNC {'on' if d.vnc else 'off'}")
-    extras = [n for n, on in (("TPM", config.tpm), ("clipboard", config.clipboard)) if on]
-    if config.usb_devices:
-        extras.append("USB " + ", ".join(str(u) for u in config.usb_devices))
-    console.print(f"  extras   {', '.join(extras) or 'none'}")
+    console.print(f"  extras   {_extras(config, found['features'])}")
     if runtime.get("reason"):
         console.print(f"  [red]last exit[/] {escape(str(runtime['reason']))}")
     if runtime.get("accel"):
@@ -260,6 +201,22 @@ def show(vm: str, as_json: bool) -> None:
         console.print(f"  console  `vmdesk console {escape(config.name)}`")
     if engine["display"]["kind"] == "window":
         console.print(f"  screen   `{escape(engine['display']['command'])}` (a native window)")
+
+
+def _extras(config: Any, features: list[dict[str, Any]]) -> str:
+    """TPM, clipboard and USB as asked for, each marked when its engine can't give it."""
+    names = {"tpm": "TPM", "clipboard": "clipboard", "usb_passthrough": "USB"}
+    shown = []
+    for feature in features:
+        if feature["name"] not in names:
+            continue
+        text = names[feature["name"]]
+        if feature["name"] == "usb_passthrough":
+            text += " " + ", ".join(str(u) for u in config.usb_devices)
+        if not feature["available"]:
+            text += f" (unavailable: {feature['reason']})"
+        shown.append(text)
+    return escape(", ".join(shown) or "none")
 
 
 @click.command()
@@ -282,22 +239,10 @@ def edit(
     **options: Any,
 ) -> None:
     """Change a stopped VM's settings."""
-    from vmdesk.core import config as vmconfig
+    from vmdesk.service import vms
 
-    library = _library()
-    bundle = library.find(vm)
-    before = bundle.load()
-    data = vmconfig.to_dict(before)
-    data["shares"] = [s for s in data["shares"] if s["tag"] not in remove_shares]
-    for nic in data["nics"]:
-        nic["forwards"] = [f for f in nic["forwards"] if f["host_port"] not in remove_forwards]
-    gone = {u.lower() for u in remove_usbs}
-    data["usb_devices"] = [
-        u for u in data["usb_devices"] if f"{u['vendor_id']}:{u['product_id']}" not in gone
-    ]
-    named = _apply(data, options)
-    config = _build(data, named, context="")
-    saved = library.update(bundle, config)
+    removals = {"shares": remove_shares, "forwards": remove_forwards, "usbs": remove_usbs}
+    before, saved = vms.change(_library(), vm, _settings(options), removals)  # type: ignore[arg-type]
     console.print(f"[green]✓[/] updated VM [bold]{escape(saved.name)}[/] ({_describe(saved)})")
     if before.isolation != saved.isolation:
         console.print(f"  isolation is now [bold]{saved.isolation}[/]")
@@ -308,10 +253,10 @@ def edit(
 @click.argument("new_name")
 def rename(vm: str, new_name: str) -> None:
     """Rename a stopped VM (its bundle directory follows)."""
-    bundle = _library().rename(vm, new_name)
-    console.print(
-        f"[green]✓[/] renamed to [bold]{escape(new_name)}[/] ({escape(str(bundle.path))})"
-    )
+    from vmdesk.service import vms
+
+    path = vms.rename(_library(), vm, new_name)
+    console.print(f"[green]✓[/] renamed to [bold]{escape(new_name)}[/] ({escape(str(path))})")
 
 
 @click.command()
@@ -319,8 +264,11 @@ def rename(vm: str, new_name: str) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def delete(vm: str, yes: bool) -> None:
     """Delete a stopped VM and all its disks and snapshots."""
+    from vmdesk.service import library as service_library
+    from vmdesk.service import vms
+
     library = _library()
-    bundle = library.find(vm)
+    bundle = service_library.find(library, vm)
     if not yes:
         if not sys.stdin.isatty():
             raise VMDeskError(
@@ -329,8 +277,6 @@ def delete(vm: str, yes: bool) -> None:
         click.confirm(
             f"Delete VM {vm!r} with all its disks and snapshots ({bundle.path})?", abort=True
         )
-    from vmdesk.service import vms
-
     vms.delete(library, vm)
     console.print(f"[green]✓[/] deleted {escape(vm)}")
 
@@ -340,8 +286,9 @@ def delete(vm: str, yes: bool) -> None:
 @click.option("--name", help="Import under a different name.")
 def import_vm(path: Path, name: str | None) -> None:
     """Copy an existing NAME.vmdesk bundle into the library."""
-    bundle = _library().import_bundle(path, name=name)
-    config = bundle.load()
+    from vmdesk.service import vms
+
+    config = vms.import_bundle(_library(), path, name=name)
     console.print(f"[green]✓[/] imported [bold]{escape(config.name)}[/] ({_describe(config)})")
 
 
@@ -350,18 +297,18 @@ def import_vm(path: Path, name: str | None) -> None:
 @click.argument("destination", type=click.Path(path_type=Path))
 def export_vm(vm: str, destination: Path) -> None:
     """Copy a VM's bundle out of the library (to a new path or into a folder)."""
-    from vmdesk.storage import clones
+    from vmdesk.service import vms
 
-    target = clones.export(_library(), vm, destination)
+    target = vms.export(_library(), vm, destination)
     console.print(f"[green]✓[/] exported {escape(vm)} to {escape(str(target))}")
 
 
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of the VM description."""
-    from vmdesk.core import config as vmconfig
+    from vmdesk.service import vms
 
-    print_json(vmconfig.json_schema())
+    print_json(vms.schema())
 
 
 def register(group: click.Group) -> None:

@@ -10,11 +10,17 @@ import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from vmdesk.core import layout, paths, validation
+from vmdesk.core import layout, lookup, paths
 from vmdesk.core.bundle import Bundle
-from vmdesk.core.config import VMConfig, from_dict, to_dict
 from vmdesk.core.errors import BundleError, ConfigError, Conflict, NotFound, VMDeskError
 from vmdesk.core.states import AT_REST
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vmdesk.core.config import VMConfig
+
+# The config model (pydantic) is imported only by what reads or checks a description, so
+# commands that only find a VM or derive its status start fast.
 
 # Asks the engine layer whether a bundle's VM runs; status is derived, never stored.
 StatusProvider = Callable[[Bundle], str]
@@ -52,25 +58,8 @@ class Library:
         return self.root / layout.bundle_dir_name(name)
 
     def find(self, ref: str) -> Bundle:
-        """A VM by name, by UUID, or by a UUID prefix of at least 8 characters."""
-        direct = self.path_for(ref)
-        if (direct / layout.CONFIG).is_file() and "/" not in ref:
-            return Bundle(direct)
-        ref_lower = ref.lower()
-        if len(ref_lower) >= 8:
-            matches = []
-            for bundle in self.bundles():
-                try:
-                    vm_uuid = str(bundle.load().uuid)
-                except VMDeskError:
-                    continue
-                if vm_uuid.startswith(ref_lower):
-                    matches.append(bundle)
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise Conflict(f"{ref!r} matches {len(matches)} VMs", hint="give more of the UUID")
-        raise NotFound(f"no VM named {ref!r}", hint="see `vmdesk list` for your VMs")
+        """A VM by name, else by its UUID or a unique UUID prefix (see core.lookup)."""
+        return Bundle(lookup.find(self.root, ref))
 
     def status(self, bundle: Bundle) -> str:
         return self._status(bundle)
@@ -78,6 +67,8 @@ class Library:
     # -- changing the library --------------------------------------------------------
 
     def _check(self, config: VMConfig, bundle_dir: Path, *, skip: Bundle | None) -> None:
+        from vmdesk.core import validation
+
         others = self.configs(skip=skip)
         validation.assign_macs(config, others)
         problems = validation.host_problems(config, bundle_dir, others)
@@ -145,6 +136,8 @@ class Library:
 
     def save_locked(self, bundle: Bundle, config: VMConfig) -> VMConfig:
         """:meth:`update` for a caller that already holds the bundle's lock."""
+        from vmdesk.core.config import from_dict, to_dict
+
         refuse_if_suspended(bundle)
         checked = from_dict(to_dict(config))  # cross-field rules, exactly as on load
         self._check(checked, bundle.path, skip=bundle)
@@ -267,4 +260,6 @@ def _publish(staged: Path, target: Path) -> None:
 
 
 def _renamed(config: VMConfig, name: str) -> VMConfig:
+    from vmdesk.core.config import from_dict, to_dict
+
     return from_dict({**to_dict(config), "name": name})

@@ -76,23 +76,3 @@ def table(rows: list[dict[str, Any]]) -> str:
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]
     return "\n".join(lines) + "\n"
-
-
-def find(root: Path, ref: str) -> Path | None:
-    """A bundle by VM name, UUID or UUID prefix (8+ chars), without validating configs."""
-    direct = root / layout.bundle_dir_name(ref)
-    if "/" not in ref and (direct / layout.CONFIG).is_file():
-        return direct
-    if len(ref) < 8 or not root.is_dir():
-        return None
-    matches = []
-    for bundle in root.iterdir():
-        if not bundle.name.endswith(layout.SUFFIX):
-            continue
-        try:
-            vm_uuid = str(json.loads((bundle / layout.CONFIG).read_text())["uuid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if vm_uuid.startswith(ref.lower()):
-            matches.append(bundle)
-    return matches[0] if len(matches) == 1 else None

@@ -14,6 +14,7 @@ from typing import Any
 
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import EngineError
+from vmdesk.display import screen
 from vmdesk.engines.base import Capabilities, Engine, Session
 from vmdesk.engines.vz import capabilities as vz_caps
 from vmdesk.engines.vz.capabilities import HostFacts
@@ -114,7 +115,7 @@ def describe(config: VMConfig, host: HostFacts | None = None) -> dict[str, Any]:
             "hint": exc.hint,
             "runs_here": False,
             "text": f"{engine} (cannot run here: {exc.message})",
-            "display": display_of(config, engine),
+            "display": screen.place(config, engine),
         }
     return {
         "name": choice.engine,
@@ -122,17 +123,5 @@ def describe(config: VMConfig, host: HostFacts | None = None) -> dict[str, Any]:
         "hint": None,
         "runs_here": True,
         "text": choice.text,
-        "display": display_of(config, choice.engine),
+        "display": screen.place(config, choice.engine),
     }
-
-
-def display_of(config: VMConfig, engine: str) -> dict[str, Any]:
-    """Where a VM's screen is shown: ``vnc`` (QEMU: the web console, VNC clients), ``window``
-    (vz: a native macOS window opened by ``vmdesk display NAME --window``), or ``none``."""
-    if config.display.device == "none":
-        return {"kind": "none", "command": None}
-    if engine == "vz":
-        return {"kind": "window", "command": f"vmdesk display {config.name} --window"}
-    if not config.display.vnc:
-        return {"kind": "none", "command": None}
-    return {"kind": "vnc", "command": None}

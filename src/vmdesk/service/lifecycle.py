@@ -6,13 +6,16 @@ import contextlib
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from vmdesk.core.errors import VMDeskError
 from vmdesk.core.library import Library
+from vmdesk.core.states import ENDED
 from vmdesk.service.library import find
 from vmdesk.supervisor import client
+from vmdesk.supervisor import status as vmstatus
 
 LogKind = Literal["serial", "engine", "events"]
 SIMPLE_ACTIONS = ("pause", "resume", "reboot")
@@ -79,6 +82,28 @@ def simple(library: Library, ref: str, action: str) -> dict[str, Any]:
         raise VMDeskError(f"unknown action {action!r}", hint="use " + ", ".join(SIMPLE_ACTIONS))
     reply = client.call(find(library, ref), action)
     return {k: v for k, v in reply.items() if k != "ok"}
+
+
+def status(library: Library, ref: str) -> dict[str, Any]:
+    """The VM's status, derived live (lock, supervisor, last exit), never stored."""
+    return vmstatus.derive(find(library, ref).path)
+
+
+def console_socket(library: Library, ref: str) -> Path:
+    """The running VM's serial console socket (any number of clients may attach)."""
+    bundle = find(library, ref)
+    if vmstatus.derive(bundle.path)["status"] in ENDED:
+        name = bundle.dir_name.removesuffix(".vmdesk")
+        raise client.NotRunning(
+            f"VM {name!r} is not running", hint=f"`vmdesk start {name}`, or --log"
+        )
+    return vmstatus.sockets_for(bundle.path).console
+
+
+def serial_log(library: Library, ref: str) -> tuple[Path, Callable[[], bool]]:
+    """The VM's serial log, and a function telling whether more may still come."""
+    bundle = find(library, ref)
+    return bundle.files.serial_log, lambda: vmstatus.derive(bundle.path)["status"] not in ENDED
 
 
 def screenshot(library: Library, ref: str, output: Path) -> Path:

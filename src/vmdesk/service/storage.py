@@ -1,11 +1,13 @@
-"""A VM's snapshots (a tree) and disks."""
+"""A VM's snapshots (a tree), disks and CD-ROMs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from vmdesk.core.config import Disk
+from vmdesk.core.config import CdRom, Disk
 from vmdesk.core.library import Library
+from vmdesk.service import snapshots as live
 from vmdesk.service.library import find, name_of
 from vmdesk.storage import images, snapshots, vm_media
 from vmdesk.storage.images import ImageInfo
@@ -15,9 +17,12 @@ def _name(library: Library, ref: str) -> str:
     return name_of(find(library, ref))
 
 
+# -- snapshots --------------------------------------------------------------------------
+
+
 def snapshots_of(library: Library, ref: str) -> snapshots.Tree:
     """The VM's snapshots, a tree by parent; ``current`` is the one its disks descend from."""
-    return snapshots.tree(library, _name(library, ref))
+    return live.tree(library, ref)
 
 
 def snapshot_tree(library: Library, ref: str) -> dict[str, Any]:
@@ -28,15 +33,18 @@ def snapshot_create(
     library: Library, ref: str, name: str | None = None, *, disk_only: bool = False
 ) -> snapshots.Snapshot:
     """Snapshot every disk (and the RAM of a running VM, unless ``disk_only``)."""
-    return snapshots.create(library, _name(library, ref), name, disk_only=disk_only)
+    return live.create(library, ref, name, disk_only=disk_only)
 
 
 def snapshot_revert(library: Library, ref: str, snapshot: str) -> snapshots.Snapshot:
-    return snapshots.revert(library, _name(library, ref), snapshot)
+    return live.revert(library, ref, snapshot)
 
 
 def snapshot_delete(library: Library, ref: str, snapshot: str) -> snapshots.Snapshot:
-    return snapshots.delete(library, _name(library, ref), snapshot)
+    return live.delete(library, ref, snapshot)
+
+
+# -- disks ------------------------------------------------------------------------------
 
 
 def attached_disks(library: Library, ref: str) -> list[vm_media.AttachedDisk]:
@@ -64,3 +72,51 @@ def disk_add(
 ) -> tuple[Disk, ImageInfo]:
     """A new empty disk in the VM's bundle, attached to it."""
     return vm_media.add(library, _name(library, ref), size, images.parse_format(fmt), interface)
+
+
+def disk_attach(
+    library: Library,
+    ref: str,
+    file: Path,
+    interface: vm_media.Interface = "virtio-blk",
+    read_only: bool = False,
+) -> tuple[Disk, ImageInfo]:
+    """Attach an existing image (naming it approves it for an isolated VM)."""
+    return vm_media.attach(library, _name(library, ref), file, interface, read_only)
+
+
+def disk_remove(library: Library, ref: str, which: str, *, delete: bool = False) -> Path:
+    """Detach a disk (index, file name or path); ``delete`` removes a bundle's own file,
+    and a linked-clone base no VM uses any more goes with it."""
+    from vmdesk.storage import clones
+
+    path = vm_media.detach(library, _name(library, ref), which, delete=delete)
+    if delete:
+        clones.sweep_bases(library)
+    return path
+
+
+def disk_grow(
+    library: Library, ref: str, which: str, size: int, *, shrink: bool = False
+) -> ImageInfo:
+    return vm_media.grow(library, _name(library, ref), which, size, shrink=shrink)
+
+
+# -- CD-ROMs and boot order ---------------------------------------------------------------
+
+
+def cdroms(library: Library, ref: str) -> list[CdRom]:
+    return find(library, ref).load().cdroms
+
+
+def cd_insert(library: Library, ref: str, iso: Path, *, boot: bool = False) -> CdRom:
+    return vm_media.insert_cd(library, _name(library, ref), iso, boot=boot)
+
+
+def cd_eject(library: Library, ref: str, which: str | None = None) -> list[str]:
+    """Remove one CD-ROM drive (index or ISO name), or all; returns the ISOs ejected."""
+    return vm_media.eject_cd(library, _name(library, ref), which)
+
+
+def boot_from(library: Library, ref: str, first: vm_media.BootFrom) -> None:
+    vm_media.boot_from(library, _name(library, ref), first)

@@ -12,7 +12,9 @@ from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import ConfigError, Conflict, Problem
 from vmdesk.core.library import Library
 from vmdesk.service import images
+from vmdesk.service import settings as vmsettings
 from vmdesk.service.library import find, name_of
+from vmdesk.service.settings import Removals, Settings
 from vmdesk.supervisor import status as vmstatus
 
 # -- reading ----------------------------------------------------------------------------
@@ -65,26 +67,35 @@ def _mib(memory: Any) -> int | None:
 
 def get(library: Library, ref: str) -> dict[str, Any]:
     """A VM's description, live status and runtime facts (sockets, accelerator...)."""
+    return inspect(library, ref)[0]
+
+
+def inspect(library: Library, ref: str) -> tuple[dict[str, Any], VMConfig]:
+    """:func:`get`'s answer, and the checked description it was made from."""
     from vmdesk.core.errors import VMDeskError
     from vmdesk.engines.registry import describe, engine_for
+    from vmdesk.service import features
 
     bundle = find(library, ref)
     config = bundle.load()
     runtime = vmstatus.derive(bundle.path)
+    engine = describe(config)  # which engine runs it here and why, where its screen is
     try:
-        capabilities: dict[str, Any] | None = engine_for(config).capabilities().as_dict()
+        capabilities = engine_for(config).capabilities()
     except VMDeskError:
         capabilities = None
-    return {
+    answer = {
         "name": config.name,
         "status": runtime["status"],
         "runtime": runtime,
         "path": str(bundle.path),
         "config": vmconfig.to_dict(config),
-        "capabilities": capabilities,
-        # which engine runs it here and why (auto's reason), and where its screen is shown
-        "engine": describe(config),
+        "capabilities": capabilities.as_dict() if capabilities else None,
+        "engine": engine,
+        # what it asks for that is optional, and whether its engine gives it
+        "features": features.of(config, capabilities, engine["reason"]),
     }
+    return answer, config
 
 
 def schema() -> dict[str, Any]:
@@ -134,15 +145,62 @@ def create(
     data: dict[str, Any],
     *,
     image: str | None = None,
+    settings: Settings | None = None,
     named: Iterable[str] | None = None,
     progress: images.Progress | None = None,
 ) -> VMConfig:
-    """Add a VM from a description; ``image`` boots a built-in image (built on first use).
-    ``named`` are the host paths the user named (default: the absolute paths in ``data``)."""
+    """Add a VM from a description and ``settings`` (the CLI's flags, the API's
+    ``settings``); ``image`` boots a built-in image (built on first use). ``named`` are
+    the host paths the user named (default: the absolute paths in ``data``, and the
+    paths ``settings`` give)."""
     data = dict(data)
     files = images.use(image, data, progress) if image is not None else {}
-    config = build(data, paths_in(data) if named is None else named)
+    approved = list(paths_in(data) if named is None else named)
+    approved += vmsettings.apply(data, settings or {})
+    config = build(data, approved)
+    if "clipboard" not in data:  # on where the engine shares a clipboard, else off
+        config.clipboard = _engine_gives(config, "clipboard")
     return library.create(config, files).load()
+
+
+def _engine_gives(config: VMConfig, feature: str) -> bool:
+    from vmdesk.core.errors import VMDeskError
+    from vmdesk.engines.registry import engine_for
+
+    try:
+        return bool(getattr(engine_for(config).capabilities(), feature))
+    except VMDeskError:  # no engine runs it here: it gets nothing optional
+        return False
+
+
+def change(
+    library: Library, ref: str, settings: Settings, removals: Removals | None = None
+) -> tuple[VMConfig, VMConfig]:
+    """Change a stopped VM with ``settings`` (after dropping ``removals``); returns the
+    description before and the one saved."""
+    bundle = find(library, ref)
+    before = bundle.load()
+    data = vmconfig.to_dict(before)
+    vmsettings.remove(data, removals or {})
+    named = vmsettings.apply(data, settings)
+    return before, library.update(bundle, build(data, named))
+
+
+def rename(library: Library, ref: str, new_name: str) -> Path:
+    """Rename a stopped VM; its bundle directory follows. Returns the new bundle path."""
+    return library.rename(name_of(find(library, ref)), new_name).path
+
+
+def import_bundle(library: Library, source: Path, *, name: str | None = None) -> VMConfig:
+    """Copy an existing NAME.vmdesk bundle into the library (under ``name`` if given)."""
+    return library.import_bundle(source, name=name).load()
+
+
+def export(library: Library, ref: str, destination: Path) -> Path:
+    """Copy a VM's bundle out of the library (a linked clone's disks are written whole)."""
+    from vmdesk.storage import clones
+
+    return clones.export(library, name_of(find(library, ref)), destination)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

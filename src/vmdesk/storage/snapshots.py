@@ -1,8 +1,9 @@
 """Snapshots: internal qcow2 snapshots of every disk, and a tree.
 
-A stopped VM is snapshotted with qemu-img (disks only); a running one through its
+A stopped VM is snapshotted here with qemu-img (disks only); a running one through its
 supervisor with QEMU's snapshot-save job, which also keeps RAM and device state, so a
-revert resumes the guest exactly where it was.
+revert resumes the guest exactly where it was. That is orchestrated by
+vmdesk.service.snapshots (storage never talks to a supervisor); this module keeps the tree.
 
 The tree lives in ``snapshots/tree.json`` (id, name, time, parent, the disks it covers,
 and which snapshot the VM's disks currently descend from). Each disk carries an internal
@@ -27,13 +28,11 @@ from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import BundleError, Conflict, NotFound, StorageError
 from vmdesk.core.library import Library, refuse_if_suspended
-from vmdesk.core.states import AT_REST
 from vmdesk.storage import images, qemu_img
 from vmdesk.storage.file_lock import exclusive
 from vmdesk.storage.vm_media import locked, resolved
 
 TAG_PREFIX = "vmdesk-"
-LIVE_TIMEOUT = 600.0  # writing a large guest's RAM into its disk takes a while
 
 
 @dataclass
@@ -141,32 +140,51 @@ def _stopped_vm(library: Library, ref: str) -> Iterator[tuple[Bundle, VMConfig, 
         yield bundle, config, tree
 
 
-def create(
-    library: Library, ref: str, name: str | None = None, *, disk_only: bool = False
-) -> Snapshot:
-    """Snapshot every disk of the VM (with its RAM when it runs, unless ``disk_only``)."""
-    if _running(library, ref):
-        return _live(library, ref, "snapshot_save", name=name, disk_only=disk_only)
+def create(library: Library, ref: str, name: str | None = None) -> Snapshot:
+    """Snapshot every disk of the stopped VM (a running one is snapshotted through its
+    supervisor: see vmdesk.service.snapshots)."""
     with _stopped_vm(library, ref) as (bundle, config, tree):
-        name = name or time.strftime("%Y-%m-%d %H:%M:%S")
-        if any(s.name == name for s in tree.snapshots):
-            raise Conflict(f"a snapshot named {name!r} exists", hint="choose another name")
-        paths = _qcow2_disks(bundle, config)
-        snap = Snapshot(secrets.token_hex(4), name, time.time(), tree.current, list(paths))
+        snap = new_snapshot(bundle, config, tree, name, ram=False)
         done: list[Path] = []
         try:
-            for path in paths.values():
-                tag = TAG_PREFIX + snap.id
-                qemu_img.run(["snapshot", "-c", tag, str(path)], what=f"snapshotting {path}")
+            for path in _qcow2_disks(bundle, config).values():
+                qemu_img.run(
+                    ["snapshot", "-c", tag_of(snap), str(path)], what=f"snapshotting {path}"
+                )
                 done.append(path)
-            tree.snapshots.append(snap)
-            tree.current = snap.id
-            _save_tree(bundle, tree)
+            record_saved(bundle, tree, snap)
         except BaseException:
             for path in done:  # undo; whatever survives an interruption is an orphan
-                _delete_tag(path, TAG_PREFIX + snap.id)
+                _delete_tag(path, tag_of(snap))
             raise
         return snap
+
+
+def tag_of(snap: Snapshot) -> str:
+    """The internal snapshot tag each disk carries for ``snap``."""
+    return TAG_PREFIX + snap.id
+
+
+def new_snapshot(
+    bundle: Bundle, config: VMConfig, tree: Tree, name: str | None, *, ram: bool
+) -> Snapshot:
+    """A new tree entry (not yet recorded) covering every disk; the name must be free."""
+    name = name or time.strftime("%Y-%m-%d %H:%M:%S")
+    if any(s.name == name for s in tree.snapshots):
+        raise Conflict(f"a snapshot named {name!r} exists", hint="choose another name")
+    paths = _qcow2_disks(bundle, config)
+    return Snapshot(secrets.token_hex(4), name, time.time(), tree.current, list(paths), ram)
+
+
+def record_saved(bundle: Bundle, tree: Tree, snap: Snapshot) -> None:
+    tree.snapshots.append(snap)
+    tree.current = snap.id
+    _save_tree(bundle, tree)
+
+
+def record_reverted(bundle: Bundle, tree: Tree, snap: Snapshot) -> None:
+    tree.current = snap.id
+    _save_tree(bundle, tree)
 
 
 def tree(library: Library, ref: str) -> Tree:
@@ -176,8 +194,6 @@ def tree(library: Library, ref: str) -> Tree:
 def revert(library: Library, ref: str, snapshot: str) -> Snapshot:
     """Put every disk back to how it was when ``snapshot`` was taken (and a running VM's
     RAM, for a snapshot that has it)."""
-    if _running(library, ref):
-        return _live(library, ref, "snapshot_load", snapshot=snapshot)
     with _stopped_vm(library, ref) as (bundle, config, tree):
         snap = tree.find(snapshot)
         paths = _disk_paths(bundle, config)
@@ -190,26 +206,23 @@ def revert(library: Library, ref: str, snapshot: str) -> Snapshot:
             )
         for path in paths.values():
             qemu_img.run(["snapshot", "-a", tag, str(path)], what=f"reverting {path}")
-        tree.current = snap.id
-        _save_tree(bundle, tree)
+        record_reverted(bundle, tree, snap)
         return snap
 
 
 def delete(library: Library, ref: str, snapshot: str) -> Snapshot:
     """Delete a snapshot; its children keep working and hang off its parent instead."""
-    if _running(library, ref):
-        return _live(library, ref, "snapshot_delete", snapshot=snapshot)
     with _stopped_vm(library, ref) as (bundle, config, tree):
         snap = tree.find(snapshot)
         tag = TAG_PREFIX + snap.id
         for path in _disk_paths(bundle, config).values():
             if path.exists() and tag in _tags(path):
                 _delete_tag(path, tag)
-        _forget(bundle, tree, snap)
+        forget(bundle, tree, snap)
         return snap
 
 
-def _forget(bundle: Bundle, tree: Tree, snap: Snapshot) -> None:
+def forget(bundle: Bundle, tree: Tree, snap: Snapshot) -> None:
     for child in tree.children(snap.id):
         child.parent = snap.parent
     tree.snapshots.remove(snap)
@@ -218,55 +231,10 @@ def _forget(bundle: Bundle, tree: Tree, snap: Snapshot) -> None:
     _save_tree(bundle, tree)
 
 
-def _running(library: Library, ref: str) -> bool:
-    # A suspended VM goes the offline way, whose locked check refuses it.
-    return library.status(library.find(ref)) not in AT_REST
-
-
-def _tree_locked(bundle: Bundle) -> contextlib.AbstractContextManager[None]:
-    """While the VM runs its supervisor owns the bundle: snapshot commands serialise on
-    their own lock instead."""
-    return exclusive(bundle.files.snapshots / ".lock")
-
-
-def _live(
-    library: Library,
-    ref: str,
-    op: str,
-    *,
-    name: str | None = None,
-    snapshot: str = "",
-    disk_only: bool = False,
-) -> Snapshot:
-    """Create, revert or delete a snapshot of a running VM through its supervisor."""
-    from vmdesk.supervisor import client
-
-    bundle = library.find(ref)
-    with _tree_locked(bundle):
-        config, tree = bundle.load(), load_tree(bundle)
-        if op == "snapshot_save":
-            name = name or time.strftime("%Y-%m-%d %H:%M:%S")
-            if any(s.name == name for s in tree.snapshots):
-                raise Conflict(f"a snapshot named {name!r} exists", hint="choose another name")
-            paths = _qcow2_disks(bundle, config)
-            snap = Snapshot(secrets.token_hex(4), name, time.time(), tree.current, list(paths))
-            snap.ram = not disk_only
-        else:
-            snap = tree.find(snapshot)
-            if op == "snapshot_load" and not snap.ram:
-                raise StorageError(
-                    f"snapshot {snap.name!r} holds disks only, and the VM is running",
-                    hint="stop the VM first, then revert (`vmdesk stop NAME`)",
-                )
-        extra = {"disk_only": True} if disk_only else {}
-        client.call(bundle, op, tag=TAG_PREFIX + snap.id, timeout=LIVE_TIMEOUT, **extra)
-        if op == "snapshot_save":
-            tree.snapshots.append(snap)
-            tree.current = snap.id
-            _save_tree(bundle, tree)
-        elif op == "snapshot_load":
-            tree.current = snap.id
-            _save_tree(bundle, tree)
-        else:
-            _forget(bundle, tree, snap)
-        return snap
+@contextlib.contextmanager
+def live_tree(bundle: Bundle) -> Iterator[tuple[VMConfig, Tree]]:
+    """A running VM's description and snapshot tree, for a change made through its
+    supervisor. The supervisor owns the bundle, so snapshot commands serialise on their
+    own lock instead."""
+    with exclusive(bundle.files.snapshots / ".lock"):
+        yield bundle.load(), load_tree(bundle)
