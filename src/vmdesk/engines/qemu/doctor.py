@@ -10,39 +10,20 @@ import functools
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 from vmdesk.core import paths
 from vmdesk.core.arch import ARCHES, Arch, host_arch
 from vmdesk.core.errors import HostToolMissing, VMDeskError
+from vmdesk.engines.checks import Check, Severity
 from vmdesk.engines.qemu import binaries
 from vmdesk.engines.qemu import firmware as qemu_firmware
-
-Severity = Literal["error", "warning"]
 
 MIN_QEMU = (7, 2)
 LOW_DISK_BYTES = 5 << 30
 VIRTIOFSD_PLACES = (Path("/usr/lib/qemu/virtiofsd"), Path("/usr/libexec/virtiofsd"))
 _SWTPM_FIX = "sudo apt-get install swtpm swtpm-tools"
 _TCG_SLOW = "VMs run under slower TCG emulation; "
-
-
-@dataclass(frozen=True)
-class Check:
-    """One readiness check: what was found and, when not ok, what to do about it."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str
-    # How bad a failure of this check is (also set when ok, so JSON readers see the class):
-    # "warning" means a feature degrades and VMs still run.
-    severity: Severity = "error"
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def firmware_descriptors(dirs: Sequence[Path] | None = None) -> list[qemu_firmware.Descriptor]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from vmdesk.engines.qemu.doctor import Check
+from vmdesk.engines.checks import Check
 from vmdesk.engines.vz import api_surface
 from vmdesk.engines.vz.capabilities import (
     NETWORKING_ENTITLEMENT,
