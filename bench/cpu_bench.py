@@ -21,14 +21,14 @@ OURS, MAX = "our default CPU", "-cpu max"
 
 @contextmanager
 def session(ctx: Context) -> Iterator[Round]:
-    from vmdesk.engines.qemu import argv as qemu_argv
+    from vmdesk.engines.qemu import boot_argv
     from vmdesk.images import tiny_linux
 
     image = tiny_linux.build("aarch64")
-    spec = qemu_argv.BootSpec(
+    spec = boot_argv.BootSpec(
         "aarch64", "tcg", image.kernel, image.initrd, image.cmdline(halt=True), nic=True
     )
-    ours = qemu_argv.build(spec, qemu_argv.Endpoints(qmp_fd=-1, serial_fd=-1))
+    ours = boot_argv.build(spec, boot_argv.Endpoints(qmp_fd=-1, serial_fd=-1))
     ours = ours[: ours.index("-chardev")]  # a plain serial file instead of sockets
     ctx.facts["our TCG CPU model"] = ours[ours.index("-cpu") + 1]
     plain = list(ours)

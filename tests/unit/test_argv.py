@@ -1,4 +1,4 @@
-"""Golden tests of the pure QEMU argv builder: one file per option combination."""
+"""Golden tests of the direct-kernel boot argv builder: one file per option combination."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests import golden_files
-from vmdesk.engines.qemu import argv
-from vmdesk.engines.qemu.argv import BootSpec, Endpoints, Share
+from vmdesk.engines.qemu import boot_argv, options
+from vmdesk.engines.qemu.boot_argv import BootSpec, Endpoints, Share
 
 KERNEL = Path("/images/vmlinuz")
 INITRD = Path("/images/initrd.img")
@@ -42,13 +42,13 @@ CASES: dict[str, tuple[BootSpec, Endpoints]] = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_argv_matches_golden_file(name: str) -> None:
     spec, endpoints = CASES[name]
-    got = "\n".join(argv.build(spec, endpoints)) + "\n"
+    got = "\n".join(boot_argv.build(spec, endpoints)) + "\n"
     golden_files.check(f"qemu-argv/{name}.argv", got)
 
 
 def test_builder_is_pure() -> None:
     spec, endpoints = CASES["aarch64-tcg-nic"]
-    assert argv.build(spec, endpoints) == argv.build(spec, endpoints)
+    assert boot_argv.build(spec, endpoints) == boot_argv.build(spec, endpoints)
 
 
 @pytest.mark.parametrize(
@@ -57,4 +57,4 @@ def test_builder_is_pure() -> None:
      ("aarch64", "hvf", "host")],
 )  # fmt: skip
 def test_cpu_model(arch: str, accel: str, cpu: str) -> None:
-    assert argv.cpu_model(arch, accel) == cpu  # type: ignore[arg-type]
+    assert options.cpu_model(arch, accel) == cpu  # type: ignore[arg-type]

@@ -175,9 +175,10 @@ def test_a_uefi_vm_with_shares_watches_firmware_descriptors_and_virtiofsd(
     """A new firmware descriptor, or virtiofsd installed or removed, changes what a fresh
     start would run: the plan must notice."""
     from vmdesk.core.config import from_dict
+    from vmdesk.core.layout import Layout, Sockets
     from vmdesk.engines.qemu import firmware
     from vmdesk.engines.qemu.doctor import VIRTIOFSD_PLACES
-    from vmdesk.engines.qemu.session import QemuSession
+    from vmdesk.engines.qemu.launch import launch_spec
 
     monkeypatch.setenv("VMDESK_ACCEL", "tcg")
     (tmp_path / "vm" / "logs").mkdir(parents=True)
@@ -185,6 +186,6 @@ def test_a_uefi_vm_with_shares_watches_firmware_descriptors_and_virtiofsd(
     shared.mkdir()
     config = from_dict({"name": "vm", "arch": "x86_64", "boot": {"kind": "uefi"},
                         "shares": [{"tag": "s", "path": str(shared), "mode": "9p"}]})  # fmt: skip
-    watch = QemuSession(config, tmp_path / "vm", tmp_path / "run").launch_spec()["watch"]
+    watch = launch_spec(config, Layout(tmp_path / "vm"), Sockets(tmp_path / "run"))["watch"]
     assert {str(p) for p in firmware.watch_paths()} <= set(watch)
     assert {str(p) for p in VIRTIOFSD_PLACES} <= set(watch)

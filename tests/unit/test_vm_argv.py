@@ -18,9 +18,9 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from tests import golden_files
 from vmdesk.core.config import VMConfig, from_dict
 from vmdesk.core.errors import EngineError
-from vmdesk.engines.qemu.argv import Accel
 from vmdesk.engines.qemu.firmware import select as select_firmware
-from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, build_vm, machine
+from vmdesk.engines.qemu.options import Accel, machine
+from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, build_vm
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "vm-argv"
 BUNDLE = Path("/vms/example.vmdesk")

@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import ImageGetter
 from vmdesk.core.arch import host_arch
 from vmdesk.engines.qemu import accel
-from vmdesk.engines.qemu.argv import BootSpec
+from vmdesk.engines.qemu.boot_argv import BootSpec
 from vmdesk.engines.qemu.process import QemuProcess
 from vmdesk.images import tiny_linux
 

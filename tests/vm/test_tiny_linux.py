@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ImageGetter
 from vmdesk.core.arch import ARCHES, Arch
-from vmdesk.engines.qemu.argv import BootSpec, Share
+from vmdesk.engines.qemu.boot_argv import BootSpec, Share
 from vmdesk.engines.qemu.process import QemuProcess
 from vmdesk.images import tiny_linux
 

@@ -27,7 +27,7 @@ class QemuEngine:
         self.reason = reason
 
     def capabilities(self) -> Capabilities:
-        from vmdesk.engines.qemu.session import capabilities
+        from vmdesk.engines.qemu.capabilities import capabilities
 
         return capabilities()
 

@@ -1,9 +1,9 @@
 """Bridged NICs: who creates the tap device, decided before anything starts.
 
 With CAP_NET_ADMIN (root, or a granted capability) VM-Desk creates the tap itself, on the
-bridge, and hands QEMU its fd (see spawn.open_tap). Without it, QEMU's setuid
-qemu-bridge-helper can, if the administrator installed it setuid and allowed the bridge
-in /etc/qemu/bridge.conf. Anything else is a clear error naming the privilege.
+bridge, and hands the hypervisor its fd (see :mod:`vmdesk.networking.taps`). Without it,
+QEMU's setuid qemu-bridge-helper can, if the administrator installed it setuid and allowed
+the bridge in /etc/qemu/bridge.conf. Anything else is a clear error naming the privilege.
 """
 
 from __future__ import annotations

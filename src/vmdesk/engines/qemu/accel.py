@@ -21,7 +21,8 @@ from vmdesk.core import paths
 from vmdesk.core.arch import Arch, host_arch
 from vmdesk.core.errors import EngineError, VMDeskError
 from vmdesk.engines.qemu import binaries
-from vmdesk.engines.qemu.argv import ACCELS, Accel, BootSpec
+from vmdesk.engines.qemu.boot_argv import BootSpec
+from vmdesk.engines.qemu.options import ACCELS, Accel
 
 ENV_OVERRIDE = "VMDESK_ACCEL"
 PROBE_TIMEOUT = 15.0  # a KVM boot of the tiny guest takes about a second

@@ -1,19 +1,26 @@
-"""Pure QEMU command-line builder: a boot description in, an argv out, no side effects.
+"""Pure builder for a direct-kernel boot of a throwaway guest: the KVM probe, the tiny-image
+tests and the benchmarks. A :class:`BootSpec` in, an argv out, no side effects.
 
-Every option combination is golden-tested (tests/golden/). Sockets are passed in as
-already-bound file descriptors, so QEMU never races us to create them.
+It is put together from the same blocks as a real VM's argv (:mod:`options`), so the probe
+boots the board and CPU model a VM would get. Golden files under tests/golden/qemu-argv/
+pin the output. Sockets are passed in as already-bound file descriptors, so QEMU never
+races us to create them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from vmdesk.core.arch import Arch
-
-Accel = Literal["kvm", "hvf", "tcg"]
-ACCELS: tuple[Accel, ...] = ("kvm", "hvf", "tcg")
+from vmdesk.engines.qemu.options import (
+    Accel,
+    cpu_model,
+    machine,
+    qmp_monitor,
+    serial_port,
+    share_9p,
+)
 
 
 @dataclass(frozen=True)
@@ -49,18 +56,6 @@ class BootSpec:
     shares: tuple[Share, ...] = ()
 
 
-_MACHINE: dict[Arch, str] = {"x86_64": "q35", "aarch64": "virt"}
-
-
-def cpu_model(arch: Arch, accel: Accel) -> str:
-    """The CPU model: the host's own under a hypervisor; under emulation the fastest
-    model that still runs a generic distro kernel (on aarch64, ``max`` enables pointer
-    authentication emulation and boots several times slower than cortex-a72)."""
-    if accel != "tcg":
-        return "host"
-    return "cortex-a72" if arch == "aarch64" else "max"
-
-
 def build(spec: BootSpec, endpoints: Endpoints) -> list[str]:
     """The argv after the ``qemu-system-ARCH`` program name."""
     argv = [
@@ -68,7 +63,7 @@ def build(spec: BootSpec, endpoints: Endpoints) -> list[str]:
         "-no-user-config",
         "-display", "none",
         "-no-reboot",
-        "-machine", _MACHINE[spec.arch],
+        "-machine", machine(spec.arch, spec.accel, cpus=spec.cpus),
         "-accel", spec.accel,
         "-cpu", cpu_model(spec.arch, spec.accel),
         "-m", f"{spec.memory_mib}M",
@@ -79,38 +74,13 @@ def build(spec: BootSpec, endpoints: Endpoints) -> list[str]:
         argv += ["-initrd", str(spec.initrd)]
     if spec.cmdline:
         argv += ["-append", spec.cmdline]
-
-    serial = f"socket,id=serial0,fd={endpoints.serial_fd},server=on,wait=off"
-    if endpoints.serial_log is not None:
-        serial += f",logfile={_escape(str(endpoints.serial_log))},logappend=on"
-    argv += ["-chardev", serial, "-serial", "chardev:serial0"]
-    argv += [
-        "-chardev", f"socket,id=qmp0,fd={endpoints.qmp_fd},server=on,wait=off",
-        "-mon", "chardev=qmp0,mode=control",
-    ]  # fmt: skip
-
+    argv += serial_port(endpoints.serial_fd, endpoints.serial_log)
+    argv += qmp_monitor(endpoints.qmp_fd)
     if spec.nic:
         argv += [
             "-netdev", "user,id=net0",
             "-device", "virtio-net-pci,netdev=net0",
         ]  # fmt: skip
     for index, share in enumerate(spec.shares):
-        argv += share_9p(index, share.tag, str(share.path), share.read_only)
+        argv += share_9p(index, share.tag, share.path, share.read_only)
     return argv
-
-
-def share_9p(index: int, tag: str, path: str, read_only: bool) -> list[str]:
-    """A host folder as a virtio-9p device the guest mounts by ``tag``."""
-    fsdev = f"fsdev{index}"
-    options = f"local,id={fsdev},path={_escape(path)},security_model=none"
-    if read_only:
-        options += ",readonly=on"
-    return [
-        "-fsdev", options,
-        "-device", f"virtio-9p-pci,fsdev={fsdev},mount_tag={_escape(tag)}",
-    ]  # fmt: skip
-
-
-def _escape(value: str) -> str:
-    """QEMU option values double a comma to keep it literal."""
-    return value.replace(",", ",,")

@@ -1,7 +1,10 @@
-"""Running one QEMU process: sockets, the serial console, QMP, and a clean teardown.
+"""Running one throwaway QEMU (the KVM probe, the tiny-image tests, the benchmarks): the
+serial console, QMP, and a clean teardown.
 
-Used as a context manager: on leaving it the guest is stopped (``quit`` over QMP, then
-SIGKILL if QEMU does not go) and the runtime directory is removed, whatever happened.
+It is spawned like every VM, through :mod:`spawn` (sockets bound first and inherited at
+fixed fds, QEMU killed if we die), from a :mod:`boot_argv` command line. Used as a context
+manager: on leaving it the guest is stopped (``quit`` over QMP, then SIGKILL if QEMU does
+not go) and the runtime directory is removed, whatever happened.
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ from typing import Any
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from vmdesk.core.errors import EngineError, GuestTimeout
-from vmdesk.engines.qemu import argv as qemu_argv
-from vmdesk.engines.qemu import unix_socket
+from vmdesk.core.errors import EngineError, GuestTimeout, QMPError
+from vmdesk.engines.qemu import boot_argv, spawn
 from vmdesk.engines.qemu.binaries import system_binary
 
 LineCallback = Callable[[str], None]
@@ -127,11 +129,11 @@ class SerialConsole:
 
 
 class QemuProcess:
-    """A running QEMU for one :class:`~vmdesk.engines.qemu.argv.BootSpec`."""
+    """A running QEMU for one :class:`~vmdesk.engines.qemu.boot_argv.BootSpec`."""
 
     def __init__(
         self,
-        spec: qemu_argv.BootSpec,
+        spec: boot_argv.BootSpec,
         *,
         log_dir: Path | None = None,
         on_serial_line: LineCallback | None = None,
@@ -173,27 +175,17 @@ class QemuProcess:
         self.serial_log = log_dir / "serial.log"
         self.qemu_log = log_dir / "qemu.log"
         qmp_path, serial_path = self._runtime / "qmp.sock", self._runtime / "serial.sock"
-        qmp_sock, serial_sock = unix_socket.listen(qmp_path), unix_socket.listen(serial_path)
-        try:
-            endpoints = qemu_argv.Endpoints(
-                qmp_fd=qmp_sock.fileno(),
-                serial_fd=serial_sock.fileno(),
-                serial_log=self.serial_log,
-            )
-            self.argv = [str(binary), *qemu_argv.build(self.spec, endpoints)]
-            with self.qemu_log.open("wb") as log:
-                self.started_at = time.monotonic()
-                self._proc = subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(qmp_sock.fileno(), serial_sock.fileno()),
-                    start_new_session=True,  # a Ctrl-C in the terminal is ours to handle
-                )
-        finally:
-            qmp_sock.close()  # QEMU holds its own copies now
-            serial_sock.close()
+        endpoints = boot_argv.Endpoints(spawn.QMP_FD, spawn.SERIAL_FD, self.serial_log)
+        self.argv = [str(binary), *boot_argv.build(self.spec, endpoints)]
+        self.started_at = time.monotonic()
+        self._proc = spawn.spawn({
+            "argv": self.argv,
+            "listen": {str(spawn.QMP_FD): str(qmp_path), str(spawn.SERIAL_FD): str(serial_path)},
+            "rotate": [],
+            "remove": [str(self.qemu_log)],  # this run's log only
+            "log": str(self.qemu_log),
+            "own_session": True,  # a Ctrl-C in the terminal is ours to handle
+        }).qemu  # fmt: skip
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         client.connect(str(serial_path))
         self._serial = SerialConsole(client, self._on_serial_line)
@@ -249,12 +241,17 @@ class QemuProcess:
             raise
 
     def qmp(self, command: str, **arguments: Any) -> Any:
-        """Run a QMP command and return its result (EngineError on a QMP error)."""
+        """Run a QMP command and return its result (QMPError, with QEMU's error class, when
+        QEMU refuses it)."""
         if self._qmp is None:
             raise EngineError("the VM is not running")
         reply = self._qmp.cmd_raw(command, arguments or None)
         if "error" in reply:
-            raise EngineError(f"QMP {command} failed: {reply['error'].get('desc', reply)}")
+            error = reply["error"]
+            raise QMPError(
+                f"QMP {command} failed: {error.get('desc', reply)}",
+                error_class=str(error.get("class", "")),
+            )
         return reply.get("return")
 
     def status(self) -> str:
@@ -288,7 +285,9 @@ class QemuProcess:
 
     def log_tail(self, lines: int = 3) -> str:
         try:
-            text = self.qemu_log.read_text(errors="replace").strip()
+            text = self.qemu_log.read_text(errors="replace")
         except (OSError, AttributeError):
             return ""
-        return " | ".join(text.splitlines()[-lines:])
+        # what QEMU said, not the command line spawn logged before it ("+ qemu-system-...")
+        kept = [line for line in text.splitlines() if line.strip() and not line.startswith("+ ")]
+        return " | ".join(kept[-lines:])

@@ -1,33 +1,26 @@
 """A running QEMU owned by the VM's supervisor: the process, QMP, and the serial stream.
 
 Starting is split in two so QEMU begins booting as early as possible: :meth:`launch` is
-synchronous and spawns QEMU before the event loop (and asyncio and qemu.qmp, a tenth of a
-second of imports) exists; :meth:`attach` then connects QMP and the serial console.
+synchronous and spawns what :mod:`launch` planned before the event loop (and asyncio and
+qemu.qmp, a tenth of a second of imports) exists; :meth:`attach` then connects QMP and the
+serial console.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shlex
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmdesk.core.config import Share, VMConfig
-from vmdesk.core.errors import EngineError, HostToolMissing, NotFound
+from vmdesk.core.config import VMConfig
+from vmdesk.core.errors import Conflict, EngineError, QMPError
 from vmdesk.core.layout import Layout, Sockets
-from vmdesk.engines.base import Capabilities
-from vmdesk.engines.qemu import accel as qemu_accel
-from vmdesk.engines.qemu import bridging, spawn
-from vmdesk.engines.qemu import doctor as qemu_doctor
-from vmdesk.engines.qemu import firmware as qemu_firmware
-from vmdesk.engines.qemu.binaries import system_binary
-from vmdesk.engines.qemu.vm_argv import Runtime, build_vm
+from vmdesk.engines.qemu import launch as qemu_launch
+from vmdesk.engines.qemu import spawn
 
 if TYPE_CHECKING:
     import asyncio
@@ -35,11 +28,12 @@ if TYPE_CHECKING:
     from qemu.qmp import QMPClient
 
 QMP_CONNECT_TIMEOUT = 15.0
-# virtiofsd tuning, measured against 9p by bench/share_bench.py. cache=always buys nothing
-# measurable over auto here; a thread pool is off because Debian 12's virtiofsd's seccomp
-# filter kills its pool threads (they call sched_getaffinity, which the filter lacks).
-VIRTIOFS_CACHE = "auto"
-VIRTIOFS_THREADS = 0
+# Commands that save the machine's state: QEMU refuses them while a 9p share is mounted.
+_SAVING = frozenset({"migrate", "snapshot-save"})
+_UNMOUNT_9P = (
+    "unmount the 9p shared folder in the guest (`umount /its/mount/point`) and try "
+    "again, snapshot the disks only (`--disk-only`), or stop the VM first"
+)
 
 # QEMU run states -> ours.
 _STATES = {
@@ -60,17 +54,6 @@ _STATES = {
 }
 
 
-def capabilities() -> Capabilities:
-    return Capabilities(
-        engine="qemu",
-        arches=("x86_64", "aarch64"),
-        accelerators=("kvm", "hvf", "tcg"),
-        usb_passthrough=sys.platform == "linux",
-        share_kinds=("virtiofs", "9p") if sys.platform == "linux" else ("9p",),
-        snapshots_with_ram=True,
-    )
-
-
 class QemuSession:
     """Implements :class:`vmdesk.engines.base.Session` for QEMU."""
 
@@ -87,6 +70,7 @@ class QemuSession:
         self._serial: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._quit_requested = False
         self._virtiofs: list[str] = []  # tags of the shares a virtiofsd serves
+        self._9p: list[str] = []  # tags of the shares QEMU serves over 9p
 
     @property
     def accel_reason(self) -> str:
@@ -97,143 +81,8 @@ class QemuSession:
         return None if self._proc is None else self._proc.pid
 
     def launch_spec(self) -> dict[str, Any]:
-        """What :meth:`launch` runs, as JSON data (see spawn.py) that the supervisor may cache
-        and replay; choosing it has no side effects beyond creating missing UEFI variables."""
-        config = self.config
-        choice = qemu_accel.choose(config.arch)
-        firmware = None
-        if config.boot.kind == "uefi":
-            firmware = qemu_firmware.for_vm(config.arch, config.boot.secure_boot, self.files.nvram)
-        serial_log = self.files.serial_log if config.serial.enabled and config.serial.log else None
-        virtiofsd = qemu_doctor.find_virtiofsd() if sys.platform == "linux" else None
-        share_modes = {share.tag: self._share_mode(share, virtiofsd) for share in config.shares}
-        taps, bridge_helper = bridging.plan(config.name, config.nics)
-        runtime = Runtime(
-            accel=choice.accel,
-            qmp_fd=spawn.QMP_FD,
-            serial_fd=spawn.SERIAL_FD if config.serial.enabled else None,
-            vnc_socket=self.sockets.vnc if config.display.vnc else None,
-            firmware=firmware,
-            serial_log=serial_log,
-            tpm_fd=spawn.TPM_FD if config.tpm else None,
-            virtiofs_fds={
-                share.tag: spawn.SHARE_FD + index
-                for index, share in enumerate(config.shares)
-                if share_modes[share.tag] == "virtiofs"
-            },
-            tap_fds={index: spawn.TAP_FD + index for index in taps},
-            bridge_helper=bridge_helper,
-        )
-        binary = system_binary(config.arch)
-        listen = {str(spawn.QMP_FD): str(self.sockets.qmp)}
-        if config.serial.enabled:
-            listen[str(spawn.SERIAL_FD)] = str(self.sockets.serial)
-        watch = [str(binary), str(qemu_accel.probe_cache_path(config.arch)), "/dev/kvm"]
-        if firmware is not None:
-            watch += [str(firmware.code), str(firmware.vars)]
-            watch += [str(path) for path in qemu_firmware.watch_paths()]
-        helpers = []
-        if config.tpm:
-            swtpm = self._swtpm()
-            helpers.append(swtpm)
-            watch.append(swtpm["argv"][0])
-        for index, share in enumerate(config.shares):
-            if share_modes[share.tag] == "virtiofs":
-                assert virtiofsd is not None
-                helpers.append(self._virtiofsd(virtiofsd, index, share))
-        # Installing or removing virtiofsd changes what "auto" shares become.
-        watch += [str(path) for path in qemu_doctor.VIRTIOFSD_PLACES]
-        if any(nic.mode == "bridged" for nic in config.nics):
-            watch += [str(path) for path in bridging.BRIDGE_HELPERS]
-        argv = [str(binary), *build_vm(config, self.files.root, runtime)]
-        state = self.files.suspended_state
-        if state.exists():  # resume a suspended VM: QEMU runs the guest once it is read
-            argv += ["-incoming", "exec:cat " + shlex.quote(str(state))]
-        return {
-            "engine": "qemu",
-            "argv": argv,
-            "listen": listen,
-            "rotate": [str(serial_log)] if serial_log else [],
-            "remove": [str(self.sockets.vnc)],
-            "log": str(self.files.engine_log),
-            "helpers": helpers,
-            "taps": [
-                {"bridge": config.nics[i].bridge, "engine_fd": spawn.TAP_FD + i} for i in taps
-            ],
-            "watch": watch,
-            "accel_reason": f"{choice.accel}: {choice.reason}",
-            "virtiofs": sorted(runtime.virtiofs_fds),
-        }
-
-    def _swtpm(self) -> dict[str, Any]:
-        """swtpm for this VM: TPM 2.0 state in the bundle's tpm/, its control channel on a
-        socket pair with QEMU, and gone when QEMU closes that channel (--terminate)."""
-        binary = shutil.which("swtpm")
-        if binary is None:
-            raise HostToolMissing(
-                "swtpm (TPM emulation) was not found",
-                hint="install it: `sudo apt-get install swtpm swtpm-tools` (or `make setup`), "
-                f"or turn the TPM off: `vmdesk edit {self.config.name} --no-tpm`",
-            )
-        self.files.tpm.mkdir(exist_ok=True)
-        log = self.files.logs / "swtpm.log"
-        argv = [
-            binary, "socket", "--tpm2", "--tpmstate", f"dir={self.files.tpm}",
-            "--ctrl", f"type=unixio,clientfd={spawn.HELPER_FD}", "--terminate",
-            "--log", f"file={log},level=1",
-        ]  # fmt: skip
-        return {"argv": argv, "log": str(log), "engine_fd": spawn.TPM_FD}
-
-    def _share_mode(self, share: Share, virtiofsd: Path | None) -> str:
-        if not os.path.isdir(share.path):
-            raise NotFound(
-                f"shared folder {share.tag!r}: {share.path} is not a folder on this host "
-                "(any more)",
-                hint=f"create it, or remove the share: `vmdesk edit {self.config.name} "
-                f"--remove-share {share.tag}`",
-            )
-        if share.mode != "auto":
-            if share.mode == "virtiofs" and virtiofsd is None:
-                raise HostToolMissing(
-                    f"shared folder {share.tag!r} uses VirtioFS, and virtiofsd was not found",
-                    hint="install it (`sudo apt-get install qemu-system-common` on Debian 12, "
-                    "the virtiofsd package elsewhere), or serve the folder over 9p: "
-                    f"`vmdesk edit {self.config.name} --remove-share {share.tag} "
-                    f"--share {share.path}:{share.tag}:9p`",
-                )
-            return share.mode
-        return "virtiofs" if virtiofsd is not None else "9p"
-
-    def _virtiofsd(self, binary: Path, index: int, share: Share) -> dict[str, Any]:
-        """virtiofsd for one share, accepting QEMU on the socket it inherits. It needs
-        namespaces of its own: a non-root user gets them inside a user namespace, where
-        the user is root (and files the guest creates belong to the user). A read-only
-        share is a read-only bind mount in a mount namespace, so the host enforces it."""
-        log = self.files.logs / f"virtiofsd-{share.tag}.log"
-        # virtiofsd refuses a symlink as its source; the isolation policy judged (and the
-        # launch plan watches) where the path resolves to, so serve exactly that
-        source = os.path.realpath(share.path)
-        daemon = [
-            str(binary), f"--fd={spawn.HELPER_FD}", "-o", f"source={source}",
-            "-o", f"cache={VIRTIOFS_CACHE}", f"--thread-pool-size={VIRTIOFS_THREADS}",
-        ]  # fmt: skip
-        wrapper: list[str] = []
-        if os.geteuid() != 0:
-            wrapper += ["--user", "--map-root-user"]
-        if share.read_only:
-            wrapper += ["--mount", "--propagation", "private"]
-            daemon = ["sh", "-c", 'mount --bind -o ro -- "$0" "$0" && exec "$@"', source,
-                      *daemon]  # fmt: skip
-        if wrapper:
-            unshare = shutil.which("unshare")
-            if unshare is None:
-                raise HostToolMissing(
-                    "unshare (util-linux) was not found; virtiofsd needs it here",
-                    hint="install util-linux, or serve the folder over 9p (`:9p`)",
-                )
-            daemon = [unshare, *wrapper, "--", *daemon]
-        return {"argv": daemon, "log": str(log), "engine_fd": spawn.SHARE_FD + index,
-                "socket": "listen"}  # fmt: skip
+        """What :meth:`launch` runs, as JSON data the supervisor may cache and replay."""
+        return qemu_launch.launch_spec(self.config, self.files, self.sockets)
 
     def launch(self) -> dict[str, Any]:
         """Spawn QEMU (synchronously, before any event loop exists); returns the spec run."""
@@ -248,6 +97,7 @@ class QemuSession:
         self.argv = list(spec["argv"])
         self._accel_reason = str(spec["accel_reason"])
         self._virtiofs = list(spec.get("virtiofs", []))
+        self._9p = [s.tag for s in self.config.shares if s.tag not in self._virtiofs]
 
     async def attach(self) -> None:
         """Connect QMP and the serial console to the launched QEMU."""
@@ -279,12 +129,27 @@ class QemuSession:
         return " | ".join(kept[-lines:])
 
     async def _execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Run a QMP command: QEMU's refusal is a QMPError with QEMU's error class, a lost
+        connection an EngineError."""
+        from qemu.qmp import ExecuteError
+
         if self._qmp is None:
             raise EngineError("QEMU is not attached")
         try:
             return await self._qmp.execute(command, arguments)
+        except ExecuteError as exc:
+            raise QMPError(
+                f"QEMU refused {command}: {exc}",
+                hint=self._refusal_hint(command),
+                error_class=exc.error_class,
+            ) from exc
         except Exception as exc:
-            raise EngineError(f"QEMU refused {command}: {exc}", hint=_hint(str(exc))) from exc
+            raise EngineError(f"QEMU refused {command}: {exc}") from exc
+
+    def _refusal_hint(self, command: str) -> str | None:
+        """What to do when QEMU refuses ``command``, from what we know of the VM: it cannot
+        save the open files of a mounted 9p share, so saving fails while one is mounted."""
+        return _UNMOUNT_9P if command in _SAVING and self._9p else None
 
     async def status(self) -> str:
         reply = await self._execute("query-status")
@@ -401,7 +266,7 @@ class QemuSession:
         of its state): say so before trying, with what the user can do instead."""
         if self._virtiofs:
             shares = ", ".join(repr(tag) for tag in self._virtiofs)
-            raise EngineError(
+            raise Conflict(
                 f"cannot {what}: the VirtioFS shared folder(s) {shares} keep QEMU from saving "
                 "the VM's memory",
                 hint=f"{instead}; or serve the folder over 9p, which saves while the guest has "
@@ -458,7 +323,7 @@ class QemuSession:
         error = next((j.get("error") for j in jobs if j.get("id") == job_id), None)
         await self._execute("job-dismiss", {"id": job_id})
         if error:
-            raise EngineError(f"QEMU's {command} failed: {error}", hint=_hint(str(error)))
+            raise EngineError(f"QEMU's {command} failed: {error}", hint=self._refusal_hint(command))
 
     async def wait(self) -> int:
         import asyncio
@@ -503,6 +368,8 @@ class QemuSession:
                 await self._serial[1].drain()
 
     async def close(self) -> None:
+        import asyncio
+
         if self._serial is not None:
             self._serial[1].close()
             self._serial = None
@@ -522,14 +389,3 @@ class QemuSession:
         for path in (self.sockets.qmp, self.sockets.serial, self.sockets.vnc):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-
-
-def _hint(qemu_error: str) -> str | None:
-    """What to do about the QEMU errors a user can act on."""
-    if "VirtFS" in qemu_error and "mounted" in qemu_error:
-        # QEMU cannot save a 9p share's open files, so it refuses while the guest has it mounted
-        return (
-            "unmount the 9p shared folder in the guest (`umount /its/mount/point`) and try "
-            "again, snapshot the disks only (`--disk-only`), or stop the VM first"
-        )
-    return None

@@ -8,14 +8,16 @@ A spec is plain JSON data:
      "rotate": [serial.log], "remove": [vnc.sock], "log": engine.log,
      "helpers": [{"argv": [...], "log": swtpm.log, "engine_fd": 5, "socket": "pair"}],
      "taps": [{"bridge": "br0", "engine_fd": 20}],
-     "watch": [files whose change makes the spec stale], "accel_reason": "..."}
+     "watch": [files whose change makes the spec stale], "accel_reason": "...",
+     "own_session": false}
 
 Each helper daemon gets its socket at fd 3 and QEMU the other side at the helper's
 ``engine_fd``: one end of a socket pair (swtpm), or, for a daemon that insists on
 accepting its client (virtiofsd), a listening socket with no name in the file system that
 QEMU is already connected to. Helpers start first and are killed if QEMU cannot start.
 Each tap is a new tap device on the named bridge (which needs CAP_NET_ADMIN), handed to
-QEMU at ``engine_fd``; it disappears when QEMU closes it.
+QEMU at ``engine_fd``; it disappears when QEMU closes it. With ``own_session`` QEMU gets a
+session of its own, so a Ctrl-C in the terminal reaches only whoever started it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 from pathlib import Path
 
 from vmdesk.engines.qemu import unix_socket
+from vmdesk.networking.taps import open_tap
 
 TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
 if TYPE_CHECKING:
@@ -119,39 +122,14 @@ def spawn(spec: dict[str, Any]) -> Spawned:
             for fd, path in spec["listen"].items():
                 sock = ours.enter_context(unix_socket.listen(Path(path)))
                 moves.append((sock.fileno(), int(fd)))
-            return Spawned(_start(spec["argv"], spec["log"], moves, prctl), helpers)
+            own_session = bool(spec.get("own_session"))
+            qemu = _start(spec["argv"], spec["log"], moves, prctl, own_session)
+            return Spawned(qemu, helpers)
     except BaseException:
         for process in reversed(helpers):  # torn down in reverse
             process.kill()
             process.wait()
         raise
-
-
-# <linux/if_tun.h>, <linux/sockios.h>, <net/if.h>
-_TUNSETIFF = 0x400454CA
-_IFF_TAP, _IFF_NO_PI, _IFF_VNET_HDR, _IFF_UP = 0x0002, 0x1000, 0x4000, 0x0001
-_SIOCBRADDIF, _SIOCGIFFLAGS, _SIOCSIFFLAGS = 0x89A2, 0x8913, 0x8914
-
-
-def open_tap(bridge: str) -> int:
-    """A new tap device (named vmdeskN by the kernel), up and on ``bridge``; returns its fd.
-    Not persistent: closing the last fd removes the device."""
-    import struct
-
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        request = struct.pack("16sH22x", b"vmdesk%d", _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR)
-        name = fcntl.ioctl(fd, _TUNSETIFF, request)[:16].rstrip(b"\0")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
-            index = socket.if_nametoindex(name.decode())
-            fcntl.ioctl(ctl, _SIOCBRADDIF, struct.pack("16si20x", bridge.encode(), index))
-            got = fcntl.ioctl(ctl, _SIOCGIFFLAGS, struct.pack("16sH22x", name, 0))
-            flags = struct.unpack("16sH22x", got)[1]
-            fcntl.ioctl(ctl, _SIOCSIFFLAGS, struct.pack("16sH22x", name, flags | _IFF_UP))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _helper_sockets(kind: str) -> tuple[socket.socket, socket.socket]:
@@ -174,7 +152,11 @@ def _helper_sockets(kind: str) -> tuple[socket.socket, socket.socket]:
 
 
 def _start(
-    argv: list[str], log_path: str, moves: list[tuple[int, int]], prctl: Any
+    argv: list[str],
+    log_path: str,
+    moves: list[tuple[int, int]],
+    prctl: Any,
+    own_session: bool = False,
 ) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         log.write(("+ " + shlex.join(argv) + "\n").encode())
@@ -187,5 +169,8 @@ def _start(
             # Not close_fds: it would close the fixed fds set up in the child, which
             # closes everything else itself.
             close_fds=False,
-            preexec_fn=lambda: _child_setup(moves, prctl),  # no threads exist yet
+            # Safe after fork: it takes no lock another thread could hold (and the
+            # supervisor has no other threads yet).
+            preexec_fn=lambda: _child_setup(moves, prctl),
+            start_new_session=own_session,
         )

@@ -11,10 +11,19 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmdesk.core.arch import Arch
 from vmdesk.core.config import CdRom, Disk, LinuxBoot, Nic, PortForward, UefiBoot, VMConfig
 from vmdesk.core.errors import EngineError
-from vmdesk.engines.qemu.argv import Accel, cpu_model, share_9p
+from vmdesk.engines.qemu.options import (
+    RAM_BACKEND,
+    Accel,
+    cpu_model,
+    esc,
+    machine,
+    qmp_monitor,
+    serial_port,
+    share_9p,
+    socket_chardev,
+)
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,8 @@ class Runtime:
     bridge_helper: Path | None = None
 
 
-GICV2_MAX_CPUS = 8  # the virt board's default GICv2 addresses at most 8 CPUs
 AHCI_PORTS = 6  # q35's built-in ICH9 AHCI controller: buses ide.0 .. ide.5
 XHCI_BUS = "xhci.0"
-RAM_BACKEND = "ram0"
 
 # cache mode -> (protocol node options, device options); write-cache=off on the device is
 # how -blockdev spells the "writethrough" half of the old -drive cache= modes.
@@ -63,33 +70,6 @@ _CACHE: dict[str, tuple[str, str]] = {
     "directsync": ("cache.direct=on,cache.no-flush=off", ",write-cache=off"),
     "unsafe": ("cache.direct=off,cache.no-flush=on", ""),
 }
-
-
-def machine(
-    arch: Arch,
-    accel: Accel,
-    *,
-    secure_boot: bool,
-    pflash: bool = False,
-    cpus: int = 1,
-    shared_memory: bool = False,
-) -> str:
-    """The ``-machine`` value: q35 or virt, plus what the accelerator and firmware need."""
-    if arch == "x86_64":
-        value = "q35"
-        if secure_boot:
-            value += ",smm=on"  # OVMF's secure boot guards its variables with SMM
-    else:
-        value = "virt"
-        # Under KVM/HVF the host's GIC decides (v2 is often absent); under TCG the default
-        # GICv2 cannot address more than 8 CPUs, so ask for the best available then too.
-        if accel != "tcg" or cpus > GICV2_MAX_CPUS:
-            value += ",gic-version=max"
-    if pflash:
-        value += ",pflash0=fw-code,pflash1=fw-vars"
-    if shared_memory:
-        value += f",memory-backend={RAM_BACKEND}"
-    return value
 
 
 def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
@@ -109,7 +89,7 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     argv = [
         "-nodefaults",
         "-no-user-config",
-        "-name", f"{_esc(config.name)},debug-threads=on",
+        "-name", f"{esc(config.name)},debug-threads=on",
         "-uuid", str(config.uuid),
         "-machine", board,
         "-accel", runtime.accel,
@@ -133,10 +113,7 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     argv += _display(config, runtime)
     argv += _shares(config, runtime)
     argv += _serial(config, runtime)
-    argv += [
-        "-chardev", f"socket,id=qmp0,fd={runtime.qmp_fd},server=on,wait=off",
-        "-mon", "chardev=qmp0,mode=control",
-    ]  # fmt: skip
+    argv += qmp_monitor(runtime.qmp_fd)
     return argv
 
 
@@ -149,15 +126,10 @@ def _tpm(config: VMConfig, runtime: Runtime) -> list[str]:
         raise EngineError("the VM has a TPM but no swtpm was started for it")
     device = "tpm-crb" if config.arch == "x86_64" else "tpm-tis-device"
     return [
-        "-chardev", f"socket,id=tpm0-ctrl,fd={runtime.tpm_fd}",
+        "-chardev", socket_chardev("tpm0-ctrl", runtime.tpm_fd),
         "-tpmdev", "emulator,id=tpm0,chardev=tpm0-ctrl",
         "-device", f"{device},tpmdev=tpm0",
     ]  # fmt: skip
-
-
-def _esc(value: object) -> str:
-    """QEMU option values keep a literal comma by doubling it."""
-    return str(value).replace(",", ",,")
 
 
 def _path(bundle_dir: Path, file: str) -> Path:
@@ -189,9 +161,9 @@ def _firmware(config: VMConfig, runtime: Runtime) -> list[str]:
             hint="pick the firmware with vmdesk.engines.qemu.firmware.for_vm",
         )
     argv = [
-        "-blockdev", f"node-name=fw-code-file,driver=file,filename={_esc(fw.code)},read-only=on",
+        "-blockdev", f"node-name=fw-code-file,driver=file,filename={esc(fw.code)},read-only=on",
         "-blockdev", "node-name=fw-code,driver=raw,file=fw-code-file,read-only=on",
-        "-blockdev", f"node-name=fw-vars-file,driver=file,filename={_esc(fw.vars)}",
+        "-blockdev", f"node-name=fw-vars-file,driver=file,filename={esc(fw.vars)}",
         "-blockdev", "node-name=fw-vars,driver=raw,file=fw-vars-file",
     ]  # fmt: skip
     if fw.secure_boot and config.arch == "x86_64":
@@ -236,7 +208,7 @@ def _usb(config: VMConfig) -> list[str]:
     if config.input.usb_tablet:
         argv += ["-device", f"usb-tablet,bus={XHCI_BUS}"]
     for dev in config.usb_devices:
-        ids = f"vendorid=0x{_esc(dev.vendor_id)},productid=0x{_esc(dev.product_id)}"
+        ids = f"vendorid=0x{esc(dev.vendor_id)},productid=0x{esc(dev.product_id)}"
         argv += ["-device", f"usb-host,bus={XHCI_BUS},{ids}"]
     return argv
 
@@ -246,7 +218,7 @@ def _disk(index: int, disk: Disk, bundle_dir: Path) -> list[str]:
     node = f"disk{index}"
     protocol, device_options = _CACHE[disk.cache]
     ro = ",read-only=on" if disk.read_only else ""
-    filename = _esc(_path(bundle_dir, disk.file))
+    filename = esc(_path(bundle_dir, disk.file))
     argv = [
         "-blockdev", f"node-name={node}-file,driver=file,filename={filename},{protocol}{ro}",
         "-blockdev", f"node-name={node},driver={disk.format},file={node}-file{ro}",
@@ -275,7 +247,7 @@ def _cdroms(config: VMConfig, bundle_dir: Path) -> list[str]:
         argv += ["-device", "virtio-scsi-pci,id=scsi0"]
     for index, cd in enumerate(cdroms):
         node = f"cd{index}"
-        filename = _esc(_path(bundle_dir, cd.file))
+        filename = esc(_path(bundle_dir, cd.file))
         argv += [
             "-blockdev", f"node-name={node}-file,driver=file,filename={filename},read-only=on",
             "-blockdev", f"node-name={node},driver=raw,file={node}-file,read-only=on",
@@ -313,14 +285,14 @@ def _nic(index: int, nic: Nic, runtime: Runtime) -> list[str]:
         if index in runtime.tap_fds:
             backend = f"tap,id={netdev},fd={runtime.tap_fds[index]}"
         else:
-            backend = f"bridge,id={netdev},br={_esc(nic.bridge)}"
+            backend = f"bridge,id={netdev},br={esc(nic.bridge)}"
             if runtime.bridge_helper is not None:
-                backend += f",helper={_esc(runtime.bridge_helper)}"
+                backend += f",helper={esc(runtime.bridge_helper)}"
     else:
         backend = ",".join([f"user,id={netdev}", *(_hostfwd(f) for f in nic.forwards)])
     device = f"virtio-net-pci,netdev={netdev},id={netdev}-dev"
     if nic.mac:
-        device += f",mac={_esc(nic.mac)}"
+        device += f",mac={esc(nic.mac)}"
     return ["-netdev", backend, "-device", device]
 
 
@@ -333,7 +305,7 @@ def _display(config: VMConfig, runtime: Runtime) -> list[str]:
     elif display.device == "ramfb":
         argv += ["-device", "ramfb"]  # -nodefaults already dropped q35's VGA
     if display.device != "none" and display.vnc and runtime.vnc_socket is not None:
-        argv += ["-vnc", f"unix:{_esc(runtime.vnc_socket)}"]
+        argv += ["-vnc", f"unix:{esc(runtime.vnc_socket)}"]
     return argv
 
 
@@ -367,8 +339,8 @@ def _shares(config: VMConfig, runtime: Runtime) -> list[str]:
             continue
         chardev = f"vfs{index}"
         argv += [
-            "-chardev", f"socket,id={chardev},fd={fd}",
-            "-device", f"vhost-user-fs-pci,chardev={chardev},tag={_esc(share.tag)},queue-size=1024",
+            "-chardev", socket_chardev(chardev, fd),
+            "-device", f"vhost-user-fs-pci,chardev={chardev},tag={esc(share.tag)},queue-size=1024",
         ]  # fmt: skip
     return argv
 
@@ -377,15 +349,9 @@ def _serial(config: VMConfig, runtime: Runtime) -> list[str]:
     """The first serial port, served on an inherited listening socket."""
     if not config.serial.enabled:
         return []
-    log = ""
-    if runtime.serial_log is not None:
-        log = f",logfile={_esc(runtime.serial_log)},logappend=on"
     if runtime.serial_fd is None:
         raise EngineError(
             "the serial console is on but no socket was passed for it",
             hint="this is a bug in VM-Desk; please report it",
         )
-    return [
-        "-chardev", f"socket,id=serial0,fd={runtime.serial_fd},server=on,wait=off{log}",
-        "-serial", "chardev:serial0",
-    ]  # fmt: skip
+    return serial_port(runtime.serial_fd, runtime.serial_log)
