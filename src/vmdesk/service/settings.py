@@ -7,7 +7,9 @@ web API's ``settings`` both come through here, so the two can never differ.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict  # pydantic validates these only from here on 3.11
 
 from vmdesk.core import specs
 from vmdesk.core.errors import VMDeskError
@@ -18,6 +20,8 @@ _SCALARS = ("arch", "engine", "cpus", "memory", "clipboard", "tpm", "isolation")
 
 class Settings(TypedDict, total=False):
     """What may be set; a missing key or None leaves the description as it is."""
+
+    __pydantic_config__ = {"extra": "forbid"}  # type: ignore[misc]  # the API refuses typos
 
     arch: str | None
     engine: str | None
@@ -58,7 +62,8 @@ def _apply_boot(data: dict[str, Any], s: Settings, named: list[str]) -> None:
     if s.get("boot") is not None and s["boot"] != boot.get("kind"):
         boot = {"kind": s["boot"]}
     if s.get("kernel") is not None:
-        boot.setdefault("kind", "linux")
+        if s.get("boot") is None and boot.get("kind") != "linux":
+            boot = {"kind": "linux"}  # a kernel to boot means direct Linux boot
         boot["kernel"] = _absolute(str(s["kernel"]))
         named.append(boot["kernel"])
     if s.get("initrd") is not None:

@@ -156,7 +156,8 @@ def create(
     data = dict(data)
     files = images.use(image, data, progress) if image is not None else {}
     approved = list(paths_in(data) if named is None else named)
-    approved += vmsettings.apply(data, settings or {})
+    if settings is not None:
+        approved += vmsettings.apply(data, settings)
     config = build(data, approved)
     if "clipboard" not in data:  # on where the engine shares a clipboard, else off
         config.clipboard = _engine_gives(config, "clipboard")

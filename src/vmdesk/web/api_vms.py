@@ -58,8 +58,9 @@ async def list_vms(request: Request) -> Response:
 def create_vm(ctx: Ctx, body: CreateRequest) -> Any:
     def work(job: Job) -> dict[str, Any]:
         config = vms.create(
-            ctx.library, body.config, image=body.image, progress=lambda m: job.report(m)
-        )
+            ctx.library, body.config, image=body.image, settings=body.settings,
+            progress=lambda m: job.report(m),
+        )  # fmt: skip
         ctx.watch.invalidate()
         if body.start:
             job.report("starting the VM")

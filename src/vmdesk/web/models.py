@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vmdesk.service.settings import Settings
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -15,6 +17,12 @@ class CreateRequest(_Body):
     config: dict[str, Any] = Field(description="a VM description (see /api/schema)")
     image: Literal["tiny-linux"] | None = Field(
         default=None, description="boot a built-in image (built on first use)"
+    )
+    settings: Settings | None = Field(
+        default=None,
+        description="settings as the CLI's flags take them (forwards: ['tcp:8080:80'], "
+        "shares: ['~/src:src:ro'], kernel: a path that implies Linux boot...), applied to "
+        "config by the same rules",
     )
     start: bool = Field(default=False, description="start the VM once it is created")
 
