@@ -1,17 +1,125 @@
-"""The click command tree. Command bodies import what they need, so start-up stays light."""
+"""The click command tree, loaded lazily: `vmdesk X` imports only the module that defines X
+(and `vmdesk --help` none of them), so that start-up stays light. Command bodies import
+what they need."""
 
 from __future__ import annotations
 
+import importlib
 import time
+from gettext import gettext as _
+from typing import Any
 
 import click
-from rich.markup import escape
 
 from vmdesk import __version__
-from vmdesk.cli import doctor_command, run_commands, storage_commands, ui_command, vm_commands
 from vmdesk.cli.output import console
 from vmdesk.core.arch import ARCHES, default_arch, parse_arch
 from vmdesk.core.errors import VMDeskError
+
+_VM, _RUN, _STORAGE = (
+    "vmdesk.cli.vm_commands",
+    "vmdesk.cli.run_commands",
+    "vmdesk.cli.storage_commands",
+)
+# Every command defined elsewhere: where it is ("module", whose `register(group)` adds it, or
+# "module:attribute") and its help's first paragraph, which `vmdesk --help` lists without
+# importing anything.
+# tests/unit/test_cli_startup.py checks this table against the commands themselves.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "boot-order": (_STORAGE, "Boot from the CD-ROMs first (installing) or from the disks first."),
+    "cd": (_STORAGE, "CD-ROM media (ISO images, attached read-only)."),
+    "clone": (
+        _STORAGE,
+        "Make a new VM NAME from the stopped VM SOURCE (new UUID and MACs, fresh NVRAM/TPM).",
+    ),
+    "console": (_RUN, "Attach this terminal to a VM's serial console (detach with Ctrl-])."),
+    "create": (_VM, "Create a VM (nothing is started)."),
+    "delete": (_VM, "Delete a stopped VM and all its disks and snapshots."),
+    "disk": (_STORAGE, "Disk images: create, inspect, attach, grow, convert."),
+    "display": (
+        _RUN,
+        "Change a VM's display resolution, or show a vz VM's screen in a native window.",
+    ),
+    "doctor": (
+        "vmdesk.cli.doctor_command:doctor",
+        "Check QEMU, firmware, the accelerator, swtpm, virtiofsd and free disk space.",
+    ),
+    "edit": (_VM, "Change a stopped VM's settings."),
+    "export": (_VM, "Copy a VM's bundle out of the library (to a new path or into a folder)."),
+    "import": (_VM, "Copy an existing NAME.vmdesk bundle into the library."),
+    "kill": (_RUN, "Kill a VM's hypervisor process at once (unsaved guest data is lost)."),
+    "list": (_VM, "List the VMs in the library."),
+    "pause": (_RUN, "Pause a running VM (its vCPUs stop)."),
+    "reboot": (_RUN, "Reset a running VM (like the reset button)."),
+    "rename": (_VM, "Rename a stopped VM (its bundle directory follows)."),
+    "resume": (_RUN, "Resume a paused VM."),
+    "schema": (_VM, "Print the JSON Schema of the VM description."),
+    "screenshot": (_RUN, "Save a PNG of a running VM's screen."),
+    "show": (_VM, "Show a VM's description and status."),
+    "snapshot": (
+        _STORAGE,
+        "Snapshots of a VM's disks, with its RAM when it runs (a tree: revert, delete).",
+    ),
+    "start": (_RUN, "Start a VM; it keeps running after this command returns."),
+    "status": (_RUN, "Show whether a VM runs (derived live, never stored)."),
+    "stop": (_RUN, "Stop a VM: the power button, then a forced stop if the guest does not react."),
+    "suspend": (
+        _RUN,
+        "Save a running VM's state to its bundle and stop it; `vmdesk start` resumes it.",
+    ),
+    "ui": (
+        "vmdesk.cli.ui_command:ui",
+        "Serve the web UI and its API on 127.0.0.1 and open it in a browser.",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands in ``lazy`` are imported when first asked for by name."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.load(self.lazy[cmd_name][0])
+        return self.commands.get(cmd_name)
+
+    def load(self, where: str) -> None:
+        """Import the module and add its command, or every command it registers."""
+        module, _, attribute = where.partition(":")
+        found = importlib.import_module(module)
+        if attribute:
+            self.add_command(getattr(found, attribute))
+        else:
+            found.register(self)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and args[0] not in self.lazy:
+            # An unknown name: click suggests close ones from the loaded commands, so load all.
+            for module in sorted({module for module, _ in self.lazy.values()}):
+                self.load(module)
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, with the table's help for commands not imported."""
+        listed = {
+            name: self.commands.get(name) or click.Command(name, help=self.lazy[name][1])
+            for name in self.list_commands(ctx)
+        }
+        shown = [(name, cmd) for name, cmd in listed.items() if not cmd.hidden]
+        if not shown:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _ in shown)
+        with formatter.section(_("Commands")):  # click's own title, translated alike
+            formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in shown])
+
 
 ARCH_OPTION = click.option(
     "--arch",
@@ -21,18 +129,13 @@ ARCH_OPTION = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="vmdesk")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug: bool) -> None:
     """VM-Desk: create, run and manage virtual machines."""
-
-
-vm_commands.register(cli)
-run_commands.register(cli)
-storage_commands.register(cli)
-cli.add_command(doctor_command.doctor)
-cli.add_command(ui_command.ui)
 
 
 @cli.group()
@@ -46,6 +149,8 @@ def image() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even if a cached image matches.")
 def image_build(name: str, arch: str, force: bool) -> None:
     """Build (or reuse from the cache) a guest image from Debian packages."""
+    from rich.markup import escape
+
     from vmdesk.cli.progress import step_reporter
     from vmdesk.images import tiny_linux
 
@@ -66,6 +171,8 @@ def image_build(name: str, arch: str, force: bool) -> None:
 @image.command("list")
 def image_list() -> None:
     """List the built images in the cache."""
+    from rich.markup import escape
+
     from vmdesk.images import tiny_linux
 
     found = False
@@ -89,6 +196,8 @@ def image_list() -> None:
 )
 def accel(arch: str, refresh: bool) -> None:
     """Show which accelerator a guest would run with here, and why."""
+    from rich.markup import escape
+
     from vmdesk.engines.qemu import accel as qemu_accel
 
     choice = qemu_accel.choose(parse_arch(arch), refresh=refresh)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import sys
 
+TYPE_CHECKING = False  # not typing's: the fast paths below stay off it
+if TYPE_CHECKING:
+    from vmdesk.core.errors import ConfigError
+
 
 def _fast_list(args: list[str]) -> bool:
     """`vmdesk list [--json]` without importing click, rich or pydantic (it must be quick)."""
@@ -40,12 +44,26 @@ def _fast_start(args: list[str]) -> bool:
     return True
 
 
+def _print_config_error(exc: ConfigError) -> None:
+    from rich.markup import escape
+
+    from vmdesk.cli.output import err_console
+
+    if len(exc.problems) == 1:
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}")
+        err_console.print(f"[yellow]hint:[/] {escape(exc.hint or '')}")
+        return
+    err_console.print(f"[bold red]error:[/] {len(exc.problems)} problems in the VM description")
+    for problem in exc.problems:
+        err_console.print(f"  [red]•[/] {escape(str(problem))}")
+        err_console.print(f"    [yellow]hint:[/] {escape(problem.hint)}")
+
+
 def main() -> None:
     args = sys.argv[1:]
     if _fast_list(args) or _fast_start(args):
         return
     import click
-    from rich.markup import escape
 
     from vmdesk.cli.app import cli
     from vmdesk.cli.output import err_console
@@ -57,20 +75,13 @@ def main() -> None:
     except ConfigError as exc:
         if debug:
             raise
-        if len(exc.problems) == 1:
-            err_console.print(f"[bold red]error:[/] {escape(exc.message)}")
-            err_console.print(f"[yellow]hint:[/] {escape(exc.hint or '')}")
-        else:
-            err_console.print(
-                f"[bold red]error:[/] {len(exc.problems)} problems in the VM description"
-            )
-            for problem in exc.problems:
-                err_console.print(f"  [red]•[/] {escape(str(problem))}")
-                err_console.print(f"    [yellow]hint:[/] {escape(problem.hint)}")
+        _print_config_error(exc)
         sys.exit(exc.exit_code)
     except VMDeskError as exc:
         if debug:
             raise
+        from rich.markup import escape  # here: a command that succeeds may never need rich
+
         err_console.print(f"[bold red]error:[/] {escape(exc.message)}")
         if exc.hint:
             err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}")

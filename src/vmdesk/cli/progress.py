@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @contextmanager
