@@ -15,10 +15,12 @@ Commands that change the library restore it: `edit` toggles the VM between 1 and
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from itertools import count
 from pathlib import Path
 
@@ -93,10 +95,18 @@ def session(ctx: Context) -> Iterator[Round]:
     ctx.facts["VMs in the library"] = (
         f"2 ({VM}: qcow2 disk, 1 snapshot, 1 CD; {TEMPLATE}: qcow2 disk)"
     )
+    # Set here, every vmdesk module is compiled again at each run (~35 ms of `show`).
+    dont_write = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    ctx.facts["vmdesk bytecode"] = (
+        "not cached (PYTHONDONTWRITEBYTECODE)" if dont_write else "cached"
+    )
     env, cli, argvs = vmdesk_env(home), vmdesk_cli(), _argvs()
 
     def reference() -> float:
         return timed_run([sys.executable, "-c", "pass"], env)
+
+    def run(argv: Callable[[], list[str]]) -> float:
+        return timed_run([cli, *argv()], env)
 
     def one(round_: int) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -104,9 +114,8 @@ def session(ctx: Context) -> Iterator[Round]:
         turn = count(round_)  # A B, B A, ... within the round too
         for unit in UNITS if round_ % 2 == 0 else UNITS[::-1]:
             for command in unit:
-                argv = argvs[command]
-                cases = {
-                    _label(command): lambda argv=argv: timed_run([cli, *argv()], env),
+                cases: dict[str, Callable[[], float]] = {
+                    _label(command): partial(run, argvs[command]),
                     REFERENCE: reference,
                 }
                 got = paired(cases, next(turn))
