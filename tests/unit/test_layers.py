@@ -50,10 +50,10 @@ def _violations(path: Path) -> list[str]:
         where = f"{path.relative_to(SRC.parent)}:{line} imports {name}"
         if len(target) > 1 and target[1] in FORBIDDEN.get(room, ()):
             bad.append(where)
-        if room == "engines" and len(parts) > 2 and parts[1] in ENGINES:
-            if len(target) > 2 and target[1] == "engines" and target[2] in ENGINES:
-                if target[2] != parts[1]:
-                    bad.append(where + " (one engine importing another)")
+        own_engine = parts[1] if room == "engines" and len(parts) > 2 else None
+        other = target[2] if len(target) > 2 and target[1] == "engines" else None
+        if own_engine in ENGINES and other in ENGINES and other != own_engine:
+            bad.append(where + " (one engine importing another)")
     return bad
 
 

@@ -19,9 +19,8 @@ _SCALARS = ("arch", "engine", "cpus", "memory", "clipboard", "tpm", "isolation")
 
 
 class Settings(TypedDict, total=False):
-    """What may be set; a missing key or None leaves the description as it is."""
-
-    __pydantic_config__ = {"extra": "forbid"}  # type: ignore[misc]  # the API refuses typos
+    """What may be set; a missing key or None leaves the description as it is (the API
+    refuses unknown keys: a typo must not pass silently)."""
 
     arch: str | None
     engine: str | None
@@ -45,6 +44,9 @@ class Settings(TypedDict, total=False):
     resolution: str | None  # WIDTHxHEIGHT
     vnc: bool | None
     usbs: list[str] | tuple[str, ...]  # VENDOR:PRODUCT
+
+
+Settings.__pydantic_config__ = {"extra": "forbid"}  # type: ignore[attr-defined]
 
 
 class Removals(TypedDict, total=False):
