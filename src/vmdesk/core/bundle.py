@@ -80,8 +80,9 @@ class Bundle:
     # -- ownership -------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, purpose: str) -> Iterator[None]:
-        """Own the bundle exclusively while inside; a second owner gets a clear error."""
+    def lock(self, purpose: str, busy_hint: str | None = None) -> Iterator[None]:
+        """Own the bundle exclusively while inside; a second owner gets a clear error
+        (with ``busy_hint``, when the caller knows better what to do about it)."""
         fd = os.open(self.files.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             try:
@@ -91,7 +92,7 @@ class Bundle:
                 raise Conflict(
                     f"VM {self.path.name.removesuffix(layout.SUFFIX)!r} is in use"
                     + (f" ({holder})" if holder else ""),
-                    hint="wait for it to finish, or stop the VM first",
+                    hint=busy_hint or "wait for it to finish, or stop the VM first",
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()}: {purpose}\n".encode(), 0)

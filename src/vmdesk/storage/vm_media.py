@@ -47,13 +47,8 @@ class Edit:
 @contextlib.contextmanager
 def locked(bundle: Bundle, purpose: str) -> Iterator[None]:
     """Own the VM's bundle; a running VM (its supervisor owns it) is refused with a hint."""
-    try:
-        with bundle.lock(purpose):
-            yield
-    except Conflict as exc:
-        if "is in use" not in exc.message:
-            raise
-        raise Conflict(exc.message, hint="stop the VM first (`vmdesk stop NAME`)") from None
+    with bundle.lock(purpose, busy_hint="stop the VM first (`vmdesk stop NAME`)"):
+        yield
 
 
 @contextlib.contextmanager
