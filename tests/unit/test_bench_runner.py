@@ -30,7 +30,16 @@ def _tree(path: Path) -> dict[str, float]:
 def test_smoke_run_writes_json_report_and_chart_elsewhere(tmp_path: Path) -> None:
     committed = {**_tree(ROOT / "bench/results"), **_tree(ROOT / "BENCHMARKS.md")}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--only", "P3,P4,P8", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--only",
+            "P3,P4,P8,P10",
+            "--out",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -43,7 +52,7 @@ def test_smoke_run_writes_json_report_and_chart_elsewhere(tmp_path: Path) -> Non
     doc = json.loads(result.read_text())
     assert doc["git"]["revision"] and doc["machine"]["cpus"] and doc["qemu"]
     assert doc["accelerator"] == "tcg" and doc["options"]["smoke"] is True
-    assert list(doc["measures"]) == ["P3", "P4", "P8"]
+    assert list(doc["measures"]) == ["P3", "P10", "P4", "P8"]  # P10 shown beside P3
 
     p3 = doc["measures"]["P3"]
     assert p3["status"] in ("pass", "fail") and p3["rounds"] == 1 and p3["warmup"] == 0
@@ -54,6 +63,14 @@ def test_smoke_run_writes_json_report_and_chart_elsewhere(tmp_path: Path) -> Non
     assert ratio["median"] == pytest.approx(
         listing["median"] / p3["metrics"]["python -c pass"]["median"], rel=0.01
     )
+
+    p10 = doc["measures"]["P10"]
+    if shutil.which("qemu-img"):
+        assert p10["status"] in ("pass", "fail"), p10
+        assert p10["metrics"]["vmdesk show"]["n"] == 1
+        assert "vmdesk clone --linked / python -c pass" in p10["ratios"]
+    else:
+        assert p10["status"] == "skipped" and "is not installed" in p10["reason"]
 
     p4 = doc["measures"]["P4"]
     if shutil.which("qemu-io") and shutil.which("qemu-img"):
@@ -67,7 +84,7 @@ def test_smoke_run_writes_json_report_and_chart_elsewhere(tmp_path: Path) -> Non
 
     markdown = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| | measure | goal | result | status |" in markdown
-    for key in ("P3", "P4", "P8"):
+    for key in ("P3", "P10", "P4", "P8"):
         assert f"| {key} | {doc['measures'][key]['title']} |" in markdown
     assert result.name in markdown and "(ratios.png)" in markdown
     png = (tmp_path / "ratios.png").read_bytes()
