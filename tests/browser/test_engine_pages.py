@@ -39,3 +39,21 @@ def test_engine_reason_and_the_vz_console_note(
     expect(page.locator("#vnc-screen")).to_have_count(0)  # no noVNC for a vz VM
     shot("vz-console")
     no_page_errors(page_errors)
+
+
+def test_the_vm_page_marks_what_its_engine_cannot_give(
+    page: Page, ui: UI, shot: Shot, page_errors: PageErrors
+) -> None:
+    """A QEMU VM that asks for a clipboard (QEMU shares none yet) shows it as unavailable,
+    with the reason; a TPM it does get is shown plainly."""
+    ui.cli("create", "asks", "--arch", "x86_64", "--memory", "256MiB", "--clipboard", "--tpm")
+    page.goto(f"{ui.base}/vms/asks")
+    features = page.locator("#vm-features")
+    expect(features.locator("[data-feature=tpm]")).to_have_text("TPM 2.0")
+    clipboard = features.locator("[data-feature=clipboard]")
+    expect(clipboard).to_have_class("feature unavailable")
+    expect(clipboard).to_contain_text(
+        "clipboard sharing (unavailable: the qemu engine does not offer clipboard sharing yet)"
+    )
+    shot("features")
+    no_page_errors(page_errors)

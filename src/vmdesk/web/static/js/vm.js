@@ -63,7 +63,8 @@ export async function render(root, name) {
         reason && detail.status !== "running" ? h("div.muted.reason", reason) : null,
         // which engine runs the VM here, and why (engine: auto says what decided it)
         detail.engine ? h("div.muted.engine#vm-engine", { title: detail.engine.hint || "" },
-          `Engine: ${detail.engine.text}`) : null),
+          `Engine: ${detail.engine.text}`) : null,
+        drawFeatures()),
       h("div.spacer"),
       h("div.actions#vm-actions",
         actionButtons(cfg.name, detail.status,
@@ -81,6 +82,17 @@ export async function render(root, name) {
           title: editable() ? "Delete this VM and its disks" : "Stop the VM first",
           on: { click: deleteVM },
         }, "Delete")));
+  }
+
+  // What the VM asks for that is optional, each marked when its engine can't give it
+  // (never shown as on when it isn't).
+  function drawFeatures() {
+    const wanted = detail.features || [];
+    if (!wanted.length) return null;
+    return h("div.muted.features#vm-features", "Features: ",
+      ...wanted.map((f, i) => h(`span.feature${f.available ? "" : ".unavailable"}`,
+        { dataset: { feature: f.name }, title: f.reason || "" },
+        (i ? ", " : "") + f.label + (f.available ? "" : ` (unavailable: ${f.reason})`))));
   }
 
   function drawPreview() {
