@@ -122,7 +122,7 @@ def console_cmd(vm: str, show_log: bool, follow: bool) -> None:
         return
     from vmdesk.cli import serial_attach
 
-    serial_attach.attach(lifecycle.console_socket(library.open(), vm), vm, DETACH_KEY)
+    serial_attach.attach(lifecycle.socket(library.open(), vm), vm, DETACH_KEY)
 
 
 def _print_log(path: Path, more: Callable[[], bool]) -> None:

@@ -7,10 +7,26 @@ import os
 import stat
 from pathlib import Path
 
+from vmdesk.core.errors import VMDeskError
+
+
+def expand(path: str | Path) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; a user this host does not know
+    is a clear error (pathlib would raise RuntimeError)."""
+    text = str(path)
+    expanded = os.path.expanduser(text)
+    if expanded.startswith("~"):
+        user = text[1:].split("/", 1)[0]
+        raise VMDeskError(
+            f"{text!r}: there is no user {user!r} on this host to expand '~{user}' for",
+            hint="write the path out in full",
+        )
+    return Path(expanded)
+
 
 def joined(path: str, bundle_dir: Path) -> str:
     """``path`` with '~' expanded and, when relative, made relative to ``bundle_dir``."""
-    return str(Path(bundle_dir) / Path(path).expanduser())
+    return str(Path(bundle_dir) / expand(path))
 
 
 def resolve(path: str, bundle_dir: Path) -> Path:

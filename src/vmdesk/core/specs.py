@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vmdesk.core.errors import VMDeskError
+from vmdesk.core.host_paths import expand
 
 
 def forward(spec: str) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def share(spec: str) -> dict[str, Any]:
             f"{spec!r} is not a shared folder",
             hint="write it as PATH[:TAG][:ro][:virtiofs|9p], e.g. ~/src:src or ~/docs:docs:ro:9p",
         )
-    path = str(Path(parts[0]).expanduser().absolute())
+    path = str(expand(parts[0]).absolute())
     tag = parts[1] if len(parts) == 2 and parts[1] else default_tag(path)
     return {"tag": tag, "path": path, "read_only": read_only, "mode": mode}
 
@@ -95,6 +96,6 @@ def nic(spec: str) -> dict[str, Any]:
 
 def disk(path: str, *, read_only: bool = False) -> dict[str, Any]:
     """An existing disk image; the format follows the file name (``.qcow2`` or raw)."""
-    absolute = Path(path).expanduser().absolute()
+    absolute = expand(path).absolute()
     fmt = "qcow2" if absolute.suffix.lower() == ".qcow2" else "raw"
     return {"file": str(absolute), "format": fmt, "read_only": read_only}

@@ -10,6 +10,7 @@ from pathlib import Path
 from vmdesk.core import macs
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import Problem
+from vmdesk.core.host_paths import expand
 
 
 def _addresses_overlap(a: str, b: str) -> bool:
@@ -41,7 +42,7 @@ def host_problems(
             )
         )
     for index, share in enumerate(config.shares):
-        path = Path(share.path).expanduser()
+        path = expand(share.path)
         path = path if path.is_absolute() else bundle_dir / path
         if not path.is_dir():
             problems.append(

@@ -89,15 +89,23 @@ def status(library: Library, ref: str) -> dict[str, Any]:
     return vmstatus.derive(find(library, ref).path)
 
 
-def console_socket(library: Library, ref: str) -> Path:
-    """The running VM's serial console socket (any number of clients may attach)."""
+def socket(library: Library, ref: str, which: Literal["console", "vnc"] = "console") -> Path:
+    """The running VM's serial console or VNC socket (any number of clients may attach);
+    NotRunning when it does not run or has no such socket (its display is off)."""
     bundle = find(library, ref)
-    if vmstatus.derive(bundle.path)["status"] in ENDED:
-        name = bundle.dir_name.removesuffix(".vmdesk")
+    name = bundle.dir_name.removesuffix(".vmdesk")
+    if vmstatus.derive(bundle.path)["status"] in (*ENDED, "suspended"):
         raise client.NotRunning(
             f"VM {name!r} is not running", hint=f"`vmdesk start {name}`, or --log"
         )
-    return vmstatus.sockets_for(bundle.path).console
+    sockets = vmstatus.sockets_for(bundle.path)
+    path = sockets.vnc if which == "vnc" else sockets.console
+    if not path.exists():
+        raise client.NotRunning(
+            f"VM {name!r} has no {which} socket (display off?)",
+            hint=f"`vmdesk edit {name} --vnc` while it is stopped",
+        )
+    return path
 
 
 def serial_log(library: Library, ref: str) -> tuple[Path, Callable[[], bool]]:

@@ -6,13 +6,13 @@ web API's ``settings`` both come through here, so the two can never differ.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from typing_extensions import TypedDict  # pydantic validates these only from here on 3.11
 
 from vmdesk.core import specs
 from vmdesk.core.errors import VMDeskError
+from vmdesk.core.host_paths import expand
 
 # Plain values that replace the description's own.
 _SCALARS = ("arch", "engine", "cpus", "memory", "clipboard", "tpm", "isolation")
@@ -56,7 +56,7 @@ class Removals(TypedDict, total=False):
 
 
 def _absolute(path: str) -> str:
-    return str(Path(path).expanduser().absolute())
+    return str(expand(path).absolute())
 
 
 def _apply_boot(data: dict[str, Any], s: Settings, named: list[str]) -> None:

@@ -7,15 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from vmdesk.core.errors import VMDeskError
-from vmdesk.core.states import ENDED
-from vmdesk.service.library import find
-from vmdesk.supervisor import status as vmstatus
+from vmdesk.core.errors import NotFound, VMDeskError
+from vmdesk.service import lifecycle
 from vmdesk.web.context import Context
 
 router = APIRouter()
@@ -24,22 +23,19 @@ CLOSE_NOT_FOUND = 4404  # application close codes: 4000 + the HTTP status it wou
 CLOSE_NOT_RUNNING = 4409
 
 
-def _socket(ctx: Context, name: str, which: str) -> tuple[Path | None, int, str]:
+def _socket(
+    ctx: Context, name: str, which: Literal["console", "vnc"]
+) -> tuple[Path | None, int, str]:
     """The VM's unix socket, or why there is none (a close code and reason)."""
     try:
-        bundle = find(ctx.library, name)
-    except VMDeskError as exc:
+        return lifecycle.socket(ctx.library, name, which), 0, ""
+    except NotFound as exc:
         return None, CLOSE_NOT_FOUND, exc.message
-    if vmstatus.derive(bundle.path)["status"] in (*ENDED, "suspended"):
-        return None, CLOSE_NOT_RUNNING, f"VM {name!r} is not running"
-    sockets = vmstatus.sockets_for(bundle.path)
-    path = sockets.vnc if which == "vnc" else sockets.console
-    if not path.exists():
-        return None, CLOSE_NOT_RUNNING, f"VM {name!r} has no {which} socket (display off?)"
-    return path, 0, ""
+    except VMDeskError as exc:
+        return None, CLOSE_NOT_RUNNING, exc.message
 
 
-async def _bridge(websocket: WebSocket, name: str, which: str) -> None:
+async def _bridge(websocket: WebSocket, name: str, which: Literal["console", "vnc"]) -> None:
     ctx: Context = websocket.app.state.vmdesk
     offered = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol="binary" if "binary" in offered else None)
@@ -90,4 +86,4 @@ async def vnc(websocket: WebSocket, name: str) -> None:
 
 @router.websocket("/ws/vms/{name}/serial")
 async def serial(websocket: WebSocket, name: str) -> None:
-    await _bridge(websocket, name, "serial")
+    await _bridge(websocket, name, "console")
