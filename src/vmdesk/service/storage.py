@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vmdesk.core.config import CdRom, Disk
 from vmdesk.core.library import Library
 from vmdesk.service import snapshots as live
 from vmdesk.service.library import find, name_of
 from vmdesk.storage import images, snapshots, vm_media
 from vmdesk.storage.images import ImageInfo
+
+TYPE_CHECKING = False  # the config model (pydantic) only where a description is built
+if TYPE_CHECKING:
+    from vmdesk.core.config import CdRom, Disk
 
 
 def _name(library: Library, ref: str) -> str:

@@ -6,9 +6,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from vmdesk.core import config as vmconfig
-from vmdesk.core import isolation, listing, validation
-from vmdesk.core.config import VMConfig
+from vmdesk.core import listing
 from vmdesk.core.errors import ConfigError, Conflict, Problem
 from vmdesk.core.library import Library
 from vmdesk.service import images
@@ -16,6 +14,10 @@ from vmdesk.service import settings as vmsettings
 from vmdesk.service.library import find, name_of
 from vmdesk.service.settings import Removals, Settings
 from vmdesk.supervisor import status as vmstatus
+
+TYPE_CHECKING = False  # the config model (pydantic) only where a description is built
+if TYPE_CHECKING:
+    from vmdesk.core.config import VMConfig
 
 # -- reading ----------------------------------------------------------------------------
 
@@ -72,6 +74,7 @@ def get(library: Library, ref: str) -> dict[str, Any]:
 
 def inspect(library: Library, ref: str) -> tuple[dict[str, Any], VMConfig]:
     """:func:`get`'s answer, and the checked description it was made from."""
+    from vmdesk.core import config as vmconfig
     from vmdesk.core.errors import VMDeskError
     from vmdesk.engines.registry import describe, engine_for
     from vmdesk.service import features
@@ -99,6 +102,8 @@ def inspect(library: Library, ref: str) -> tuple[dict[str, Any], VMConfig]:
 
 
 def schema() -> dict[str, Any]:
+    from vmdesk.core import config as vmconfig
+
     return vmconfig.json_schema()
 
 
@@ -118,6 +123,9 @@ def paths_in(data: dict[str, Any]) -> list[str]:
 
 def build(data: Any, named: Iterable[str] = (), *, context: str = "") -> VMConfig:
     """The checked description, with the host paths in ``named`` approved for it."""
+    from vmdesk.core import config as vmconfig
+    from vmdesk.core import isolation
+
     config = vmconfig.from_dict(data, context=context)
     for path in named:
         try:
@@ -129,6 +137,8 @@ def build(data: Any, named: Iterable[str] = (), *, context: str = "") -> VMConfi
 
 def validate(library: Library, data: Any) -> list[Problem]:
     """Every problem with ``data`` as a new VM of this library (empty when it would do)."""
+    from vmdesk.core import validation
+
     try:
         config = build(data, paths_in(data) if isinstance(data, dict) else ())
     except ConfigError as exc:
@@ -179,6 +189,8 @@ def change(
 ) -> tuple[VMConfig, VMConfig]:
     """Change a stopped VM with ``settings`` (after dropping ``removals``); returns the
     description before and the one saved."""
+    from vmdesk.core import config as vmconfig
+
     bundle = find(library, ref)
     before = bundle.load()
     data = vmconfig.to_dict(before)
@@ -219,6 +231,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 def edit(library: Library, ref: str, patch: dict[str, Any]) -> VMConfig:
     """Change a stopped VM's description with a merge patch (a new name renames it)."""
+    from vmdesk.core import config as vmconfig
+
     bundle = find(library, ref)
     before = vmconfig.to_dict(bundle.load())
     data = merge_patch(before, patch)

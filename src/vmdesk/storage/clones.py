@@ -24,7 +24,6 @@ from pathlib import Path
 
 from vmdesk.core import layout
 from vmdesk.core.bundle import Bundle
-from vmdesk.core.config import Disk, VMConfig, from_dict, to_dict
 from vmdesk.core.errors import ConfigError, Conflict, StorageError, VMDeskError
 from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.core.states import ENDED
@@ -34,6 +33,10 @@ from vmdesk.storage.file_lock import exclusive
 from vmdesk.storage.qemu_img import Progress
 from vmdesk.storage.snapshots import drop_tags, load_tree
 from vmdesk.storage.vm_media import inside, locked, resolved
+
+TYPE_CHECKING = False  # the config model (pydantic) only where a description is built
+if TYPE_CHECKING:
+    from vmdesk.core.config import Disk, VMConfig
 
 BASES = ".bases"
 # Not copied into a clone: its disks are made separately, and a clone starts with fresh
@@ -92,6 +95,8 @@ def clone(
 
 
 def _clone_description(config: VMConfig, name: str, forwards: bool) -> VMConfig:
+    from vmdesk.core.config import from_dict, to_dict
+
     data = to_dict(config)
     data["name"] = name
     data["uuid"] = str(uuidlib.uuid4())

@@ -25,12 +25,15 @@ from typing import Any
 
 from vmdesk.core import atomic
 from vmdesk.core.bundle import Bundle
-from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import BundleError, Conflict, NotFound, StorageError
 from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.storage import images, qemu_img
 from vmdesk.storage.file_lock import exclusive
 from vmdesk.storage.vm_media import locked, resolved
+
+TYPE_CHECKING = False  # the config model (pydantic) only where a description is built
+if TYPE_CHECKING:
+    from vmdesk.core.config import VMConfig
 
 TAG_PREFIX = "vmdesk-"
 

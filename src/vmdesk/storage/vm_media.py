@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vmdesk.core import isolation
 from vmdesk.core.bundle import Bundle
-from vmdesk.core.config import CdRom, Disk, VMConfig
 from vmdesk.core.errors import Conflict, NotFound, StorageError
 from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.storage import images
 from vmdesk.storage.images import Format, ImageInfo
+
+TYPE_CHECKING = False  # the config model (pydantic) only where a description is built
+if TYPE_CHECKING:
+    from vmdesk.core.config import CdRom, Disk, VMConfig
 
 Interface = Literal["virtio-blk", "nvme", "usb"]
 BootFrom = Literal["cd", "disk"]
@@ -119,6 +121,8 @@ def add(
         path = edit.bundle.files.disks / name
         info = images.create(path, size, fmt)
         edit.created.append(path)
+        from vmdesk.core.config import Disk
+
         disk = Disk(file=f"disks/{name}", format=fmt, interface=interface)
         edit.config.disks.append(disk)
     return disk, info
@@ -150,6 +154,9 @@ def attach(
                 raise Conflict(f"{path} is already attached", hint="see `vmdesk disk list`")
         named = _in_bundle(edit.bundle, path)
         fmt: Format = "qcow2" if info.format == "qcow2" else "raw"
+        from vmdesk.core import isolation
+        from vmdesk.core.config import Disk
+
         disk = Disk(file=named, format=fmt, interface=interface, read_only=read_only)
         edit.config.disks.append(disk)
         if Path(named).is_absolute():
@@ -221,6 +228,9 @@ def insert_cd(library: Library, ref: str, iso: Path, *, boot: bool = False) -> C
         raise NotFound(f"{path} does not exist", hint="check the path of the ISO image")
     with editing(library, ref, "inserting a CD") as edit:
         named = _in_bundle(edit.bundle, path)
+        from vmdesk.core import isolation
+        from vmdesk.core.config import CdRom
+
         cd = CdRom(file=named)
         edit.config.cdroms.append(cd)
         if Path(named).is_absolute():
