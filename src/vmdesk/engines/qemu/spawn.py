@@ -34,7 +34,6 @@ import sys
 from pathlib import Path
 
 from vmdesk.engines.qemu import unix_socket
-from vmdesk.networking.taps import open_tap
 
 TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
 if TYPE_CHECKING:
@@ -116,6 +115,8 @@ def spawn(spec: dict[str, Any]) -> Spawned:
                 helpers.append(_start(helper["argv"], helper["log"], moves_helper, prctl))
                 moves.append((engine_end.fileno(), int(helper["engine_fd"])))
             for tap in spec.get("taps", []):
+                from vmdesk.networking.taps import open_tap  # only VMs with taps pay for it
+
                 fd = open_tap(tap["bridge"])
                 ours.callback(os.close, fd)
                 moves.append((fd, int(tap["engine_fd"])))
