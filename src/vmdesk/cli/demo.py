@@ -1,50 +1,46 @@
 """``vmdesk demo``: create a tiny Linux VM, start it, show its console, stop it, all through
-the same library, supervisor and engine that every other command uses."""
+the service, as every other command does."""
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.markup import escape
 
 from vmdesk.cli.progress import step_reporter
-from vmdesk.core import config as vmconfig
 from vmdesk.core.arch import Arch
-from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import NotFound
 from vmdesk.core.library import Library
-from vmdesk.core.states import ENDED
+from vmdesk.core.states import AT_REST
 from vmdesk.engines.qemu import accel as qemu_accel
 from vmdesk.engines.qemu.process import SerialConsole
 from vmdesk.images import tiny_linux
-from vmdesk.supervisor import client
-from vmdesk.supervisor import status as vmstatus
+from vmdesk.service import library as service_library
+from vmdesk.service import lifecycle, vms
 
 NAME = "demo"
 BOOT_TIMEOUT = 120.0  # generous: emulation on a busy laptop can be slow
 DEMO_COMMANDS = ("uname -a", "ip -4 -o addr show dev eth0", "head -n 3 /proc/cpuinfo")
 
 
-def _fresh_vm(library: Library, arch: Arch, image: tiny_linux.TinyImage) -> None:
+def _fresh_vm(library: Library, arch: Arch, progress: Callable[[str], None]) -> None:
     """(Re)create the demo VM so every run starts from the same state."""
     try:
-        old: Bundle | None = library.find(NAME)
+        if lifecycle.status(library, NAME)["status"] not in AT_REST:
+            lifecycle.stop(library, NAME, force=True)
+        vms.delete(library, NAME)
     except NotFound:
-        old = None
-    if old is not None:
-        if vmstatus.derive(old.path)["status"] not in ENDED:
-            client.stop(old, force=True)
-        library.delete(NAME)
-    kernel = f"boot/{image.kernel.name}"
-    config = vmconfig.from_dict({
-        "name": NAME, "arch": arch, "cpus": 1, "memory": "256MiB",
-        "boot": {"kind": "linux", "kernel": kernel, "initrd": "boot/initrd.img",
-                 "cmdline": image.cmdline()},
-        "display": {"device": "none", "vnc": False},
-    })  # fmt: skip
-    library.create(config, {kernel: image.kernel, "boot/initrd.img": image.initrd})
+        pass
+    vms.create(
+        library,
+        {"name": NAME, "arch": arch, "cpus": 1, "memory": "256MiB",
+         "display": {"device": "none", "vnc": False}},
+        image="tiny-linux",
+        progress=progress,
+    )  # fmt: skip
 
 
 def run(console: Console, arch: Arch, accel_name: str | None) -> None:
@@ -63,16 +59,17 @@ def run(console: Console, arch: Arch, accel_name: str | None) -> None:
         choice = qemu_accel.choose(arch)
     console.print(f"[green]✓[/] accelerator: [bold]{choice.accel}[/] — {escape(choice.reason)}")
 
-    library = Library()
-    _fresh_vm(library, arch, image)
-    bundle = library.find(NAME)
-    console.print(f"[green]✓[/] created VM [bold]{NAME}[/] ({escape(str(bundle.path))})")
+    library = service_library.open()
+    with step_reporter(console, f"VM {NAME}") as report:
+        _fresh_vm(library, arch, report)
+    path = library.path_for(NAME)
+    console.print(f"[green]✓[/] created VM [bold]{NAME}[/] ({escape(str(path))})")
     started = time.monotonic()
-    report_ = client.start(bundle)
+    report_ = lifecycle.start(library, NAME)
     console.print(f"[green]✓[/] started (supervisor pid {report_.get('pid')}); serial console:")
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(str(vmstatus.sockets_for(bundle.path).console))
+    sock.connect(str(lifecycle.socket(library, NAME)))
     streaming = True
 
     def show(line: str) -> None:
@@ -98,7 +95,7 @@ def run(console: Console, arch: Arch, accel_name: str | None) -> None:
         serial.close()
     console.print("stopping: pressing the power button...")
     stopping = time.monotonic()
-    reply = client.stop(bundle, timeout=60)
+    reply = lifecycle.stop(library, NAME, timeout=60)
     how = "was forced off" if reply.get("forced") else "powered itself off"
     console.print(f"[green]✓[/] the guest {how} in {time.monotonic() - stopping:.2f} s")
 
