@@ -1,6 +1,16 @@
-"""The error tree: library code raises these; only the CLI turns them into exit codes."""
+"""The error tree: library code raises these; only the CLI turns them into exit codes.
+
+Errors cross process boundaries (the supervisor's control socket) as data that names their
+class (:meth:`VMDeskError.to_wire`), and are rebuilt as the same class on the other side
+(:func:`from_wire`), so a Conflict is a Conflict wherever it is caught.
+"""
 
 from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing's: this module is on the `vmdesk start` path
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Self
 
 
 class VMDeskError(Exception):
@@ -15,6 +25,22 @@ class VMDeskError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def to_wire(self) -> dict[str, Any]:
+        """JSON data for another process: the message and hint (``error`` and ``hint``, as
+        clients from before error kinds read them), the class and its VMDeskError bases."""
+        bases = [c.__name__ for c in type(self).__mro__[1:] if issubclass(c, VMDeskError)]
+        return {"error": self.message, "hint": self.hint, "kind": type(self).__name__,
+                "bases": bases}  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Self:
+        """The error :meth:`to_wire` described, as an instance of ``cls``."""
+        return cls(str(data.get("error")), _text(data.get("hint")))
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class HostToolMissing(VMDeskError):
@@ -39,6 +65,16 @@ class QMPError(EngineError):
         super().__init__(message, hint)
         self.error_class = error_class
 
+    def to_wire(self) -> dict[str, Any]:
+        return {**super().to_wire(), "error_class": self.error_class}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Self:
+        kind = data.get("error_class")
+        return cls(
+            str(data.get("error")), _text(data.get("hint")), kind if isinstance(kind, str) else ""
+        )
+
 
 class GuestTimeout(EngineError):
     """The guest did not reach an expected state in time."""
@@ -54,6 +90,18 @@ class Conflict(VMDeskError):
     """The operation clashes with the current state (name taken, VM running or locked)."""
 
     exit_code = 5
+
+
+class Unsupported(VMDeskError):
+    """The VM's engine cannot do that at all (a window from QEMU, a screenshot from vz): no
+    state of the VM would make it work on this engine."""
+
+    exit_code = 7
+
+
+class ProtocolError(VMDeskError):
+    """A request on a supervisor's control socket is malformed or names no operation it
+    serves (a bug in the caller, or two VM-Desk versions that do not understand each other)."""
 
 
 class BundleError(VMDeskError):
@@ -105,3 +153,46 @@ class ConfigError(VMDeskError):
             message = prefix + f"{len(problems)} problems: " + "; ".join(map(str, problems))
             hint = " / ".join(f"{p.field or 'config'}: {p.hint}" for p in problems)
         super().__init__(message, hint)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**super().to_wire(), "problems": [p.as_dict() for p in self.problems]}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Self:
+        sent = data.get("problems")
+        problems = [
+            Problem(str(p.get("field", "")), str(p.get("message", "")), str(p.get("hint", "")))
+            for p in (sent if isinstance(sent, list) else [])
+            if isinstance(p, dict)
+        ]
+        exc = cls(problems)
+        # The message was made with a context this side does not know: keep it as it was.
+        exc.message, exc.hint = str(data.get("error")), _text(data.get("hint"))
+        exc.args = (exc.message,)
+        return exc
+
+
+# Every kind the wire form can name, by class name (see VMDeskError.to_wire).
+KINDS: dict[str, type[VMDeskError]] = {
+    kind.__name__: kind
+    for kind in (
+        VMDeskError, HostToolMissing, ImageBuildError, EngineError, QMPError, GuestTimeout,
+        NotFound, Conflict, Unsupported, ProtocolError, BundleError, StorageError,
+        PolicyViolation, ConfigError,
+    )
+}  # fmt: skip
+
+
+def from_wire(
+    data: Mapping[str, Any], extra: Mapping[str, type[VMDeskError]] | None = None
+) -> VMDeskError:
+    """Rebuild the error :meth:`VMDeskError.to_wire` described: its own class when known
+    (here or in ``extra``), else its nearest known base; EngineError when the data names no
+    kind at all (a process from before error kinds, which sent only ``error`` and ``hint``)."""
+    known = {**KINDS, **extra} if extra else KINDS
+    bases = data.get("bases")
+    names = [data.get("kind"), *(bases if isinstance(bases, list) else ())]
+    for name in names:
+        if isinstance(name, str) and name in known:
+            return known[name].from_wire(data)
+    return EngineError.from_wire(data)
