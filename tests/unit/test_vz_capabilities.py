@@ -117,7 +117,10 @@ def test_capabilities_as_data() -> None:
     assert caps.share_kinds == ("virtiofs",)
     assert not caps.tpm and not caps.port_forwards
     assert caps.save_state and not capabilities(MAC13).save_state
+    # The optional features: a native window and the SPICE agent's clipboard, no guest agent.
+    assert caps.window and caps.clipboard and not caps.guest_agent
     qemu = registry.engine_for(config(engine="qemu"), MAC14).capabilities()
     assert qemu.tpm and qemu.port_forwards and qemu.save_state
+    assert not qemu.window  # its screen is served over VNC
     assert MAC14.save_restore and not MAC13.save_restore
     assert not HostFacts("darwin", "x86_64", (14, 0)).save_restore

@@ -13,6 +13,8 @@ Decisions recorded here:
   A VM with forwards runs on QEMU under ``engine: auto``; ``engine: vz`` refuses it, naming
   the feature. A userspace forwarder to the guest's leased address is possible later.
 - Save/restore of the machine state: macOS 14 or later on Apple silicon only.
+- Clipboard: a SPICE agent port (``VZSpiceAgentPortAttachment``, macOS 13+, which the engine
+  requires) shares the clipboard with the guest's spice-vdagent. No guest agent channel.
 - No VNC, screenshots or reboot: VZ shows the screen only in a native window of the process
   that owns the VM (``VZVirtualMachineView``, opened by the supervisor on request: see
   :mod:`vmdesk.engines.vz.window`) and has no reset.
@@ -112,6 +114,11 @@ def capabilities(host: HostFacts) -> Capabilities:
         tpm=False,
         port_forwards=False,
         save_state=host.save_restore,
+        window=True,  # VZVirtualMachineView, opened by the supervisor (VzSession.open_window)
+        # The SPICE agent port with setSharesClipboard_ (translate._console), when the VM
+        # asks for it: macOS shares the clipboard with the guest's spice-vdagent itself.
+        clipboard=True,
+        guest_agent=False,  # no qemu-ga channel is wired on vz
     )
 
 
