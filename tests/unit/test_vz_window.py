@@ -16,9 +16,13 @@ import pytest
 
 from tests import golden_files
 from tests.unit.test_vz_session import FakeRuntime, make
-from vmdesk.core.errors import EngineError, VMDeskError
+from vmdesk.core.errors import EngineError, Unsupported
+from vmdesk.engines.base import Capabilities
+from vmdesk.engines.registry import QemuEngine
 from vmdesk.engines.vz import api_surface, fake
+from vmdesk.engines.vz import capabilities as vz_caps
 from vmdesk.engines.vz import window as vz_window
+from vmdesk.supervisor.protocol import PROTOCOL_VERSION
 
 DISPLAY = {"display": {"device": "virtio-gpu", "width": 1920, "height": 1080}}
 
@@ -77,7 +81,7 @@ def test_a_vm_with_a_display_runs_on_the_pumped_main_queue(tmp_path: Path) -> No
     runtime = FakeRuntime()
     session = make(tmp_path, runtime, **DISPLAY)
 
-    async def run() -> tuple[str, dict[str, str], dict[str, str], int]:
+    async def run() -> tuple[str, bool, bool, int]:
         session.launch()
         await session.attach()  # the pump runs the VM's creation and start on this thread
         state = await session.status()
@@ -91,7 +95,7 @@ def test_a_vm_with_a_display_runs_on_the_pumped_main_queue(tmp_path: Path) -> No
 
     state, first, again, code = asyncio.run(run())
     assert state == "running" and code == 0
-    assert first == {"window": "opened"} and again == {"window": "opened"}
+    assert first is True and again is True  # closed, so opened anew
     assert runtime.vm.threads == {threading.main_thread().name}  # the main queue only
     assert session._pump_task is None and session._window is None
     assert "runs on the main queue" in session.files.engine_log.read_text()
@@ -102,7 +106,7 @@ def test_an_open_window_is_brought_to_the_front(tmp_path: Path) -> None:
     runtime = FakeRuntime()
     session = make(tmp_path, runtime, **DISPLAY)
 
-    async def run() -> tuple[dict[str, str], dict[str, str], object]:
+    async def run() -> tuple[bool, bool, object]:
         session.launch()
         await session.attach()
         first = await session.open_window()
@@ -113,7 +117,7 @@ def test_an_open_window_is_brought_to_the_front(tmp_path: Path) -> None:
         return first, again, window
 
     first, again, window = asyncio.run(run())
-    assert first == {"window": "opened"} and again == {"window": "already open"}
+    assert first is True and again is False  # opened, then brought to the front
     assert isinstance(window, fake.FakeObject) and not window.fake_visible
     assert window.fake_calls[-1] == ("close", ())
 
@@ -172,10 +176,13 @@ def test_the_supervisor_refuses_a_window_for_qemu(tmp_path: Path) -> None:
     class QemuLike:  # a session without open_window, as QEMU's
         pass
 
-    supervisor = Supervisor(bundle, config, QemuLike(), lambda _: None)  # type: ignore[arg-type]
+    supervisor = Supervisor(
+        bundle, config, QemuLike(), lambda _: None,  # type: ignore[arg-type]
+        capabilities=QemuEngine().capabilities(),
+    )  # fmt: skip
     try:
-        with pytest.raises(VMDeskError, match="runs on QEMU") as err:
-            asyncio.run(supervisor._window())
+        with pytest.raises(Unsupported, match="runs on QEMU") as err:
+            asyncio.run(supervisor._window({"op": "window", "version": PROTOCOL_VERSION}))
     finally:
         supervisor.close()
     assert "`vmdesk ui`" in (err.value.hint or "") and "--vnc" in (err.value.hint or "")
@@ -230,14 +237,19 @@ def test_the_window_request_over_the_control_socket(tmp_path: Path) -> None:
     bundle = Bundle(library.path_for("pc"))
 
     class Windowed:
-        async def open_window(self) -> dict[str, str]:
-            return {"window": "opened"}
+        async def open_window(self) -> bool:
+            return True
 
     class QemuLike:
         pass
 
-    async def ask(session: object) -> dict[str, object]:
-        supervisor = Supervisor(bundle, config, session, lambda _: None)  # type: ignore[arg-type]
+    vz = vz_caps.capabilities(vz_caps.HostFacts("darwin", "arm64", (14, 0)))
+
+    async def ask(session: object, caps: Capabilities) -> dict[str, object]:
+        supervisor = Supervisor(
+            bundle, config, session, lambda _: None,  # type: ignore[arg-type]
+            capabilities=caps,
+        )  # fmt: skip
         path = tmp_path / f"control-{type(session).__name__}"
         server = await asyncio.start_unix_server(supervisor._control_client, str(path))
         try:
@@ -246,7 +258,8 @@ def test_the_window_request_over_the_control_socket(tmp_path: Path) -> None:
             server.close()
             supervisor.close()
 
-    assert asyncio.run(ask(Windowed())) == {"window": "opened", "ok": True}
-    refused = asyncio.run(ask(QemuLike()))
+    assert asyncio.run(ask(Windowed(), vz)) == {"window": "opened", "ok": True}
+    refused = asyncio.run(ask(QemuLike(), QemuEngine().capabilities()))
     assert refused["ok"] is False and "runs on QEMU" in str(refused["error"])
+    assert refused["kind"] == "Unsupported"
     assert "`vmdesk ui`" in str(refused["hint"])

@@ -26,7 +26,9 @@ class Capabilities:
     tpm: bool = True  # a TPM 2.0 for the guest
     port_forwards: bool = True  # host ports forwarded to the guest on NAT
     save_state: bool = True  # suspend: the running machine's state saved to the bundle
-    # Optional features: True only where the engine really gives them (see WindowSession).
+    # Optional features: True only where the engine really gives them. A session gives the
+    # ones that need more than the core Session through an optional protocol: window ->
+    # WindowSession.
     window: bool = False  # a native window on the host's desktop, opened by the supervisor
     clipboard: bool = False  # host <-> guest clipboard sharing
     guest_agent: bool = False  # a guest agent channel (IP, OS, exec, quiesced snapshots)
@@ -120,6 +122,15 @@ class Session(Protocol):
     @property
     def accel_reason(self) -> str:
         """The accelerator in use and why it was chosen."""
+
+
+class WindowSession(Session, Protocol):
+    """A session that can show the VM's screen in a native window of the process that owns
+    it (the supervisor). Sessions of an engine whose ``capabilities().window`` is true are
+    WindowSessions; nothing asks a session whether it has the method."""
+
+    async def open_window(self) -> bool:
+        """Open the window (True), or bring the one already open to the front (False)."""
 
 
 class Engine(Protocol):

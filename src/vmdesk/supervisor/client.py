@@ -27,6 +27,9 @@ class NotRunning(Conflict):
     """The VM is not running, so it cannot do that."""
 
 
+KINDS = {"NotRunning": NotRunning}  # error kinds defined here, beyond core.errors.KINDS
+
+
 def _name(bundle: Bundle) -> str:
     return bundle.dir_name.removesuffix(".vmdesk")
 
@@ -80,7 +83,14 @@ def start(bundle: Bundle, *, timeout: float = START_TIMEOUT, fork: bool = False)
         )
     if report.get("already_running"):
         return report
-    raise EngineError(str(report.get("error")), hint=report.get("hint"))
+    raise _error(report)
+
+
+def _error(reply: dict[str, Any]) -> VMDeskError:
+    """The error the supervisor sent, as the class it raised (protocol.py)."""
+    from vmdesk.supervisor import protocol  # not before the VM runs: see start()
+
+    return protocol.error_from(reply, KINDS)
 
 
 def _reap(pid: int, timeout: float = 10.0) -> None:
@@ -145,9 +155,7 @@ def call(bundle: Bundle, op: str, *, timeout: float = 10.0, **args: Any) -> dict
     except vmstatus.ControlError as exc:
         raise EngineError(str(exc), hint=f"see {bundle.files.supervisor_log}") from exc
     if not reply.get("ok"):
-        if reply.get("timeout"):
-            raise GuestTimeout(f"{op} timed out", hint=f"see {bundle.files.serial_log}")
-        raise EngineError(str(reply.get("error")), hint=reply.get("hint"))
+        raise _error(reply)
     return reply
 
 

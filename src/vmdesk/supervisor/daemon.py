@@ -16,18 +16,27 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import VMDeskError
+from vmdesk.core.errors import Conflict, EngineError, GuestTimeout, Unsupported, VMDeskError
 from vmdesk.core.layout import Sockets
-from vmdesk.engines.base import Session
+from vmdesk.engines.base import Capabilities, Session, WindowSession
+from vmdesk.supervisor import protocol
 from vmdesk.supervisor import status as vmstatus
 
 SERIAL_KEEP = 1 << 20  # bytes of console output kept in memory for wait_serial and replays
 REPLAY = 4096  # what a newly attached console client sees first
-STOP_TIMEOUT = 30.0
+# Requests that end the VM: answered even while the supervisor winds down (see run()).
+ENDING_OPS = frozenset({"stop", "kill", "suspend"})
+# What would change the VM under a stop or suspend that is under way: refused meanwhile.
+CHANGES_THE_VM = frozenset(
+    {"pause", "reboot", "suspend", "snapshot_save", "snapshot_load", "snapshot_delete"}
+)
+
+# Each handler takes its op's request type (protocol.py); the table keys them by op.
+Handler: TypeAlias = Callable[[Any], Awaitable[Any]]
 
 
 class Supervisor:
@@ -39,6 +48,8 @@ class Supervisor:
         report: Callable[[dict[str, Any]], None],
         launch: str = "fresh",
         engine: str = "",
+        *,
+        capabilities: Capabilities,
     ):
         self.bundle = bundle
         self.files = bundle.files
@@ -48,7 +59,10 @@ class Supervisor:
         self.engine = engine  # which engine runs the VM and why, for people
         self.sockets = Sockets(self.files.sockets(str(config.uuid)))
         self.session = session
+        self.capabilities = capabilities  # the engine's: what this session can do
+        self.handlers = self._handlers()
         self.stopping = False
+        self.ending_as = ""  # "stopping" or "being suspended", for refusals meanwhile
         self.suspended = False
         self.panicked = ""
         self.started_at = time.time()
@@ -91,7 +105,8 @@ class Supervisor:
             asyncio.create_task(self._pump_events()),
         ]
         self.report({"ok": True, "pid": os.getpid(), "accel": self.session.accel_reason,
-                     "engine": self.engine, "resumed": self.session.restoring})  # fmt: skip
+                     "engine": self.engine, "resumed": self.session.restoring,
+                     "protocol": protocol.PROTOCOL_VERSION})  # fmt: skip
         code = await self.session.wait()
         # Record how it ended first, so `status` is right while the rest is torn down.
         crashed = self.panicked or (
@@ -151,7 +166,7 @@ class Supervisor:
             self.console_clients.discard(writer)
             writer.close()
 
-    async def _wait_serial(self, pattern: str, timeout: float) -> str:
+    async def _serial_match(self, pattern: str, timeout: float) -> str:
         regex = re.compile(pattern.encode(), re.MULTILINE)
 
         async def seen() -> str:
@@ -173,9 +188,29 @@ class Supervisor:
             if name == "GUEST_PANICKED":
                 self.panicked = "the guest kernel panicked"
 
-    # -- the control socket ------------------------------------------------------------
+    # -- the control socket: one handler per op of protocol.py -------------------------
 
-    async def _status(self) -> dict[str, Any]:
+    def _handlers(self) -> dict[str, Handler]:
+        return {
+            "status": self._status,
+            "stop": self._stop,
+            "kill": self._kill,
+            "pause": self._pause,
+            "resume": self._resume,
+            "reboot": self._reboot,
+            "screenshot": self._screenshot,
+            "suspend": self._suspend,
+            "window": self._window,
+            "snapshot_save": self._snapshot_save,
+            "snapshot_load": self._snapshot_load,
+            "snapshot_delete": self._snapshot_delete,
+            "wait_serial": self._wait_serial,
+        }
+
+    async def _status(self, _request: protocol.StatusRequest) -> protocol.StatusReply:
+        return await self._current()
+
+    async def _current(self) -> protocol.StatusReply:
         if self.stopping:
             state = "stopping"
         else:
@@ -191,14 +226,15 @@ class Supervisor:
             "since": self.started_at,
             "vnc": str(self.sockets.vnc) if self.sockets.vnc.exists() else None,
             "console": str(self.sockets.console),
+            "protocol": protocol.PROTOCOL_VERSION,
         }
 
-    async def _stop(self, force: bool = False, timeout: float = STOP_TIMEOUT) -> dict[str, Any]:
-        self.stopping = True
-        if not force:
+    async def _stop(self, request: protocol.StopRequest) -> protocol.StopReply:
+        self.stopping, self.ending_as = True, "stopping"
+        if not request["force"]:
             await self.session.powerdown()
             try:
-                await asyncio.wait_for(asyncio.shield(self.session.wait()), timeout)
+                await asyncio.wait_for(asyncio.shield(self.session.wait()), request["stop_timeout"])
                 return {"forced": False}
             except TimeoutError:
                 pass
@@ -206,10 +242,30 @@ class Supervisor:
         await self.session.wait()
         return {"forced": True}
 
-    async def _suspend(self) -> dict[str, Any]:
+    async def _kill(self, _request: protocol.KillRequest) -> protocol.KillReply:
+        await self.session.kill()
+        return {}
+
+    async def _pause(self, _request: protocol.PauseRequest) -> protocol.PauseReply:
+        await self.session.pause()
+        return await self._current()
+
+    async def _resume(self, _request: protocol.ResumeRequest) -> protocol.ResumeReply:
+        await self.session.resume()
+        return await self._current()
+
+    async def _reboot(self, _request: protocol.RebootRequest) -> protocol.RebootReply:
+        await self.session.reboot()
+        return await self._current()
+
+    async def _screenshot(self, request: protocol.ScreenshotRequest) -> protocol.ScreenshotReply:
+        await self.session.screenshot(Path(request["path"]))
+        return {"path": request["path"]}
+
+    async def _suspend(self, _request: protocol.SuspendRequest) -> protocol.SuspendReply:
         """Save the machine state into the bundle, then end QEMU; `start` resumes it."""
         started = time.monotonic()
-        self.stopping = True
+        self.stopping, self.ending_as = True, "being suspended"
         try:
             await self.session.save_state(self.files.suspended_state)
         except BaseException:
@@ -220,88 +276,92 @@ class Supervisor:
         await self.session.wait()
         return {"seconds": round(time.monotonic() - started, 3)}
 
-    async def _window(self) -> dict[str, Any]:
+    async def _window(self, _request: protocol.WindowRequest) -> protocol.WindowReply:
         """Show the VM's screen in a native window of this process, the one that owns the
         VM (the vz engine's sessions can; QEMU's screen is served over VNC instead)."""
-        opener = getattr(self.session, "open_window", None)
-        if opener is None:
+        if not self.capabilities.window:
             name = self.config.name
             where = (
                 f"or point a VNC viewer at the unix socket {self.sockets.vnc}"
                 if self.sockets.vnc.exists()
                 else f"(its VNC is off: `vmdesk edit {name} --vnc` while it is stopped)"
             )
-            raise VMDeskError(
+            raise Unsupported(
                 f"VM {name!r} runs on QEMU, which shows its screen over VNC, not in a "
                 "native window",
                 hint=f"open its console in the web app (`vmdesk ui`, then {name} → Console), "
                 + where,
             )
-        reply: dict[str, Any] = await opener()
-        return reply
+        # An engine with the window capability gives sessions that are WindowSessions.
+        opened = await cast(WindowSession, self.session).open_window()
+        return {"window": "opened" if opened else "already open"}
 
-    async def _simple(self, action: Callable[[], Awaitable[None]]) -> dict[str, Any]:
-        await action()
-        return await self._status()
+    async def _snapshot(self, op: str, tag: str, action: Awaitable[None]) -> protocol.SnapshotReply:
+        started = time.monotonic()
+        await action
+        self.event(op.upper(), {"tag": tag})
+        return {"seconds": round(time.monotonic() - started, 3)}
+
+    async def _snapshot_save(self, request: protocol.SnapshotSaveRequest) -> protocol.SnapshotReply:
+        save = self.session.save_snapshot(request["tag"], request["disk_only"])
+        return await self._snapshot(request["op"], request["tag"], save)
+
+    async def _snapshot_load(self, request: protocol.SnapshotLoadRequest) -> protocol.SnapshotReply:
+        load = self.session.load_snapshot(request["tag"])
+        return await self._snapshot(request["op"], request["tag"], load)
+
+    async def _snapshot_delete(
+        self, request: protocol.SnapshotDeleteRequest
+    ) -> protocol.SnapshotReply:
+        delete = self.session.delete_snapshot(request["tag"])
+        return await self._snapshot(request["op"], request["tag"], delete)
+
+    async def _wait_serial(self, request: protocol.WaitSerialRequest) -> protocol.WaitSerialReply:
+        return {"match": await self._serial_match(request["pattern"], request["wait"])}
+
+    def _refuse_while_ending(self, op: str) -> None:
+        """A stop or suspend under way: what would change the VM meanwhile is refused (a
+        snapshot or a pause of a guest that is shutting down); status, stop, kill, resume
+        and looking at it still work."""
+        if self.stopping and op in CHANGES_THE_VM:
+            name = self.config.name
+            raise Conflict(
+                f"VM {name!r} is {self.ending_as}, so it cannot {op.replace('_', ' ')}",
+                hint=f"wait until it has ended (`vmdesk status {name}`); "
+                f"`vmdesk kill {name}` ends it at once",
+            )
+
+    async def _serve(self, line: bytes) -> bytes:
+        """One request line in, one reply line out; every failure becomes an error reply
+        that names its class (a bad request must never take the VM down)."""
+        op = "request"
+        try:
+            request = protocol.decode_request(line, self.config.name)
+            op = request["op"]
+            task = asyncio.current_task()
+            if op in ENDING_OPS and task is not None:
+                self.ending.add(task)
+            self._refuse_while_ending(op)
+            return protocol.encode_reply(await self.handlers[op](request))
+        except TimeoutError:
+            error: VMDeskError = GuestTimeout(
+                f"{op} timed out", hint=f"see {self.files.serial_log}"
+            )
+        except VMDeskError as exc:
+            error = exc
+        except Exception as exc:
+            error = EngineError(f"{type(exc).__name__}: {exc}")
+        return protocol.encode_error(error)
 
     async def _control_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         try:
             line = await reader.readline()
-            request = json.loads(line or b"{}")
-            op = request.get("op")
-            task = asyncio.current_task()
-            if op in ("stop", "kill", "suspend") and task is not None:
-                self.ending.add(task)
-            if op == "status":
-                reply = await self._status()
-            elif op == "stop":
-                reply = await self._stop(
-                    bool(request.get("force")), float(request.get("stop_timeout", STOP_TIMEOUT))
-                )
-            elif op == "kill":
-                await self.session.kill()
-                reply = {}
-            elif op == "pause":
-                reply = await self._simple(self.session.pause)
-            elif op == "resume":
-                reply = await self._simple(self.session.resume)
-            elif op == "reboot":
-                reply = await self._simple(self.session.reboot)
-            elif op == "screenshot":
-                await self.session.screenshot(Path(request["path"]))
-                reply = {"path": request["path"]}
-            elif op == "suspend":
-                reply = await self._suspend()
-            elif op == "window":
-                reply = await self._window()
-            elif op in ("snapshot_save", "snapshot_load", "snapshot_delete"):
-                tag = str(request["tag"])
-                started = time.monotonic()
-                if op == "snapshot_save":
-                    await self.session.save_snapshot(tag, bool(request.get("disk_only")))
-                elif op == "snapshot_load":
-                    await self.session.load_snapshot(tag)
-                else:
-                    await self.session.delete_snapshot(tag)
-                self.event(op.upper(), {"tag": request["tag"]})
-                reply = {"seconds": round(time.monotonic() - started, 3)}
-            elif op == "wait_serial":
-                match = await self._wait_serial(
-                    str(request["pattern"]), float(request.get("wait", 60))
-                )
-                reply = {"match": match}
-            else:
-                reply = {"ok": False, "error": f"unknown request {op!r}"}
-            reply.setdefault("ok", True)
-        except TimeoutError:
-            reply = {"ok": False, "error": "timed out", "timeout": True}
-        except VMDeskError as exc:
-            reply = {"ok": False, "error": exc.message, "hint": exc.hint}
-        except Exception as exc:  # a bad request must never take the VM down
-            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        except (ConnectionError, OSError, ValueError):  # gone, or a line over the limit
+            line = b""
+        reply = await self._serve(line)
         with contextlib.suppress(ConnectionError, OSError):
-            writer.write(json.dumps(reply).encode() + b"\n")
+            writer.write(reply)
             await writer.drain()
             writer.close()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vmdesk.core.bundle import Bundle
-from vmdesk.core.errors import Conflict, VMDeskError
+from vmdesk.core.errors import Conflict, EngineError, VMDeskError
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.supervisor import launch_plan
 from vmdesk.supervisor import status as vmstatus
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 
 def _reporter(ready_fd: int | None) -> Report:
-    """Tell the starting CLI, once, whether the VM runs (a pipe it reads)."""
+    """Tell the starting CLI, once, whether the VM runs (a pipe it reads): the hello, with
+    this supervisor's protocol version and, when the VM did not start, the error's kind."""
     sent = False
 
     def report(message: dict[str, Any]) -> None:
@@ -37,8 +38,11 @@ def _reporter(ready_fd: int | None) -> Report:
         if sent or ready_fd is None:
             return
         sent = True
+        from vmdesk.supervisor import protocol  # after the spawn: off the guest's boot time
+
+        hello = {**message, "protocol": protocol.PROTOCOL_VERSION}
         with contextlib.suppress(OSError):
-            os.write(ready_fd, json.dumps(message).encode() + b"\n")
+            os.write(ready_fd, json.dumps(hello).encode() + b"\n")
             os.close(ready_fd)
 
     return report
@@ -72,7 +76,7 @@ def main(args: list[str]) -> int:
         lock = bundle.lock(f"running the VM (supervisor pid {os.getpid()})")
         lock.__enter__()
     except Conflict as exc:
-        report({"ok": False, "already_running": True, "error": exc.message})
+        report({"ok": False, "already_running": True, **exc.to_wire()})
         return 0
     sockets: Sockets | None = None
     replayed: launch_plan.Replayed | None = None
@@ -122,7 +126,9 @@ def main(args: list[str]) -> int:
 
         launch = "fresh" if replayed is None else "replayed"
         chosen = f"{engine.name} ({engine.reason})"  # e.g. qemu (auto: ...)
-        supervisor = Supervisor(bundle, config, session, report, launch, chosen)
+        supervisor = Supervisor(
+            bundle, config, session, report, launch, chosen, capabilities=engine.capabilities()
+        )
         try:
             return asyncio.run(supervisor.run())
         finally:
@@ -130,13 +136,13 @@ def main(args: list[str]) -> int:
     except VMDeskError as exc:
         _discard(replayed)
         vmstatus.record_exit(bundle.path, "failed", exc.message, exc.hint or "")
-        report({"ok": False, "error": exc.message, "hint": exc.hint})
+        report({"ok": False, **exc.to_wire()})
         return 1
     except BaseException as exc:
         _discard(replayed)
         reason = f"the supervisor failed: {type(exc).__name__}: {exc}"
         vmstatus.record_exit(bundle.path, "failed", reason)
-        report({"ok": False, "error": reason})
+        report({"ok": False, **EngineError(reason).to_wire()})
         print(reason, file=sys.stderr)
         raise
     finally:

@@ -24,16 +24,19 @@ if TYPE_CHECKING:
 
 
 class ControlError(Exception):
-    """The supervisor could not be reached or refused the request."""
+    """The supervisor could not be reached, or closed the connection without an answer."""
 
 
 def request(sock: Path, op: str, *, timeout: float = 5.0, **args: Any) -> dict[str, Any]:
-    """One JSON request/reply on the supervisor's control socket."""
+    """One request/reply on the supervisor's control socket (see protocol.py); the reply
+    as it came, ``ok`` false for an error (protocol.error_from rebuilds it)."""
+    from vmdesk.supervisor import protocol  # only once a VM runs: not on every `list`
+
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout)
             conn.connect(str(sock))
-            conn.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+            conn.sendall(protocol.encode_request(op, args))
             data = b""
             while not data.endswith(b"\n"):
                 chunk = conn.recv(65536)
@@ -46,6 +49,8 @@ def request(sock: Path, op: str, *, timeout: float = 5.0, **args: Any) -> dict[s
         reply: dict[str, Any] = json.loads(data)
     except ValueError as exc:
         raise ControlError("the VM's supervisor closed the connection") from exc
+    if not isinstance(reply, dict):
+        raise ControlError("the VM's supervisor did not answer with a JSON object")
     return reply
 
 
@@ -139,6 +144,8 @@ def derive(bundle_dir: Path, *, timeout: float = 1.0) -> dict[str, Any]:
     try:
         reply = request(sockets_for(bundle_dir).control, "status", timeout=timeout)
     except ControlError:
+        reply = {}
+    if not reply.get("ok"):
         # The supervisor holds the lock but does not answer: it is either still starting,
         # or the VM has just ended and it is cleaning up (then the exit is on record).
         return _ended_status(last_exit(bundle_dir), default="starting")

@@ -37,6 +37,8 @@ from vmdesk.engines.vz.capabilities import HostFacts
 if TYPE_CHECKING:
     import asyncio
 
+    from vmdesk.engines.base import WindowSession
+
 T = TypeVar("T")
 
 PUMP_INTERVAL = 0.01  # seconds between turns of the main run loop (a VM on the main queue)
@@ -427,8 +429,9 @@ class VzSession:
                 _report(exc)
             await asyncio.sleep(PUMP_INTERVAL)
 
-    async def open_window(self) -> dict[str, Any]:
-        """Show the VM's screen in a native window of this process (the supervisor)."""
+    async def open_window(self) -> bool:
+        """Show the VM's screen in a native window of this process (the supervisor): True
+        when a window opened, False when the open one was brought to the front."""
         name = self.config.name
         if self.config.display.device == "none":
             raise EngineError(
@@ -455,9 +458,9 @@ class VzSession:
             )
             return True
 
-        opened = await self._await_queue(show)  # the main queue: the main thread
-        self._emit("WINDOW", {"opened": bool(opened)})
-        return {"window": "opened" if opened else "already open"}
+        opened = bool(await self._await_queue(show))  # the main queue: the main thread
+        self._emit("WINDOW", {"opened": opened})
+        return opened
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -642,3 +645,9 @@ class VzSession:
             self._pump_task = None
             with contextlib.suppress(Exception):  # one last turn: run release() above
                 vz_window.pump(self._runtime_fw(), self._app)
+
+
+if TYPE_CHECKING:  # vz's capabilities say window: its sessions must be WindowSessions
+
+    def _gives_windows(session: VzSession) -> WindowSession:
+        return session
