@@ -12,7 +12,8 @@ from vmdesk.core import specs
 from vmdesk.core.config import VMConfig, from_dict
 from vmdesk.core.errors import EngineError, HostToolMissing, NotFound, VMDeskError
 from vmdesk.engines.qemu import spawn
-from vmdesk.engines.qemu.session import QemuSession
+from vmdesk.core.layout import Layout
+from vmdesk.engines.qemu import launch
 from vmdesk.engines.qemu.vm_argv import Runtime, build_vm
 
 BUNDLE = Path("/vms/example.vmdesk")
@@ -51,17 +52,16 @@ def test_a_share_spec_with_too_many_parts_says_how_to_write_it() -> None:
 
 def test_auto_picks_virtiofs_when_virtiofsd_exists_else_9p(tmp_path: Path) -> None:
     config = _config({"tag": "a", "path": str(tmp_path)}, {"tag": "b", "path": "/", "mode": "9p"})
-    session = QemuSession(config, tmp_path, tmp_path)
     daemon = Path("/usr/lib/qemu/virtiofsd")
-    assert session._share_mode(config.shares[0], daemon) == "virtiofs"
-    assert session._share_mode(config.shares[0], None) == "9p"
-    assert session._share_mode(config.shares[1], daemon) == "9p"
+    assert launch.share_mode(config, config.shares[0], daemon) == "virtiofs"
+    assert launch.share_mode(config, config.shares[0], None) == "9p"
+    assert launch.share_mode(config, config.shares[1], daemon) == "9p"
 
 
 def test_a_virtiofs_share_without_virtiofsd_says_what_to_install_or_use(tmp_path: Path) -> None:
     config = _config({"tag": "a", "path": str(tmp_path), "mode": "virtiofs"})
     with pytest.raises(HostToolMissing) as err:
-        QemuSession(config, tmp_path, tmp_path)._share_mode(config.shares[0], None)
+        launch.share_mode(config, config.shares[0], None)
     assert "virtiofsd" in err.value.message
     assert "apt-get install" in str(err.value.hint) and f"{tmp_path}:a:9p" in str(err.value.hint)
 
@@ -69,7 +69,7 @@ def test_a_virtiofs_share_without_virtiofsd_says_what_to_install_or_use(tmp_path
 def test_a_share_folder_that_went_away_is_a_clear_error(tmp_path: Path) -> None:
     config = _config({"tag": "gone", "path": str(tmp_path / "gone")})
     with pytest.raises(NotFound) as err:
-        QemuSession(config, tmp_path, tmp_path)._share_mode(config.shares[0], None)
+        launch.share_mode(config, config.shares[0], None)
     assert "not a folder" in err.value.message and "--remove-share gone" in str(err.value.hint)
 
 
@@ -78,16 +78,14 @@ def test_virtiofsd_serves_where_a_symlinked_share_resolves(tmp_path: Path) -> No
     (tmp_path / "link").symlink_to(tmp_path / "real")
     (tmp_path / "logs").mkdir()
     config = _config({"tag": "s", "path": str(tmp_path / "link")})
-    helper = QemuSession(config, tmp_path, tmp_path)._virtiofsd(Path("/v"), 0, config.shares[0])
+    helper = launch.virtiofsd_helper(Layout(tmp_path), Path("/v"), 0, config.shares[0])
     assert f"source={tmp_path / 'real'}" in helper["argv"]
 
 
 def test_virtiofsd_argv_enforces_read_only_on_the_host(tmp_path: Path) -> None:
     config = _config({"tag": "docs", "path": "/srv/docs", "read_only": True})
     (tmp_path / "logs").mkdir()
-    helper = QemuSession(config, tmp_path, tmp_path)._virtiofsd(
-        Path("/bin/virtiofsd"), 0, config.shares[0]
-    )
+    helper = launch.virtiofsd_helper(Layout(tmp_path), Path("/bin/virtiofsd"), 0, config.shares[0])
     argv = helper["argv"]
     assert argv[0].endswith("unshare") and "--mount" in argv
     assert "mount --bind -o ro" in argv[argv.index("-c") + 1]

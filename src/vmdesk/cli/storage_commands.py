@@ -107,8 +107,8 @@ def disk_list(vm: str, as_json: bool) -> None:
         console.print(f"{escape(vm)} has no disks; add one with `vmdesk disk add {escape(vm)}`")
     for d in found:
         what = d.info.summary() if d.info else f"[red]{escape(d.problem)}[/]"
-        ro = ", read-only" if d.disk.read_only else ""
-        console.print(f"{d.index}  {escape(d.disk.file)}  {d.disk.interface}{ro}  {what}")
+        ro = ", read-only" if d.disk["read_only"] else ""
+        console.print(f"{d.index}  {escape(d.disk['file'])}  {d.disk['interface']}{ro}  {what}")
 
 
 @disk.command("add")
@@ -230,13 +230,13 @@ def cd_list(vm: str, as_json: bool) -> None:
 
     cdroms = storage.cdroms(_library(), vm)
     if as_json:
-        print_json([{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(cdroms)])
+        print_json([{"index": i, **c} for i, c in enumerate(cdroms)])
         return
     if not cdroms:
         console.print(f"{escape(vm)} has no CD-ROM")
     for index, cdrom in enumerate(cdroms):
-        order = f"  boot order {cdrom.boot_order}" if cdrom.boot_order else ""
-        console.print(f"{index}  {escape(cdrom.file)}{order}")
+        order = f"  boot order {cdrom['boot_order']}" if cdrom.get("boot_order") else ""
+        console.print(f"{index}  {escape(cdrom['file'])}{order}")
 
 
 @click.command("boot-order")

@@ -98,15 +98,9 @@ def _library() -> Any:
 
 
 def _describe(config: Any) -> str:
-    from vmdesk.core.units import MiB, format_size
+    from vmdesk.core import config as vmconfig
 
-    boot = config.boot.kind + (
-        " + secure boot" if getattr(config.boot, "secure_boot", False) else ""
-    )
-    return (
-        f"{config.arch}, {config.cpus} vCPU, {format_size(config.memory * MiB)}, boot {boot}, "
-        f"{len(config.disks)} disk(s), {len(config.nics)} NIC(s), isolation {config.isolation}"
-    )
+    return _summary(vmconfig.to_dict(config))
 
 
 @click.command()
@@ -164,32 +158,18 @@ def show(vm: str, as_json: bool) -> None:
     """Show a VM's description and status."""
     from vmdesk.service import vms
 
-    found, config = vms.inspect(_library(), vm)
+    found = vms.get(_library(), vm)
     if as_json:
         print_json(found)
         return
-    runtime, status = found["runtime"], found["status"]
-    console.print(f"[bold]{escape(config.name)}[/]  {status}  ({config.uuid})")
-    console.print(f"  {_describe(config)}")
+    config, runtime = found["config"], found["runtime"]
+    console.print(f"[bold]{escape(config['name'])}[/]  {found['status']}  ({config['uuid']})")
+    console.print(f"  {_summary(config)}")
     console.print(f"  bundle   {escape(found['path'])}")
     engine = found["engine"]
     console.print(f"  engine   {escape(engine['text'])}")
-    for i, disk in enumerate(config.disks):
-        console.print(f"  disk{i}    {escape(disk.file)} ({disk.format}, {disk.interface})")
-    for cd in config.cdroms:
-        console.print(f"  cdrom    {escape(cd.file)}")
-    for i, nic in enumerate(config.nics):
-        fwd = ", ".join(str(f) for f in nic.forwards)
-        bridge = f" {nic.bridge}" if nic.bridge else ""
-        console.print(
-            f"  nic{i}     {nic.mode}{bridge} {nic.mac or ''}"
-            + (f"  forwards {fwd}" if fwd else "")
-        )
-    for share in config.shares:
-        ro = ", read-only" if share.read_only else ""
-        console.print(f"  share    {escape(share.tag)} -> {escape(share.path)} ({share.mode}{ro})")
-    d = config.display
-    console.print(f"  display  {d.device} {d.width}x{d.height}, VNC {'on' if d.vnc else 'off'}")
+    for line in _devices(config):
+        console.print(f"  {escape(line)}")
     console.print(f"  extras   {_extras(config, found['features'])}")
     if runtime.get("reason"):
         console.print(f"  [red]last exit[/] {escape(str(runtime['reason']))}")
@@ -198,12 +178,47 @@ def show(vm: str, as_json: bool) -> None:
     if runtime.get("vnc"):
         console.print(f"  vnc      unix socket {escape(str(runtime['vnc']))}")
     if runtime.get("console"):
-        console.print(f"  console  `vmdesk console {escape(config.name)}`")
+        console.print(f"  console  `vmdesk console {escape(config['name'])}`")
     if engine["display"]["kind"] == "window":
         console.print(f"  screen   `{escape(engine['display']['command'])}` (a native window)")
 
 
-def _extras(config: Any, features: list[dict[str, Any]]) -> str:
+def _summary(c: dict[str, Any]) -> str:
+    """One line about a description's JSON form (as `_describe` says it of the model)."""
+    boot = c["boot"]["kind"] + (" + secure boot" if c["boot"].get("secure_boot") else "")
+    return (
+        f"{c['arch']}, {c['cpus']} vCPU, {c['memory']}, boot {boot}, {len(c['disks'])} "
+        f"disk(s), {len(c['nics'])} NIC(s), isolation {c['isolation']}"
+    )
+
+
+def _devices(c: dict[str, Any]) -> list[str]:
+    """The disks, CDs, NICs, shares and display of a description's JSON form."""
+    lines = [
+        f"disk{i}    {d['file']} ({d['format']}, {d['interface']})"
+        for i, d in enumerate(c["disks"])
+    ]
+    lines += [f"cdrom    {cd['file']}" for cd in c["cdroms"]]
+    for i, nic in enumerate(c["nics"]):
+        fwd = ", ".join(
+            f"{f['protocol']}:{f['host_address']}:{f['host_port']}:{f['guest_port']}"
+            for f in nic["forwards"]
+        )
+        bridge = f" {nic['bridge']}" if nic.get("bridge") else ""
+        lines.append(
+            f"nic{i}     {nic['mode']}{bridge} {nic.get('mac') or ''}"
+            + (f"  forwards {fwd}" if fwd else "")
+        )
+    for share in c["shares"]:
+        ro = ", read-only" if share["read_only"] else ""
+        lines.append(f"share    {share['tag']} -> {share['path']} ({share['mode']}{ro})")
+    d = c["display"]
+    vnc = "on" if d["vnc"] else "off"
+    lines.append(f"display  {d['device']} {d['width']}x{d['height']}, VNC {vnc}")
+    return lines
+
+
+def _extras(config: dict[str, Any], features: list[dict[str, Any]]) -> str:
     """TPM, clipboard and USB as asked for, each marked when its engine can't give it."""
     names = {"tpm": "TPM", "clipboard": "clipboard", "usb_passthrough": "USB"}
     shown = []
@@ -212,7 +227,8 @@ def _extras(config: Any, features: list[dict[str, Any]]) -> str:
             continue
         text = names[feature["name"]]
         if feature["name"] == "usb_passthrough":
-            text += " " + ", ".join(str(u) for u in config.usb_devices)
+            usbs = config["usb_devices"]
+            text += " " + ", ".join(f"{u['vendor_id']}:{u['product_id']}" for u in usbs)
         if not feature["available"]:
             text += f" (unavailable: {feature['reason']})"
         shown.append(text)

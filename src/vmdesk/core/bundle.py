@@ -8,11 +8,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vmdesk.core import layout, listing
+from vmdesk.core import checked_configs, layout, listing
 from vmdesk.core.errors import BundleError, ConfigError, Conflict, NotFound
 
 TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
 if TYPE_CHECKING:
+    from typing import Any
+
     from vmdesk.core import config as vmconfig
 
 
@@ -32,14 +34,9 @@ class Bundle:
 
     # -- the config ------------------------------------------------------------------
 
-    def load(self) -> vmconfig.VMConfig:
-        """The VM description; a damaged or newer-schema file is reported, never rewritten."""
-        # Imported here: starting or stopping a VM needs the bundle, not the (slow to
-        # import) pydantic model.
-        from vmdesk.core import config as vmconfig
-
+    def _text(self) -> str:
         try:
-            text = self.files.config.read_text(encoding="utf-8")
+            return self.files.config.read_text(encoding="utf-8")
         except FileNotFoundError:
             if not self.path.is_dir():
                 raise NotFound(
@@ -54,10 +51,34 @@ class Bundle:
                 f"cannot read {self.files.config}: {exc}",
                 hint="check the file's permissions; VM-Desk did not change it",
             ) from None
+
+    def _checked(self, text: str) -> vmconfig.VMConfig:
+        # Imported here: starting or stopping a VM needs the bundle, not the (slow to
+        # import) pydantic model.
+        from vmdesk.core import config as vmconfig
+
         try:
-            return vmconfig.from_json(text)
+            config = vmconfig.from_json(text)
         except ConfigError as exc:
             raise ConfigError(exc.problems, context=str(self.files.config)) from None
+        checked_configs.remember(text, vmconfig.to_dict(config))
+        return config
+
+    def load(self) -> vmconfig.VMConfig:
+        """The VM description; a damaged or newer-schema file is reported, never rewritten."""
+        return self._checked(self._text())
+
+    def load_data(self) -> dict[str, Any]:
+        """The VM description's JSON form, checked exactly as :meth:`load` checks it, but
+        without building the model when this text passed its checks before (see
+        core.checked_configs): for commands that only read a description."""
+        text = self._text()
+        known = checked_configs.known(text)
+        if known is not None:
+            return known
+        from vmdesk.core import config as vmconfig
+
+        return vmconfig.to_dict(self._checked(text))
 
     def save(self, config: vmconfig.VMConfig) -> None:
         """Write the config atomically (the old one stays intact until the new one is whole)."""
@@ -65,7 +86,12 @@ class Bundle:
         from vmdesk.core import atomic
         from vmdesk.core import config as vmconfig
 
-        atomic.write_text(self.files.config, vmconfig.to_json(config))
+        text = vmconfig.to_json(config)
+        atomic.write_text(self.files.config, text)
+        try:  # the model is built by now, so checking the text again costs little
+            checked_configs.remember(text, vmconfig.to_dict(vmconfig.from_json(text)))
+        except ConfigError:
+            pass  # remembered only once it passes every check
 
     @classmethod
     def create(cls, path: Path, config: vmconfig.VMConfig) -> Bundle:

@@ -7,22 +7,22 @@ runs the VM).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from vmdesk.core.config import VMConfig
 
-
-def place(config: VMConfig, engine: str) -> dict[str, Any]:
-    """``{"kind": "vnc" | "window" | "none", "command": ...}``: ``vnc`` (QEMU: the web
-    console, VNC clients), ``window`` (vz: ``vmdesk display NAME --window``), ``none``."""
-    if config.display.device == "none":
+def place(config: Mapping[str, Any], engine: str) -> dict[str, Any]:
+    """Where the screen of the VM ``config`` (a description's JSON form: its ``name`` and
+    ``display``) is shown: ``{"kind": "vnc" | "window" | "none", "command": ...}``;
+    ``vnc`` (QEMU: the web console, VNC clients), ``window`` (vz: ``vmdesk display NAME
+    --window``), ``none``."""
+    display = config.get("display") or {}
+    if display.get("device", "virtio-gpu") == "none":
         return {"kind": "none", "command": None}
     if engine == "vz":
-        return {"kind": "window", "command": f"vmdesk display {config.name} --window"}
-    if not config.display.vnc:
+        return {"kind": "window", "command": f"vmdesk display {config['name']} --window"}
+    if not display.get("vnc", True):
         return {"kind": "none", "command": None}
     return {"kind": "vnc", "command": None}
 

@@ -59,7 +59,7 @@ def disk_row(d: vm_media.AttachedDisk) -> dict[str, Any]:
     """One attached disk as JSON (`vmdesk disk list --json`, GET /api/vms/NAME/disks)."""
     return {
         "index": d.index,
-        **d.disk.model_dump(mode="json"),
+        **d.disk,
         "path": str(d.path),
         "image": d.info.as_dict() if d.info else None,
         "problem": d.problem or None,
@@ -108,8 +108,9 @@ def disk_grow(
 # -- CD-ROMs and boot order ---------------------------------------------------------------
 
 
-def cdroms(library: Library, ref: str) -> list[CdRom]:
-    return find(library, ref).load().cdroms
+def cdroms(library: Library, ref: str) -> list[dict[str, Any]]:
+    """The VM's CD-ROM drives in the description's JSON form (file, boot order)."""
+    return list(find(library, ref).load_data()["cdroms"])
 
 
 def cd_insert(library: Library, ref: str, iso: Path, *, boot: bool = False) -> CdRom:

@@ -68,37 +68,32 @@ def _mib(memory: Any) -> int | None:
 
 
 def get(library: Library, ref: str) -> dict[str, Any]:
-    """A VM's description, live status and runtime facts (sockets, accelerator...)."""
-    return inspect(library, ref)[0]
-
-
-def inspect(library: Library, ref: str) -> tuple[dict[str, Any], VMConfig]:
-    """:func:`get`'s answer, and the checked description it was made from."""
-    from vmdesk.core import config as vmconfig
+    """A VM's description, live status and runtime facts (sockets, accelerator...), and
+    the optional features it asks for with whether its engine gives them. Read without
+    building the config model when the description was checked before (fast `show`)."""
     from vmdesk.core.errors import VMDeskError
     from vmdesk.engines.registry import describe, engine_for
     from vmdesk.service import features
 
     bundle = find(library, ref)
-    config = bundle.load()
+    config = bundle.load_data()
     runtime = vmstatus.derive(bundle.path)
     engine = describe(config)  # which engine runs it here and why, where its screen is
     try:
         capabilities = engine_for(config).capabilities()
     except VMDeskError:
         capabilities = None
-    answer = {
-        "name": config.name,
+    return {
+        "name": config["name"],
         "status": runtime["status"],
         "runtime": runtime,
         "path": str(bundle.path),
-        "config": vmconfig.to_dict(config),
+        "config": config,
         "capabilities": capabilities.as_dict() if capabilities else None,
         "engine": engine,
         # what it asks for that is optional, and whether its engine gives it
         "features": features.of(config, capabilities, engine["reason"]),
     }
-    return answer, config
 
 
 def schema() -> dict[str, Any]:

@@ -12,10 +12,11 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import Conflict, NotFound, StorageError
+from vmdesk.core.host_paths import expand
 from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.storage import images
 from vmdesk.storage.images import Format, ImageInfo
@@ -31,7 +32,7 @@ BootFrom = Literal["cd", "disk"]
 @dataclass(frozen=True)
 class AttachedDisk:
     index: int
-    disk: Disk
+    disk: dict[str, Any]  # its entry in the description's JSON form
     path: Path  # resolved against the bundle
     info: ImageInfo | None  # None when the image cannot be read
     problem: str = ""
@@ -72,15 +73,20 @@ def editing(library: Library, ref: str, purpose: str) -> Iterator[Edit]:
 
 
 def resolved(bundle: Bundle, item: Disk | CdRom) -> Path:
-    return Path(os.path.normpath(bundle.path / Path(item.file).expanduser()))
+    return resolved_file(bundle, item.file)
+
+
+def resolved_file(bundle: Bundle, file: str) -> Path:
+    """A disk's or CD's file as the description names it, resolved against the bundle."""
+    return Path(os.path.normpath(bundle.path / expand(file)))
 
 
 def disks(library: Library, ref: str) -> list[AttachedDisk]:
     """The VM's disks with what their images are (a bad image is reported, not raised)."""
     bundle = library.find(ref)
     found = []
-    for index, disk in enumerate(bundle.load().disks):
-        path = resolved(bundle, disk)
+    for index, disk in enumerate(bundle.load_data()["disks"]):
+        path = resolved_file(bundle, disk["file"])
         try:
             found.append(AttachedDisk(index, disk, path, images.inspect(path)))
         except (StorageError, NotFound) as exc:
