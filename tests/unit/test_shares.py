@@ -11,9 +11,8 @@ import pytest
 from vmdesk.core import specs
 from vmdesk.core.config import VMConfig, from_dict
 from vmdesk.core.errors import EngineError, HostToolMissing, NotFound, VMDeskError
-from vmdesk.engines.qemu import spawn
 from vmdesk.core.layout import Layout
-from vmdesk.engines.qemu import launch
+from vmdesk.engines.qemu import launch, spawn
 from vmdesk.engines.qemu.vm_argv import Runtime, build_vm
 
 BUNDLE = Path("/vms/example.vmdesk")

@@ -88,10 +88,10 @@ class Bundle:
 
         text = vmconfig.to_json(config)
         atomic.write_text(self.files.config, text)
-        try:  # the model is built by now, so checking the text again costs little
+        # The model is built by now, so checking the text again costs little; a text is
+        # remembered only once it passes every check.
+        with contextlib.suppress(ConfigError):
             checked_configs.remember(text, vmconfig.to_dict(vmconfig.from_json(text)))
-        except ConfigError:
-            pass  # remembered only once it passes every check
 
     @classmethod
     def create(cls, path: Path, config: vmconfig.VMConfig) -> Bundle:
