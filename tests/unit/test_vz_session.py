@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from vmdesk.core.config import from_dict
-from vmdesk.core.errors import EngineError
+from vmdesk.core.errors import EngineError, Unsupported
 from vmdesk.core.layout import Layout
 from vmdesk.engines.vz import api_surface, fake
 from vmdesk.engines.vz.capabilities import HostFacts
@@ -239,7 +239,7 @@ def test_save_state_needs_macos_14_on_apple_silicon(tmp_path: Path) -> None:
         await session.attach()
         await session.save_state(tmp_path / "state")
 
-    with pytest.raises(EngineError, match="needs macOS 14 or later on Apple silicon"):
+    with pytest.raises(Unsupported, match="needs macOS 14 or later on Apple silicon"):
         asyncio.run(run())
 
 
@@ -301,7 +301,7 @@ def test_what_vz_cannot_do_is_explained(tmp_path: Path) -> None:
         (lambda: session.screenshot(tmp_path / "x.png"), "native window"),
         (lambda: session.save_snapshot("s"), "no snapshots of a running VM"),
     ]:
-        with pytest.raises(EngineError) as err:
+        with pytest.raises(Unsupported) as err:  # no state of the VM would make it work
             asyncio.run(run(call))
         assert words in f"{err.value.message} {err.value.hint}"
 

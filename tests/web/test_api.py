@@ -70,6 +70,7 @@ def test_errors_are_json_with_hints(api: httpx.Client) -> None:
     assert missing.json() == {
         "error": "no VM named 'nope'",
         "hint": "see `vmdesk list` for your VMs",
+        "kind": "NotFound",
         "problems": [],
     }
     bad = api.post("/api/vms", json={"config": {"name": "x", "memory": "32MiB", "cpus": 0}})

@@ -63,7 +63,12 @@ def test_jobs_report_progress_results_and_errors() -> None:
     failed = registry.start("test", fail)
     assert failed.done.wait(10)
     assert failed.state == "failed" and isinstance(failed.exception, Conflict)
-    assert failed.error == {"error": "taken", "hint": "pick another", "problems": []}
+    assert failed.error == {
+        "error": "taken",
+        "hint": "pick another",
+        "kind": "Conflict",
+        "problems": [],
+    }
     assert registry.get("nope") is None
 
 

@@ -27,12 +27,12 @@ from pydantic_core import PydanticCustomError
 from vmdesk.core import macs
 from vmdesk.core.arch import default_arch
 from vmdesk.core.errors import ConfigError, Problem, VMDeskError
+from vmdesk.core.lookup import NAME_PATTERN  # a VM's name: the same rule as its lookup
 from vmdesk.core.units import MiB, format_size, parse_size
 
 SCHEMA_VERSION = 1
 MIN_MEMORY = 64 * MiB
 MAX_SHARE_TAG_BYTES = 36  # virtiofs/9p mount tags are limited to 36 bytes
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
 
 def _custom(message: str, hint: str) -> PydanticCustomError:

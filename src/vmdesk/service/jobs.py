@@ -52,9 +52,11 @@ class Job:
 
 
 def error_body(exc: VMDeskError) -> dict[str, Any]:
-    """How an error is told to an API client (the CLI's message and hint)."""
+    """How an error is told to an API client: the CLI's message and hint, and its kind
+    (the error's class, e.g. Conflict, as the supervisor's protocol carries it)."""
     problems = [p.as_dict() for p in exc.problems] if isinstance(exc, ConfigError) else []
-    return {"error": exc.message, "hint": exc.hint, "problems": problems}
+    return {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__,
+            "problems": problems}  # fmt: skip
 
 
 class Jobs:

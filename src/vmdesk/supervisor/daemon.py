@@ -280,18 +280,11 @@ class Supervisor:
         """Show the VM's screen in a native window of this process, the one that owns the
         VM (the vz engine's sessions can; QEMU's screen is served over VNC instead)."""
         if not self.capabilities.window:
-            name = self.config.name
-            where = (
-                f"or point a VNC viewer at the unix socket {self.sockets.vnc}"
-                if self.sockets.vnc.exists()
-                else f"(its VNC is off: `vmdesk edit {name} --vnc` while it is stopped)"
-            )
-            raise Unsupported(
-                f"VM {name!r} runs on QEMU, which shows its screen over VNC, not in a "
-                "native window",
-                hint=f"open its console in the web app (`vmdesk ui`, then {name} → Console), "
-                + where,
-            )
+            from vmdesk.display import screen
+
+            vnc = self.sockets.vnc if self.sockets.vnc.exists() else None
+            message, hint = screen.no_window(self.config.name, vnc)
+            raise Unsupported(message, hint=hint)
         # An engine with the window capability gives sessions that are WindowSessions.
         opened = await cast(WindowSession, self.session).open_window()
         return {"window": "opened" if opened else "already open"}

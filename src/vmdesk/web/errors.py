@@ -19,6 +19,7 @@ STATUS: tuple[tuple[type[errors.VMDeskError], int], ...] = (
     (errors.PolicyViolation, 422),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
+    (errors.Unsupported, 409),  # the VM's engine can't do that: the request, not the server
     (errors.StorageError, 409),
     (errors.BundleError, 409),
     (errors.HostToolMissing, 503),

@@ -28,12 +28,15 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from vmdesk.core.config import BiosBoot, UefiBoot, VMConfig
 from vmdesk.engines.base import Capabilities
 from vmdesk.engines.vz import api_surface
 
 VIRTUALIZATION_ENTITLEMENT = "com.apple.security.virtualization"
 NETWORKING_ENTITLEMENT = "com.apple.vm.networking"  # bridged networking (Apple grants it)
+
+TYPE_CHECKING = False  # the config model (pydantic) only where a VM is looked at in full
+if TYPE_CHECKING:
+    from vmdesk.core.config import VMConfig
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,8 @@ def host_problem(host: HostFacts) -> str | None:
 
 def unsupported(config: VMConfig, host: HostFacts) -> list[str]:
     """The VM's features the vz engine cannot give it on ``host``, each named for the user."""
+    from vmdesk.core.config import BiosBoot, UefiBoot
+
     found: list[str] = []
     arch = "aarch64" if host.machine == "arm64" else "x86_64"
     if config.arch != arch:

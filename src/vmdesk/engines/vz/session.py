@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import EngineError
+from vmdesk.core.errors import EngineError, Unsupported
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.vz import translate as vz_translate
 from vmdesk.engines.vz import window as vz_window
@@ -484,7 +484,7 @@ class VzSession:
         self._emit("RESUME")
 
     async def reboot(self) -> None:
-        raise EngineError(
+        raise Unsupported(
             "the vz engine cannot reset a VM (Virtualization.framework has no reset)",
             hint=f"stop and start it: `vmdesk stop {self.config.name} && vmdesk start "
             f"{self.config.name}`",
@@ -527,7 +527,7 @@ class VzSession:
         await self.quit()  # the VM is in this process: stopping it is the hardest stop
 
     async def screenshot(self, path: Path) -> None:
-        raise EngineError(
+        raise Unsupported(
             "the vz engine takes no screenshots",
             hint="VZ shows the screen only in a native window: `vmdesk display "
             f"{self.config.name} --window`; the serial console works too (`vmdesk console "
@@ -535,7 +535,7 @@ class VzSession:
         )
 
     async def save_snapshot(self, tag: str, disk_only: bool = False) -> None:
-        raise EngineError(
+        raise Unsupported(
             "the vz engine has no snapshots of a running VM",
             hint=f"stop it first (`vmdesk stop {self.config.name}`); snapshots of a stopped "
             "VM's disks work on any engine",
@@ -550,7 +550,7 @@ class VzSession:
     async def save_state(self, path: Path) -> None:
         """Pause, then write the machine state (macOS 14+ on Apple silicon only)."""
         if not self.host.save_restore:
-            raise EngineError(
+            raise Unsupported(
                 "saving a VM's state on vz needs macOS 14 or later on Apple silicon",
                 hint=f"shut it down instead: `vmdesk stop {self.config.name}`",
             )
