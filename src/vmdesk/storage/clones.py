@@ -32,7 +32,7 @@ from vmdesk.storage.copying import CopyProgress
 from vmdesk.storage.file_lock import exclusive
 from vmdesk.storage.qemu_img import Progress
 from vmdesk.storage.snapshots import drop_tags, load_tree
-from vmdesk.storage.vm_media import inside, locked, resolved
+from vmdesk.storage.vm_media import inside, locked, resolved, resolved_file
 
 TYPE_CHECKING = False  # the config model (pydantic) only where a description is built
 if TYPE_CHECKING:
@@ -244,8 +244,8 @@ def sweep_bases(library: Library) -> list[Path]:
         used: set[str] = set()
         for bundle in library.bundles():
             try:
-                for disk in bundle.load().disks:
-                    path = resolved(bundle, disk)
+                for disk in bundle.load_data()["disks"]:
+                    path = resolved_file(bundle, disk["file"])
                     if path.exists():
                         chain = images.inspect(path).backing_chain
                         used.update(os.path.realpath(layer) for layer in chain)
