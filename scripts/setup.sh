@@ -42,10 +42,6 @@ for pkg in "${PACKAGES[@]}"; do
         missing+=("$pkg")
     fi
 done
-# Bytecode for the checkout's own modules (an installed wheel has it from pip): without it
-# every `vmdesk` command compiles its modules again, ~35 ms, when the environment says
-# PYTHONDONTWRITEBYTECODE. Only changed files are compiled again.
-.venv/bin/python -m compileall -q src/vmdesk bench >/dev/null
 # The web UI's browser libraries come from npm. Node and npm from another source (such as
 # NodeSource's nodejs, which bundles npm) are used as they are.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -76,6 +72,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     .venv/bin/python -m pip install -q -e '.[dev]'
     echo "$wanted" > "$stamp"
 fi
+# Bytecode for the checkout's own modules (an installed wheel has it from pip): without it
+# every `vmdesk` command compiles its modules again, ~35 ms, when the environment says
+# PYTHONDONTWRITEBYTECODE. Only changed files are compiled again.
+.venv/bin/python -m compileall -q src/vmdesk bench >/dev/null
 # Bytecode for the checkout's own modules (an installed wheel has it from pip): without it
 # every `vmdesk` command compiles its modules again, ~35 ms, when the environment says
 # PYTHONDONTWRITEBYTECODE. Only changed files are compiled again.
