@@ -76,10 +76,6 @@ fi
 # every `vmdesk` command compiles its modules again, ~35 ms, when the environment says
 # PYTHONDONTWRITEBYTECODE. Only changed files are compiled again.
 .venv/bin/python -m compileall -q src/vmdesk bench >/dev/null
-# Bytecode for the checkout's own modules (an installed wheel has it from pip): without it
-# every `vmdesk` command compiles its modules again, ~35 ms, when the environment says
-# PYTHONDONTWRITEBYTECODE. Only changed files are compiled again.
-.venv/bin/python -m compileall -q src/vmdesk bench >/dev/null
 # The web UI's browser libraries (noVNC, xterm.js): installed by npm from the lockfile and
 # copied into the served static folder (git-ignored; redone only when the lockfile or the
 # copy script changes).
