@@ -54,6 +54,14 @@ def test_cd_and_boot_order_commands(vmdesk: Run, tmp_path: Path) -> None:
     vmdesk("boot-order", "vm", "disk")
     config = json.loads(vmdesk("show", "vm", "--json").stdout)
     assert config["config"]["disks"][0]["boot_order"] == 1
+    # network boot only when asked for, and it ends with the next other choice
+    assert "network (PXE)" in vmdesk("boot-order", "vm", "net").stdout
+    config = json.loads(vmdesk("show", "vm", "--json").stdout)["config"]
+    orders = [config["nics"][0]["boot_order"], config["disks"][0]["boot_order"]]
+    assert [*orders, config["cdroms"][0]["boot_order"]] == [1, 2, 3]
+    vmdesk("boot-order", "vm", "cd")
+    config = json.loads(vmdesk("show", "vm", "--json").stdout)["config"]
+    assert config["nics"][0]["boot_order"] is None and config["cdroms"][0]["boot_order"] == 1
     assert "ejected" in vmdesk("cd", "eject", "vm").stdout
     assert "no CD-ROM" in vmdesk("cd", "eject", "vm", ok=False).stderr
 

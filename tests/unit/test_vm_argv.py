@@ -20,7 +20,7 @@ from vmdesk.core.config import VMConfig, from_dict
 from vmdesk.core.errors import EngineError
 from vmdesk.engines.qemu.firmware import select as select_firmware
 from vmdesk.engines.qemu.options import Accel, machine
-from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, build_vm
+from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, boot_order, build_vm
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "vm-argv"
 BUNDLE = Path("/vms/example.vmdesk")
@@ -125,6 +125,12 @@ CASES: dict[str, tuple[dict[str, Any], str, bool]] = {
     ),
     "tpm-x86_64": ({"arch": "x86_64", "boot": LINUX, "tpm": True}, "tcg", False),
     "tpm-aarch64": ({"boot": LINUX, "tpm": True, "display": {"device": "none"}}, "tcg", False),
+    # network boot only when asked for: the NIC keeps its ROM and edk2 its PXE
+    "uefi-network-boot": (
+        {"arch": "x86_64", "disks": [{"file": "disks/disk0.qcow2", "boot_order": 2}],
+         "nics": [{"mode": "nat", "mac": "52:54:00:12:34:56", "boot_order": 1}]},
+        "tcg", True,
+    ),
     # TCG's default GICv2 stops at 8 CPUs; no VNC without vnc, no serial when it is off
     "aarch64-ramfb-many-cpus": (
         {"boot": LINUX, "cpus": 12, "memory": "512MiB", "nics": [],
@@ -442,3 +448,26 @@ def test_qemu_accepts_the_argv(name: str, tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_firmware_boots_disks_then_cds_and_never_the_network_unless_asked() -> None:
+    """Without an order of the user's, every disk and then every CD gets a bootindex, the
+    NICs lose their PXE ROM and UEFI its PXE; an explicit order is kept as it is."""
+    two = [{"file": "disks/a.qcow2"}, {"file": "disks/b.qcow2"}]
+    config = _config({"arch": "x86_64", "disks": two, "cdroms": [{"file": "/isos/x.iso"}]})
+    order = boot_order(config)
+    assert (order.disks, order.cdroms, order.nics, order.network) == ([1, 2], [3], [None], False)
+    argv = build_vm(config, BUNDLE, _runtime(config, "tcg", True))
+    assert "virtio-net-pci,netdev=net0,id=net0-dev,romfile=" in argv
+    assert "name=opt/org.tianocore/IPv4PXESupport,string=n" in argv
+    chosen = _config({"arch": "x86_64", "disks": [{"file": "disks/a.qcow2", "boot_order": 2}],
+                      "cdroms": [{"file": "/isos/x.iso", "boot_order": 1}]})  # fmt: skip
+    assert (boot_order(chosen).disks, boot_order(chosen).cdroms) == ([2], [1])
+    bios = _config({"arch": "x86_64", "boot": {"kind": "bios"}, "disks": two})
+    bios_argv = build_vm(bios, BUNDLE, _runtime(bios, "tcg", False))
+    assert "virtio-net-pci,netdev=net0,id=net0-dev,romfile=" in bios_argv
+    assert not any("tianocore" in a for a in bios_argv)  # SeaBIOS has no such switch
+    kernel = _config({"boot": LINUX, "disks": two})  # QEMU loads the kernel: no bootindex
+    assert boot_order(kernel).disks == [None, None]
+    assert not any("romfile" in a or "bootindex" in a for a in build_vm(
+        kernel, BUNDLE, _runtime(kernel, "tcg", False)))  # fmt: skip

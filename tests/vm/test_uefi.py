@@ -4,6 +4,7 @@ UEFI variables, across boots, in its bundle, and secure boot is enforced."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,23 @@ def test_secure_boot_runs_only_signed_code(
     if arch == "x86_64":  # only SMM code may write the variables
         assert "smm=on" in engine_log
         assert "driver=cfi.pflash01,property=secure,value=on" in engine_log
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_firmware_never_waits_on_a_network_boot_nobody_asked_for(
+    cli: CLI, arch: Arch, tiny_image: ImageGetter, tmp_path: Path
+) -> None:
+    """A UEFI VM with the default NAT NIC goes straight to its disk: edk2 once tried PXE
+    and HTTP boot over IPv4 and IPv6 for minutes before it got to the disk's startup.nsh."""
+    esp = make_esp(tiny_image(arch), tmp_path / "esp.img")
+    cli("create", "vm", "--arch", arch, "--boot", "uefi", "--disk", str(esp),
+        "--cpus", "1", "--memory", "512MiB", "--display", "none", "--no-vnc")  # fmt: skip
+    started = time.monotonic()
+    cli("start", "vm")
+    log = cli.bundle("vm") / "logs" / "serial.log"
+    while b"startup.nsh" not in (log.read_bytes() if log.exists() else b""):
+        assert time.monotonic() - started < 30, log.read_bytes()[-2000:]
+        time.sleep(0.2)
+    took = time.monotonic() - started
+    assert b"PXE" not in log.read_bytes() and b"HTTP" not in log.read_bytes(), took
+    cli("stop", "vm", "--force")

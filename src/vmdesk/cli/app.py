@@ -4,14 +4,17 @@ what they need."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
+from collections.abc import Callable, Iterator
 from gettext import gettext as _
 from typing import Any
 
 import click
 
 from vmdesk import __version__
+from vmdesk.cli.options import JSON_OUTPUT, print_json
 from vmdesk.cli.output import console
 from vmdesk.core.arch import ARCHES, default_arch, parse_arch
 from vmdesk.core.errors import VMDeskError
@@ -26,7 +29,10 @@ _VM, _RUN, _STORAGE = (
 # importing anything.
 # tests/unit/test_cli_startup.py checks this table against the commands themselves.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "boot-order": (_STORAGE, "Boot from the CD-ROMs first (installing) or from the disks first."),
+    "boot-order": (
+        _STORAGE,
+        "Boot from the CD-ROMs first (installing), the disks first, or the network (PXE).",
+    ),
     "cd": (_STORAGE, "CD-ROM media (ISO images, attached read-only)."),
     "clone": (
         _STORAGE,
@@ -140,7 +146,7 @@ def cli(debug: bool) -> None:
 
 @cli.group()
 def image() -> None:
-    """Built-in guest images (the tiny Linux used by the demo, tests and benchmarks)."""
+    """Guest images: the built-in tiny Linux, and cloud images pulled from the catalog or a URL."""
 
 
 @image.command("build")
@@ -169,24 +175,149 @@ def image_build(name: str, arch: str, force: bool) -> None:
 
 
 @image.command("list")
-def image_list() -> None:
-    """List the built images in the cache."""
-    from rich.markup import escape
-
+@JSON_OUTPUT
+def image_list(as_json: bool) -> None:
+    """List the built images, the catalog (and which of it is cached) and pulled images."""
     from vmdesk.images import tiny_linux
+    from vmdesk.service import images
 
-    found = False
+    built = []
     for arch in ARCHES:
         try:
-            built = tiny_linux.find(arch)
+            found = tiny_linux.find(arch)
         except VMDeskError:
             continue
-        found = True
-        console.print(
-            f"tiny-linux  {arch:8} {built.kernel_release:20} {escape(str(built.directory))}"
+        built.append(
+            {
+                "name": "tiny-linux",
+                "arch": arch,
+                "kernel_release": found.kernel_release,
+                "directory": str(found.directory),
+            }
         )
-    if not found:
+    listing = {"built": built, "catalog": images.catalog(), "pulled": images.pulled()}
+    if as_json:
+        print_json(listing)
+    else:
+        _print_images(listing)
+
+
+def _print_images(listing: dict[str, list[dict[str, Any]]]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from vmdesk.core.units import human_size
+
+    for one in listing["built"]:
+        console.print(
+            f"tiny-linux  {one['arch']:8} {one['kernel_release']:20} {escape(one['directory'])}"
+        )
+    if not listing["built"]:
         console.print("no images built yet; try `vmdesk image build tiny-linux --arch aarch64`")
+    table = Table(
+        "NAME",
+        "ARCH",
+        "FORMAT",
+        "CONTENTS",
+        "CACHED",
+        "SIZE",
+        "DESCRIPTION",
+        box=None,
+        title="catalog (`vmdesk image pull NAME`)",
+        title_justify="left",
+    )
+    for row in listing["catalog"]:
+        contents = row["kind"] + (", cloud-init" if row["cloud_init"] else "")
+        size = human_size(row["size"]) if row["size"] is not None else "-"
+        table.add_row(
+            row["name"],
+            row["arch"],
+            row["format"],
+            contents,
+            "yes" if row["cached"] else "no",
+            size,
+            escape(row["description"]),
+        )
+    console.print(table)
+    for row in listing["pulled"]:
+        console.print(
+            f"pulled  {escape(row['file'])}  {human_size(row['size'])}  {escape(row['path'])}"
+            f"  (from {escape(str(row['url']))})"
+        )
+
+
+@image.command("pull")
+@click.argument("ref", metavar="NAME|URL|FILE")
+@click.option("--arch", default=None, help="For a catalog image (default: this host's).")
+@click.option("--digest", default=None, help="sha256:HEX or sha512:HEX; required for a URL.")
+def image_pull(ref: str, arch: str | None, digest: str | None) -> None:
+    """Download a catalog image (or a URL with its digest) into the cache, checked."""
+    from rich.markup import escape
+
+    from vmdesk.core.units import human_size
+    from vmdesk.service import images
+
+    found = images.cached(ref, arch, digest)
+    if found is not None:
+        console.print(f"{escape(ref)} is already cached: {escape(str(found))}")
+        return
+    with _transfer_progress(ref) as progress:
+        path = images.pull(ref, arch, digest, progress=progress)
+    console.print(
+        f"[green]✓[/] {escape(ref)}: {escape(str(path))} "
+        f"({human_size(path.stat().st_size)}, digest checked)"
+    )
+
+
+@contextlib.contextmanager
+def _transfer_progress(title: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress bar on a terminal; elsewhere a plain line every 10 % (or 64 MiB)."""
+    if console.is_terminal:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(title, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+        return
+    from vmdesk.core.units import human_size
+
+    shown = [-1]
+
+    def report(done: int, total: int | None) -> None:
+        step = done * 10 // total if total else done >> 26
+        if step != shown[0]:
+            shown[0] = step
+            of = f"{step * 10}% {human_size(done)} of {human_size(total)}" if total else ""
+            console.print(f"  {of or human_size(done)}", highlight=False)
+
+    yield report
+
+
+@image.command("rm")
+@click.argument("name")
+@click.option("--arch", default=None, help="Only this architecture's copy (default: every).")
+def image_rm(name: str, arch: str | None) -> None:
+    """Delete a pulled image from the cache (a catalog name, or a pulled file or digest)."""
+    from rich.markup import escape
+
+    from vmdesk.service import images
+
+    for path in images.remove(name, arch):
+        console.print(f"removed {escape(str(path))}")
 
 
 @cli.command()

@@ -241,13 +241,14 @@ def cd_list(vm: str, as_json: bool) -> None:
 
 @click.command("boot-order")
 @click.argument("vm")
-@click.argument("first", type=click.Choice(["cd", "disk"]))
+@click.argument("first", type=click.Choice(["cd", "disk", "net"]))
 def boot_order(vm: str, first: Any) -> None:
-    """Boot from the CD-ROMs first (installing) or from the disks first."""
+    """Boot from the CD-ROMs first (installing), the disks first, or the network (PXE)."""
     from vmdesk.service import storage
 
     storage.boot_from(_library(), vm, first)
-    console.print(f"[green]✓[/] {escape(vm)} boots from its {first}s first")
+    what = {"cd": "CD-ROMs", "disk": "disks", "net": "network (PXE), then its disks"}[first]
+    console.print(f"[green]✓[/] {escape(vm)} boots from its {what} first")
 
 
 # -- vmdesk clone -------------------------------------------------------------------------

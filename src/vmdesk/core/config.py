@@ -134,6 +134,9 @@ class Nic(_Model):
     mac: str | None = Field(default=None, description="generated when empty")
     forwards: list[PortForward] = Field(default_factory=list)
     bridge: str | None = Field(default=None, description="host bridge/interface (bridged)")
+    boot_order: int | None = Field(
+        default=None, ge=1, description="boot from the network (only when asked for)"
+    )
 
     @field_validator("mac")
     @classmethod
@@ -424,6 +427,7 @@ def rule_problems(config: VMConfig) -> list[Problem]:
     orders: dict[int, str] = {}
     bootables = [(f"disks[{i}]", d.boot_order) for i, d in enumerate(config.disks)]
     bootables += [(f"cdroms[{i}]", c.boot_order) for i, c in enumerate(config.cdroms)]
+    bootables += [(f"nics[{i}]", n.boot_order) for i, n in enumerate(config.nics)]
     for where, order in bootables:
         if order is None:
             continue

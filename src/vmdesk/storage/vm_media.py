@@ -23,10 +23,10 @@ from vmdesk.storage.images import Format, ImageInfo
 
 TYPE_CHECKING = False  # the config model (pydantic) only where a description is built
 if TYPE_CHECKING:
-    from vmdesk.core.config import CdRom, Disk, VMConfig
+    from vmdesk.core.config import CdRom, Disk, Nic, VMConfig
 
 Interface = Literal["virtio-blk", "nvme", "usb"]
-BootFrom = Literal["cd", "disk"]
+BootFrom = Literal["cd", "disk", "net"]
 
 
 @dataclass(frozen=True)
@@ -265,12 +265,20 @@ def boot_from(library: Library, ref: str, first: BootFrom) -> None:
 
 
 def _boot_first(config: VMConfig, first: BootFrom) -> None:
-    cds: list[Disk | CdRom] = list(config.cdroms)
-    drives: list[Disk | CdRom] = list(config.disks)
+    """Number the boot devices: the chosen kind first, then disks, then CDs. Network boot
+    only when asked for (the first NIC, then the disks and CDs)."""
+    cds: list[Disk | CdRom | Nic] = list(config.cdroms)
+    drives: list[Disk | CdRom | Nic] = list(config.disks)
+    nics: list[Disk | CdRom | Nic] = []
+    nics += [n for n in config.nics if n.mode != "none"][:1]
     if first == "cd" and not cds:
         raise NotFound("the VM has no CD-ROM to boot from", hint="insert one: `vmdesk cd insert`")
     if first == "disk" and not drives:
         raise NotFound("the VM has no disk to boot from", hint="add one: `vmdesk disk add`")
-    ordered = cds + drives if first == "cd" else drives + cds
+    if first == "net" and not nics:
+        raise NotFound("the VM has no network interface to boot from", hint="add one: --nic nat")
+    ordered = {"cd": cds + drives, "disk": drives + cds, "net": nics + drives + cds}[first]
+    for nic in config.nics:
+        nic.boot_order = None  # network boot is only ever the user's explicit choice
     for order, item in enumerate(ordered, start=1):
         item.boot_order = order

@@ -103,11 +103,13 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     argv += _firmware(config, runtime)
     argv += _boot(config, bundle_dir)
     argv += _usb(config)
+    order = boot_order(config)
     for index, disk in enumerate(config.disks):
-        argv += _disk(index, disk, bundle_dir)
-    argv += _cdroms(config, bundle_dir)
+        argv += _disk(index, disk, bundle_dir, order.disks[index])
+    argv += _cdroms(config, bundle_dir, order.cdroms)
     for index, nic in enumerate(config.nics):
-        argv += _nic(index, nic, runtime)
+        argv += _nic(index, nic, runtime, order.nics[index], firmware=order.firmware)
+    argv += _network_boot(config, order)
     argv += ["-device", "virtio-rng-pci"]
     argv += _tpm(config, runtime)
     argv += _display(config, runtime)
@@ -141,6 +143,47 @@ def _path(bundle_dir: Path, file: str) -> Path:
 def _bootindex(order: int | None) -> str:
     """Firmware (SeaBIOS, OVMF, AAVMF) boots devices by their ``bootindex``."""
     return f",bootindex={order}" if order is not None else ""
+
+
+@dataclass(frozen=True)
+class BootOrder:
+    """Each disk's, CD's and NIC's ``bootindex`` (None: not a boot device)."""
+
+    disks: list[int | None]
+    cdroms: list[int | None]
+    nics: list[int | None]
+    firmware: bool  # booted by firmware (UEFI, BIOS), not a kernel QEMU loads itself
+
+    @property
+    def network(self) -> bool:
+        """Whether the user asked for network boot (`vmdesk boot-order net`)."""
+        return any(order is not None for order in self.nics)
+
+
+def boot_order(config: VMConfig) -> BootOrder:
+    """The order the firmware tries devices in: the user's (`vmdesk boot-order`, `cd
+    insert --boot`) if given, else the disks, then the CDs. Every disk and CD gets a
+    bootindex so that firmware tries them before anything else: without one, edk2 tries
+    PXE and HTTP boot over IPv4 and IPv6 for minutes before it falls back to the disk."""
+    disks = [d.boot_order for d in config.disks]
+    cdroms = [c.boot_order for c in config.cdroms]
+    nics = [n.boot_order if n.mode != "none" else None for n in config.nics]
+    firmware = not isinstance(config.boot, LinuxBoot)
+    if firmware and not any(o is not None for o in (*disks, *cdroms, *nics)):
+        disks = list(range(1, len(disks) + 1))
+        cdroms = list(range(len(disks) + 1, len(disks) + len(cdroms) + 1))
+    return BootOrder(disks, cdroms, nics, firmware)
+
+
+def _network_boot(config: VMConfig, order: BootOrder) -> list[str]:
+    """Unless asked for, no network boot: edk2's own PXE turned off through its fw_cfg
+    switches (the NICs carry no iPXE ROM either, see _nic)."""
+    if not isinstance(config.boot, UefiBoot) or order.network:
+        return []
+    return [
+        "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+        "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n",
+    ]  # fmt: skip
 
 
 def _firmware(config: VMConfig, runtime: Runtime) -> list[str]:
@@ -213,7 +256,7 @@ def _usb(config: VMConfig) -> list[str]:
     return argv
 
 
-def _disk(index: int, disk: Disk, bundle_dir: Path) -> list[str]:
+def _disk(index: int, disk: Disk, bundle_dir: Path, order: int | None) -> list[str]:
     """A protocol node (host cache policy), a format node, and the guest-visible device."""
     node = f"disk{index}"
     protocol, device_options = _CACHE[disk.cache]
@@ -223,7 +266,7 @@ def _disk(index: int, disk: Disk, bundle_dir: Path) -> list[str]:
         "-blockdev", f"node-name={node}-file,driver=file,filename={filename},{protocol}{ro}",
         "-blockdev", f"node-name={node},driver={disk.format},file={node}-file{ro}",
     ]  # fmt: skip
-    common = f"drive={node},id={node}-dev{device_options}{_bootindex(disk.boot_order)}"
+    common = f"drive={node},id={node}-dev{device_options}{_bootindex(order)}"
     if disk.interface == "virtio-blk":
         device = f"virtio-blk-pci,{common}"
     elif disk.interface == "nvme":
@@ -233,7 +276,7 @@ def _disk(index: int, disk: Disk, bundle_dir: Path) -> list[str]:
     return [*argv, "-device", device]
 
 
-def _cdroms(config: VMConfig, bundle_dir: Path) -> list[str]:
+def _cdroms(config: VMConfig, bundle_dir: Path, orders: list[int | None]) -> list[str]:
     """Read-only raw images: on q35's built-in AHCI (x86_64), on virtio-scsi (aarch64's virt
     board has no IDE/AHCI controller)."""
     cdroms: list[CdRom] = config.cdroms
@@ -252,7 +295,7 @@ def _cdroms(config: VMConfig, bundle_dir: Path) -> list[str]:
             "-blockdev", f"node-name={node}-file,driver=file,filename={filename},read-only=on",
             "-blockdev", f"node-name={node},driver=raw,file={node}-file,read-only=on",
         ]  # fmt: skip
-        common = f"drive={node},id={node}-dev{_bootindex(cd.boot_order)}"
+        common = f"drive={node},id={node}-dev{_bootindex(orders[index])}"
         if config.arch == "x86_64":
             argv += ["-device", f"ide-cd,{common},bus=ide.{index}"]
         else:
@@ -270,9 +313,10 @@ def _hostfwd(fwd: PortForward) -> str:
     return f"hostfwd={fwd.protocol}:{fwd.host_address}:{fwd.host_port}-:{fwd.guest_port}"
 
 
-def _nic(index: int, nic: Nic, runtime: Runtime) -> list[str]:
+def _nic(index: int, nic: Nic, runtime: Runtime, order: int | None, *, firmware: bool) -> list[str]:
     """A netdev backend (slirp NAT; for bridged, a tap we opened or the setuid bridge
-    helper) and a virtio NIC."""
+    helper) and a virtio NIC: for a firmware boot, without its iPXE option ROM unless it
+    is a boot device (so the firmware never waits on a network boot nobody asked for)."""
     if nic.mode == "none":
         return []
     netdev = f"net{index}"
@@ -293,6 +337,8 @@ def _nic(index: int, nic: Nic, runtime: Runtime) -> list[str]:
     device = f"virtio-net-pci,netdev={netdev},id={netdev}-dev"
     if nic.mac:
         device += f",mac={esc(nic.mac)}"
+    if firmware:
+        device += _bootindex(order) if order is not None else ",romfile="
     return ["-netdev", backend, "-device", device]
 
 
