@@ -52,6 +52,7 @@ def test_auto_picks_vz_on_a_capable_mac() -> None:
         ({"arch": "x86_64"}, "x86_64 guests"),
         ({"shares": [{"tag": "src", "path": "/Users/me/src", "mode": "9p"}]}, "9p shared"),
         ({"display": {"device": "ramfb"}}, "ramfb"),
+        ({"nics": [{"mac": "52:54:00:00:00:01", "boot_order": 1}]}, "network"),
     ],
 )  # fmt: skip
 def test_a_feature_vz_lacks_picks_qemu_and_refuses_vz(

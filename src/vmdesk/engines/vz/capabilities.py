@@ -164,6 +164,8 @@ def unsupported(config: VMConfig, host: HostFacts) -> list[str]:
         found.append("USB passthrough")
     if any(nic.forwards for nic in config.nics):
         found.append("port forwarding (VZ's NAT has none)")
+    if any(nic.boot_order is not None for nic in config.nics):
+        found.append("network (PXE) boot")
     if isinstance(config.boot, BiosBoot):
         found.append("BIOS boot")
     if isinstance(config.boot, UefiBoot) and config.boot.secure_boot:
