@@ -166,3 +166,15 @@ def test_doctor_table_and_json(vmdesk: Run) -> None:
     assert accel["detail"].split(":")[0] in ("kvm", "tcg")
     table = vmdesk("doctor", "--no-probe").stdout
     assert "qemu-system-aarch64" in table and "this host can run VMs" in table
+
+
+def test_create_with_a_new_disk_of_any_size(vmdesk: Run, tmp_path: Path) -> None:
+    """`--disk-size` gives a new VM its own sparse qcow2 disk, made with it or not at all."""
+    vmdesk("create", "big", "--disk-size", "64GiB", "--cpus", "1")
+    (disk,) = json.loads(vmdesk("disk", "list", "big", "--json").stdout)
+    assert (disk["file"], disk["format"], disk["image"]["virtual_size"]) == (
+        "disks/disk0.qcow2", "qcow2", 64 << 30)  # fmt: skip
+    assert disk["image"]["allocated"] < 1 << 20  # sparse: nothing written yet
+    failed = vmdesk("create", "none", "--disk-size", "0", ok=False)
+    assert "size above zero" in failed.stderr
+    assert not (tmp_path / "library" / "none.vmdesk").exists()

@@ -110,6 +110,9 @@ def _describe(config: Any) -> str:
     "--image", type=click.Choice(["tiny-linux"]),
     help="Boot a built-in guest image (built on first use; copied into the VM).",
 )  # fmt: skip
+@click.option(
+    "--disk-size", help="A new empty disk of this size in the VM's bundle, e.g. 32GiB (qcow2)."
+)
 @_vm_options
 def create(name: str, from_file: str | None, image: str | None, **options: Any) -> None:
     """Create a VM (nothing is started)."""

@@ -44,6 +44,7 @@ class Settings(TypedDict, total=False):
     resolution: str | None  # WIDTHxHEIGHT
     vnc: bool | None
     usbs: list[str] | tuple[str, ...]  # VENDOR:PRODUCT
+    disk_size: str | int | None  # a new VM's own new disk (qcow2, in its bundle), e.g. 32GiB
 
 
 Settings.__pydantic_config__ = {"extra": "forbid"}  # type: ignore[attr-defined]

@@ -163,10 +163,31 @@ def create(
     approved = list(paths_in(data) if named is None else named)
     if settings is not None:
         approved += vmsettings.apply(data, settings)
+    populate = _new_disk(data, settings.get("disk_size")) if settings else None
     config = build(data, approved)
     if "clipboard" not in data:  # on where the engine shares a clipboard, else off
         config.clipboard = _engine_gives(config, "clipboard")
-    return library.create(config, files).load()
+    return library.create(config, files, populate).load()
+
+
+def _new_disk(data: dict[str, Any], size: str | int | None) -> Callable[[Path], None] | None:
+    """With a size, a new empty qcow2 disk for the VM (its description gains the entry
+    now; the image is made in the staged bundle, so the VM appears with it or not at all)."""
+    if size is None:
+        return None
+    from vmdesk.core.units import parse_size
+    from vmdesk.storage import images as disk_images
+
+    nbytes = parse_size(size, default_unit="G")
+    taken = {d.get("file") for d in data.get("disks") or [] if isinstance(d, dict)}
+    names = (f"disks/disk{i}.qcow2" for i in range(len(taken) + 1))
+    name = next(n for n in names if n not in taken)
+    data.setdefault("disks", []).append({"file": name, "format": "qcow2"})
+
+    def make(staged: Path) -> None:
+        disk_images.create(staged / name, nbytes, "qcow2")
+
+    return make
 
 
 def _engine_gives(config: VMConfig, feature: str) -> bool:
