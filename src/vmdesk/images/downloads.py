@@ -1,0 +1,362 @@
+"""Downloading guest images into the cache: streamed to a partial file, resumed with a
+``Range`` request after an interruption, checked against a digest over the whole file, then
+renamed into place, so that a file at an image's cache path is always complete and verified.
+
+Two pulls of one image (threads or processes) coalesce: each takes an exclusive lock on the
+partial file, and whoever gets it second finds the image already cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from vmdesk.core import paths
+from vmdesk.core.atomic import fsync_dir
+from vmdesk.core.errors import StorageError, VMDeskError
+from vmdesk.core.units import human_size
+
+if TYPE_CHECKING:
+    import httpx
+
+Progress = Callable[[int, int | None], None]  # bytes on disk so far, total (None: unknown)
+Algorithm = Literal["sha256", "sha512"]
+
+TIMEOUT = 30.0  # seconds without a byte (or a connection) before giving up
+ATTEMPTS = 5  # consecutive attempts that brought no new byte, then the error is final
+PROGRESS_EVERY = 1 << 20  # bytes between progress calls (every chunk would be ~16 a MiB)
+_HEX = {"sha256": 64, "sha512": 128}
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
+_UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)$")
+
+
+class DownloadError(VMDeskError):
+    """Fetching an image failed: the network, the server, or bytes that are not the ones
+    expected (nothing unverified is ever left where an image is looked for)."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A published checksum: ``sha256:HEX`` or ``sha512:HEX``."""
+
+    algorithm: Algorithm
+    hex: str
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """The digest ``text`` spells; ValueError (saying why) when it spells none."""
+        algorithm, sep, value = text.strip().partition(":")
+        value = value.lower()
+        if not sep or algorithm not in _HEX:
+            raise ValueError(f"{text!r} is not sha256:HEX or sha512:HEX")
+        if len(value) != _HEX[algorithm] or not re.fullmatch(r"[0-9a-f]+", value):
+            raise ValueError(f"a {algorithm} digest is {_HEX[algorithm]} hexadecimal digits")
+        return cls("sha256" if algorithm == "sha256" else "sha512", value)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+    def hasher(self) -> hashlib._Hash:
+        return hashlib.new(self.algorithm)
+
+
+def pulled_dir() -> Path:
+    """Where pulled images live: one directory per digest (content-addressed)."""
+    return paths.cache_dir() / "images" / "pulled"
+
+
+def cache_path(digest: Digest, file_name: str) -> Path:
+    return pulled_dir() / f"{digest.algorithm}-{digest.hex}" / file_name
+
+
+def partial_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".partial")
+
+
+def fetch(
+    url: str,
+    dest: Path,
+    digest: Digest,
+    *,
+    progress: Progress | None = None,
+    timeout: float = TIMEOUT,
+) -> Path:
+    """``dest``, downloaded from ``url`` unless already there, its ``digest`` checked."""
+    while not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(partial_path(dest), digest) as part:
+            if part is None:  # the file we waited for was renamed or removed: look again
+                continue
+            if dest.exists():  # another pull finished it while we waited
+                part.discard()
+                break
+            try:
+                _download(url, part, digest, progress, timeout)
+            except BaseException:
+                if part.size == 0:  # nothing (left) worth resuming: leave no trace
+                    part.discard()
+                    with contextlib.suppress(OSError):
+                        dest.parent.rmdir()
+                raise
+            os.fsync(part.fd)  # the bytes are on disk before the name says "complete"
+            os.replace(part.path, dest)
+            fsync_dir(dest.parent)
+    return dest
+
+
+def verify_file(path: Path, digest: Digest) -> None:
+    """Raise DownloadError unless ``path`` has ``digest``."""
+    hasher = digest.hasher()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            hasher.update(block)
+    if hasher.hexdigest() != digest.hex:
+        raise DownloadError(
+            f"{path} does not have the expected digest: expected {digest}, "
+            f"got {digest.algorithm}:{hasher.hexdigest()}",
+            hint="check the digest, or the file (it may be damaged or another version)",
+        )
+
+
+class _Partial:
+    """The partial file, open and locked, and the hash of the bytes in it so far."""
+
+    def __init__(self, path: Path, fd: int, digest: Digest) -> None:
+        self.path, self.fd, self.digest = path, fd, digest
+        self.hasher = digest.hasher()
+        self.size = 0
+        self.total: int | None = None
+        os.lseek(fd, 0, os.SEEK_SET)
+        while block := os.read(fd, 1 << 20):  # what an earlier pull left: resumed after it
+            self.hasher.update(block)
+            self.size += len(block)
+
+    def restart(self) -> None:
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.hasher, self.size = self.digest.hasher(), 0
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                self.discard()
+                raise _no_space(self.path.parent, self.total, self.size) from None
+            raise
+        self.hasher.update(chunk)
+        self.size += len(chunk)
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.size = 0
+
+
+@contextlib.contextmanager
+def _locked(path: Path, digest: Digest) -> Iterator[_Partial | None]:
+    """The partial file at ``path``, locked; None if, once locked, it is no longer there
+    (its owner renamed or removed it while we waited)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # its directory went with a failed pull: make it again
+        yield None
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fd)
+        if current is None or (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
+            yield None
+        else:
+            yield _Partial(path, fd, digest)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _download(
+    url: str, part: _Partial, digest: Digest, progress: Progress | None, timeout: float
+) -> None:
+    """Fill ``part`` from ``url`` (resuming where it stands), then check its digest."""
+    import httpx  # here: `vmdesk image list` and the web app's start need none of it
+
+    host = urlsplit(url).hostname or url
+    # identity: the bytes on disk must be the server's file, not a re-encoding of it.
+    headers = {"accept-encoding": "identity", "user-agent": "vmdesk"}
+    reporter = _Reporter(progress)
+    fruitless = 0  # attempts in a row that brought no new byte
+    with httpx.Client(timeout=timeout, follow_redirects=True, headers=headers) as client:
+        while True:
+            before, error = part.size, None
+            try:
+                if _transfer(client, url, part, reporter):
+                    break
+            except httpx.TransportError as exc:
+                error = exc
+            fruitless = 0 if part.size > before else fruitless + 1
+            if error is not None and (fruitless >= ATTEMPTS or (fruitless and _final(error))):
+                raise _transport_error(error, url, host, timeout) from None
+            if fruitless >= ATTEMPTS:
+                raise DownloadError(
+                    f"{host} never sent the rest of {url} (stuck at {human_size(part.size)})",
+                    hint="try again later, or another mirror",
+                )
+    reporter.done(part.size, part.total)
+    got = part.hasher.hexdigest()
+    if got != digest.hex:
+        part.discard()
+        raise DownloadError(
+            f"{url} is not the expected image: expected {digest}, got {digest.algorithm}:{got} "
+            f"({human_size(part.size)}); the download was deleted",
+            hint="check the digest; if it is right, the server sent another file (try again "
+            "later or another mirror)",
+        )
+
+
+def _final(exc: httpx.TransportError) -> bool:
+    """Errors that another attempt right away would only repeat: no connection at all, or
+    a server that stays silent."""
+    import httpx
+
+    return isinstance(exc, httpx.ConnectError | httpx.TimeoutException)
+
+
+def _transfer(client: httpx.Client, url: str, part: _Partial, reporter: _Reporter) -> bool:
+    """One request, its body appended to ``part``: True once the file is complete, False to
+    ask again (the server restarted the file, or cut the transfer short)."""
+    headers = {"range": f"bytes={part.size}-"} if part.size else {}
+    with client.stream("GET", url, headers=headers) as response:
+        if response.status_code == 416 and _complete(response, part):
+            return True
+        if response.status_code not in (200, 206):
+            raise _status_error(response, url)
+        if response.status_code == 200 and part.size:
+            part.restart()  # the server ignored the range: it sends the whole file again
+        elif response.status_code == 206 and not _resumes(response, part):
+            part.restart()
+            return False
+        length = response.headers.get("content-length")
+        part.total = part.size + int(length) if length and length.isdigit() else None
+        _check_space(part)
+        for chunk in response.iter_raw():
+            part.write(chunk)
+            reporter(part.size, part.total)
+    return part.total is None or part.size >= part.total
+
+
+def _resumes(response: httpx.Response, part: _Partial) -> bool:
+    """Whether a 206 carries the bytes from where ``part`` stands (bytes START-END/TOTAL)."""
+    match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+    return match is not None and int(match.group(1)) == part.size
+
+
+def _complete(response: httpx.Response, part: _Partial) -> bool:
+    """A 416 to a range from ``part.size``: complete if the file is exactly that long (a pull
+    stopped between the last byte and the rename); otherwise start over."""
+    match = _UNSATISFIED_RANGE.match(response.headers.get("content-range", ""))
+    if match is not None and int(match.group(1)) == part.size:
+        part.total = part.size
+        return True
+    part.restart()
+    return False
+
+
+def _check_space(part: _Partial) -> None:
+    if part.total is None:
+        return
+    free = shutil.disk_usage(part.path.parent).free
+    if free < part.total - part.size:
+        part.discard()
+        raise _no_space(part.path.parent, part.total, part.size, free)
+
+
+def _no_space(where: Path, total: int | None, done: int, free: int | None = None) -> StorageError:
+    needed = f"; it needs {human_size(total - done)} more" if total is not None else ""
+    has = f" ({human_size(free)} free)" if free is not None else ""
+    return StorageError(
+        f"not enough space in {where} for the image{needed}{has}; the partial download was removed",
+        hint="free some space there, or point $VMDESK_CACHE to a disk with more room",
+    )
+
+
+def _status_error(response: httpx.Response, url: str) -> DownloadError:
+    host = urlsplit(url).hostname or url
+    code = response.status_code
+    if code in (404, 410):
+        return DownloadError(
+            f"{host} has no file at {url} (HTTP {code})",
+            hint="the image may have moved: check the URL (or update VM-Desk for a newer catalog)",
+        )
+    why = {401: "wants credentials", 403: "refuses access", 429: "is rate limiting"}
+    hint = f"{host} has a problem of its own: try again later" if code >= 500 else "check the URL"
+    reason = why.get(code, f"answered HTTP {code} {response.reason_phrase}".rstrip())
+    return DownloadError(f"{host} {reason} for {url}", hint=hint)
+
+
+def _transport_error(exc: Exception, url: str, host: str, timeout: float) -> DownloadError:
+    import httpx
+
+    resume = "; the next pull resumes what was downloaded"
+    if isinstance(exc, httpx.TimeoutException):
+        return DownloadError(
+            f"{host} sent nothing for {timeout:g} s (downloading {url})",
+            hint="check the network connection and try again" + resume,
+        )
+    if isinstance(exc, httpx.ConnectError):
+        cause = _root_cause(exc)
+        port = urlsplit(url).port
+        where = f"{host}:{port}" if port else host
+        if isinstance(cause, socket.gaierror):
+            message = f"cannot find the host {host} (no network, or no such name)"
+        elif isinstance(cause, ConnectionRefusedError):
+            message = f"{where} refused the connection"
+        else:
+            message = f"cannot connect to {where}"
+        return DownloadError(message, hint="check the network connection and the URL" + resume)
+    return DownloadError(
+        f"the connection to {host} broke off while downloading {url} ({type(exc).__name__})",
+        hint="try again" + resume,
+    )
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The first error in ``exc``'s chain (httpx wraps the socket's own)."""
+    seen = exc
+    while True:
+        inner = seen.__cause__ or seen.__context__
+        if inner is None:
+            return seen
+        seen = inner
+
+
+class _Reporter:
+    """Calls ``progress`` every PROGRESS_EVERY bytes, and once at the end."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.last = -PROGRESS_EVERY
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.progress is not None and done - self.last >= PROGRESS_EVERY:
+            self.last = done
+            self.progress(done, total)
+
+    def done(self, done: int, total: int | None) -> None:
+        if self.progress is not None and done != self.last:
+            self.progress(done, total)
