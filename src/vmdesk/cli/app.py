@@ -204,7 +204,6 @@ def image_list(as_json: bool) -> None:
 
 def _print_images(listing: dict[str, list[dict[str, Any]]]) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     from vmdesk.core.units import human_size
 
@@ -214,31 +213,18 @@ def _print_images(listing: dict[str, list[dict[str, Any]]]) -> None:
         )
     if not listing["built"]:
         console.print("no images built yet; try `vmdesk image build tiny-linux --arch aarch64`")
-    table = Table(
-        "NAME",
-        "ARCH",
-        "FORMAT",
-        "CONTENTS",
-        "CACHED",
-        "SIZE",
-        "DESCRIPTION",
-        box=None,
-        title="catalog (`vmdesk image pull NAME`)",
-        title_justify="left",
-    )
+    console.print("\ncatalog (`vmdesk image pull NAME --arch ARCH`):")
+    rows = [("NAME", "ARCH", "FORMAT", "CONTENTS", "CACHED", "SIZE", "DESCRIPTION")]
     for row in listing["catalog"]:
-        contents = row["kind"] + (", cloud-init" if row["cloud_init"] else "")
+        contents = ("cloud-init " if row["cloud_init"] else "") + row["kind"]
         size = human_size(row["size"]) if row["size"] is not None else "-"
-        table.add_row(
-            row["name"],
-            row["arch"],
-            row["format"],
-            contents,
-            "yes" if row["cached"] else "no",
-            size,
-            escape(row["description"]),
-        )
-    console.print(table)
+        cached = "yes" if row["cached"] else "no"
+        rows.append((row["name"], row["arch"], row["format"], contents, cached, size,
+                     row["description"]))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        line = "  ".join(f"{c:{w}}" for c, w in zip(r, widths, strict=False)) + "  " + r[-1]
+        console.print(escape(line))
     for row in listing["pulled"]:
         console.print(
             f"pulled  {escape(row['file'])}  {human_size(row['size'])}  {escape(row['path'])}"
@@ -257,14 +243,19 @@ def image_pull(ref: str, arch: str | None, digest: str | None) -> None:
     from vmdesk.core.units import human_size
     from vmdesk.service import images
 
-    found = images.cached(ref, arch, digest)
-    if found is not None:
-        console.print(f"{escape(ref)} is already cached: {escape(str(found))}")
+    source = images.source(ref, arch, digest)
+    if source.url is None:  # a local file: used where it is, checked if a digest was given
+        images.pull(ref, arch, digest)
+        checked = ", digest checked" if digest else ""
+        console.print(f"{escape(str(source.path))} is a local file: used where it is{checked}")
         return
-    with _transfer_progress(ref) as progress:
+    if source.path.is_file():
+        console.print(f"{escape(source.name)} is already cached: {escape(str(source.path))}")
+        return
+    with _transfer_progress(source.name) as progress:
         path = images.pull(ref, arch, digest, progress=progress)
     console.print(
-        f"[green]✓[/] {escape(ref)}: {escape(str(path))} "
+        f"[green]✓[/] {escape(source.name)}: {escape(str(path))} "
         f"({human_size(path.stat().st_size)}, digest checked)"
     )
 
