@@ -11,11 +11,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import os
+import queue
 import re
 import shutil
 import socket
+import ssl
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,23 +133,63 @@ def verify_file(path: Path, digest: Digest) -> None:
         )
 
 
+class _Hashing:
+    """The hash of a stream, computed on a thread of its own: hashlib lets go of the GIL,
+    so hashing runs beside receiving and writing instead of after each chunk (sequentially,
+    sha256 alone would halve a pull's speed on loopback)."""
+
+    BATCH = 1 << 20  # bytes handed over at a time: fewer hand-overs, same memory bound
+
+    def __init__(self, digest: Digest) -> None:
+        self._hasher = digest.hasher()
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=32)
+        self._batch: list[bytes] = []
+        self._pending = 0
+        self._thread = threading.Thread(target=self._run, name="hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            for chunk in batch:
+                self._hasher.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._batch.append(chunk)
+        self._pending += len(chunk)
+        if self._pending >= self.BATCH:
+            self._queue.put(self._batch)
+            self._batch, self._pending = [], 0
+
+    def hexdigest(self) -> str:
+        """The hash of everything given (ends the thread: call once)."""
+        self.close()
+        return self._hasher.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(self._batch)
+            self._queue.put(None)
+            self._thread.join()
+
+
 class _Partial:
     """The partial file, open and locked, and the hash of the bytes in it so far."""
 
     def __init__(self, path: Path, fd: int, digest: Digest) -> None:
         self.path, self.fd, self.digest = path, fd, digest
-        self.hasher = digest.hasher()
+        self.hashing = _Hashing(digest)
         self.size = 0
         self.total: int | None = None
         os.lseek(fd, 0, os.SEEK_SET)
         while block := os.read(fd, 1 << 20):  # what an earlier pull left: resumed after it
-            self.hasher.update(block)
+            self.hashing.update(block)
             self.size += len(block)
 
     def restart(self) -> None:
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
-        self.hasher, self.size = self.digest.hasher(), 0
+        self.hashing.close()
+        self.hashing, self.size = _Hashing(self.digest), 0
 
     def write(self, chunk: bytes) -> None:
         try:
@@ -157,7 +201,7 @@ class _Partial:
                 self.discard()
                 raise _no_space(self.path.parent, self.total, self.size) from None
             raise
-        self.hasher.update(chunk)
+        self.hashing.update(chunk)
         self.size += len(chunk)
 
     def discard(self) -> None:
@@ -185,7 +229,11 @@ def _locked(path: Path, digest: Digest) -> Iterator[_Partial | None]:
         if current is None or (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
             yield None
         else:
-            yield _Partial(path, fd, digest)
+            part = _Partial(path, fd, digest)
+            try:
+                yield part
+            finally:
+                part.hashing.close()
     finally:
         os.close(fd)  # releases the lock
 
@@ -201,7 +249,9 @@ def _download(
     headers = {"accept-encoding": "identity", "user-agent": "vmdesk"}
     reporter = _Reporter(progress)
     fruitless = 0  # attempts in a row that brought no new byte
-    with httpx.Client(timeout=timeout, follow_redirects=True, headers=headers) as client:
+    with httpx.Client(
+        timeout=timeout, follow_redirects=True, headers=headers, verify=_tls()
+    ) as client:
         while True:
             before, error = part.size, None
             try:
@@ -218,7 +268,7 @@ def _download(
                     hint="try again later, or another mirror",
                 )
     reporter.done(part.size, part.total)
-    got = part.hasher.hexdigest()
+    got = part.hashing.hexdigest()
     if got != digest.hex:
         part.discard()
         raise DownloadError(
@@ -227,6 +277,15 @@ def _download(
             hint="check the digest; if it is right, the server sent another file (try again "
             "later or another mirror)",
         )
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's own default (certifi's CAs), made once a process: loading the CAs costs ~20 ms,
+    a tenth of a 256 MiB pull on loopback."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _final(exc: httpx.TransportError) -> bool:
