@@ -45,6 +45,7 @@ MODULES = (
     "share_bench",
     "memory_bench",
     "web_bench",
+    "pull_bench",
 )
 
 
