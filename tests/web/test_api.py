@@ -87,7 +87,8 @@ def test_errors_are_json_with_hints(api: httpx.Client) -> None:
     assert not_running.status_code == 409
     assert not_running.json()["hint"] == "`vmdesk start dup`"
     assert api.post("/api/vms", content=b"{not json").status_code == 422
-    assert api.post("/api/vms", json={"config": {}, "image": "windows"}).status_code == 422
+    unknown = api.post("/api/vms", json={"config": {"name": "w"}, "image": "windows"})
+    assert unknown.status_code == 404 and "ubuntu-24.04" in unknown.json()["hint"]
     assert api.get("/api/vms/dup/logs", params={"kind": "nope"}).status_code == 422
     assert api.get("/api/jobs/unknown").status_code == 404
     assert api.get("/api/vms/..%2F..%2Fetc").status_code == 404

@@ -4,10 +4,8 @@ what they need."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import time
-from collections.abc import Callable, Iterator
 from gettext import gettext as _
 from typing import Any
 
@@ -252,50 +250,14 @@ def image_pull(ref: str, arch: str | None, digest: str | None) -> None:
     if source.path.is_file():
         console.print(f"{escape(source.name)} is already cached: {escape(str(source.path))}")
         return
-    with _transfer_progress(source.name) as progress:
+    from vmdesk.cli.progress import transfer_progress
+
+    with transfer_progress(console, source.name) as progress:
         path = images.pull(ref, arch, digest, progress=progress)
     console.print(
         f"[green]✓[/] {escape(source.name)}: {escape(str(path))} "
         f"({human_size(path.stat().st_size)}, digest checked)"
     )
-
-
-@contextlib.contextmanager
-def _transfer_progress(title: str) -> Iterator[Callable[[int, int | None], None]]:
-    """A progress bar on a terminal; elsewhere a plain line every 10 % (or 64 MiB)."""
-    if console.is_terminal:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task(title, total=None)
-            yield lambda done, total: bar.update(task, completed=done, total=total)
-        return
-    from vmdesk.core.units import human_size
-
-    shown = [-1]
-
-    def report(done: int, total: int | None) -> None:
-        step = done * 10 // total if total else done >> 26
-        if step != shown[0]:
-            shown[0] = step
-            of = f"{step * 10}% {human_size(done)} of {human_size(total)}" if total else ""
-            console.print(f"  {of or human_size(done)}", highlight=False)
-
-    yield report
 
 
 @image.command("rm")

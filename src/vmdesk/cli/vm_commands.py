@@ -103,18 +103,41 @@ def _describe(config: Any) -> str:
     return _summary(vmconfig.to_dict(config))
 
 
+def _image_options(func: F) -> F:
+    """The options of a VM made from an image: which, its disk size, its cloud-init seed."""
+    options = [
+        click.option("--image", metavar="IMAGE",
+                     help="tiny-linux (built-in), a catalog image (`vmdesk image list`), a "
+                          "URL (with --digest) or an image file: the VM's disk is an overlay "
+                          "on it."),
+        click.option("--digest", help="sha256:HEX or sha512:HEX of an --image URL."),
+        click.option("--disk-size",
+                     help="The disk's size, e.g. 32GiB: the image's disk grown to it, or "
+                          "without --image a new empty disk (qcow2)."),
+        click.option("--user", help="cloud-init: the guest user (default: yours)."),
+        click.option("--ssh-key", "ssh_keys", multiple=True,
+                     help="cloud-init: a public key file to log in with (repeatable)."),
+        click.option("--password", "ask_password", is_flag=True,
+                     help="cloud-init: ask for the user's password (stored only hashed)."),
+        click.option("--timezone", help="cloud-init: the guest's time zone, e.g. Europe/Paris."),
+        click.option("--package", "packages", multiple=True,
+                     help="cloud-init: a package to install at first boot (repeatable)."),
+        click.option("--cloud-init", "cloud_init",
+                     help="cloud-init: your own user-data YAML, merged into VM-Desk's."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.command()
 @click.argument("name")
 @click.option("--from-file", "from_file", help="Start from a JSON or YAML description.")
-@click.option(
-    "--image", type=click.Choice(["tiny-linux"]),
-    help="Boot a built-in guest image (built on first use; copied into the VM).",
-)  # fmt: skip
-@click.option(
-    "--disk-size", help="A new empty disk of this size in the VM's bundle, e.g. 32GiB (qcow2)."
-)
+@_image_options
 @_vm_options
-def create(name: str, from_file: str | None, image: str | None, **options: Any) -> None:
+def create(
+    name: str, from_file: str | None, image: str | None, ask_password: bool, **options: Any
+) -> None:
     """Create a VM (nothing is started)."""
     from vmdesk.service import vms
 
@@ -122,6 +145,8 @@ def create(name: str, from_file: str | None, image: str | None, **options: Any) 
     data["name"] = name
     library = _library()
     named = vms.paths_in(data) if from_file else []  # the user's own file names them
+    if ask_password:
+        options["password"] = _ask_password()
     if image is not None:
         if options.get("arch"):
             data["arch"] = options["arch"]
@@ -132,16 +157,35 @@ def create(name: str, from_file: str | None, image: str | None, **options: Any) 
     console.print(f"  bundle  {escape(str(library.path_for(config.name)))}")
 
 
+def _ask_password() -> str:
+    if not sys.stdin.isatty():
+        raise VMDeskError(
+            "--password asks on a terminal, and there is none",
+            hint="run it on a terminal, or log in with --ssh-key instead",
+        )
+    password = str(click.prompt("Password for the guest user", hide_input=True,
+                                confirmation_prompt=True))  # fmt: skip
+    return password
+
+
 def _create_from_image(
     library: Any, image: str, data: dict[str, Any], options: dict[str, Any], named: list[str]
 ) -> Any:
-    """Direct-boot a built-in image, showing the steps of building it on first use."""
-    from vmdesk.cli.progress import step_reporter
-    from vmdesk.service import vms
+    """A built-in image (built on first use) or one to pull, showing the steps or the
+    download's progress."""
+    from vmdesk.cli.progress import step_reporter, transfer_progress
+    from vmdesk.service import images, vms
 
-    with step_reporter(console, f"{image} image for {data.get('arch') or 'aarch64'}") as report:
+    settings = _settings(options)
+    if image in images.IMAGES:
+        arch = data.get("arch") or "this host's architecture"
+        with step_reporter(console, f"{image} image for {arch}") as report:
+            return vms.create(
+                library, data, image=image, settings=settings, named=named, progress=report
+            )
+    with transfer_progress(console, f"downloading {image}") as pulled:
         return vms.create(
-            library, data, image=image, settings=_settings(options), named=named, progress=report
+            library, data, image=image, settings=settings, named=named, pull_progress=pulled
         )
 
 

@@ -45,6 +45,16 @@ class Settings(TypedDict, total=False):
     vnc: bool | None
     usbs: list[str] | tuple[str, ...]  # VENDOR:PRODUCT
     disk_size: str | int | None  # a new VM's own new disk (qcow2, in its bundle), e.g. 32GiB
+    # A new VM made from a pulled image (see service.image_vms): what it is checked
+    # against, and its cloud-init seed (user, keys, password, timezone, packages, their own
+    # user-data file merged in). A password is only ever stored hashed, in the seed.
+    digest: str | None  # sha256:HEX or sha512:HEX, for an image given by URL
+    user: str | None
+    ssh_keys: list[str] | tuple[str, ...]  # public key files
+    password: str | None
+    timezone: str | None
+    packages: list[str] | tuple[str, ...]
+    cloud_init: str | None  # a user-data YAML file of the user's own
 
 
 Settings.__pydantic_config__ = {"extra": "forbid"}  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from typing import Any
 from vmdesk.core import listing
 from vmdesk.core.errors import ConfigError, Conflict, Problem
 from vmdesk.core.library import Library
-from vmdesk.service import images
+from vmdesk.service import image_vms, images
 from vmdesk.service import settings as vmsettings
 from vmdesk.service.library import find, name_of
 from vmdesk.service.settings import Removals, Settings
@@ -153,21 +153,32 @@ def create(
     settings: Settings | None = None,
     named: Iterable[str] | None = None,
     progress: images.Progress | None = None,
+    pull_progress: image_vms.PullProgress | None = None,
 ) -> VMConfig:
     """Add a VM from a description and ``settings`` (the CLI's flags, the API's
-    ``settings``); ``image`` boots a built-in image (built on first use). ``named`` are
-    the host paths the user named (default: the absolute paths in ``data``, and the
-    paths ``settings`` give)."""
+    ``settings``). ``image`` is a built-in image (built on first use) or an image to pull
+    (a catalog name, a URL with ``settings["digest"]``, a file): the VM's disk is then an
+    overlay on it and cloud-init gets a seed. ``named`` are the host paths the user named
+    (default: the absolute paths in ``data``, and the paths ``settings`` give)."""
     data = dict(data)
-    files = images.use(image, data, progress) if image is not None else {}
+    s: Settings = settings or {}
+    files: dict[str, Path] = {}
+    pulled: image_vms.Plan | None = None
+    if image in images.IMAGES:
+        files = images.use(image, data, progress)
+    elif image is not None:
+        pulled = image_vms.plan(image, data, s, pull_progress)
     approved = list(paths_in(data) if named is None else named)
     if settings is not None:
         approved += vmsettings.apply(data, settings)
-    populate = _new_disk(data, settings.get("disk_size")) if settings else None
+    populate = _new_disk(data, s.get("disk_size")) if pulled is None else None
     config = build(data, approved)
     if "clipboard" not in data:  # on where the engine shares a clipboard, else off
         config.clipboard = _engine_gives(config, "clipboard")
-    return library.create(config, files, populate).load()
+    if pulled is None:
+        return library.create(config, files, populate).load()
+    with image_vms.made(library, pulled, config) as fill:
+        return library.create(config, files, fill).load()
 
 
 def _new_disk(data: dict[str, Any], size: str | int | None) -> Callable[[Path], None] | None:

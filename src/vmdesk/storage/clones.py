@@ -55,7 +55,7 @@ def bases_dir(library: Library) -> Path:
 
 
 @contextlib.contextmanager
-def _bases_locked(library: Library) -> Iterator[Path]:
+def bases_locked(library: Library) -> Iterator[Path]:
     """Serialise base bookkeeping across processes (a clone's new base is not yet used)."""
     directory = bases_dir(library)
     directory.mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,7 @@ def clone(
         new = _clone_description(config, name, forwards)
         if linked:
             with (
-                _bases_locked(library) as bases,
+                bases_locked(library) as bases,
                 tempfile.TemporaryDirectory(prefix=".template-", dir=bases.parent) as scratch,
             ):
                 planned = _linked_disks(library, src, config, Path(scratch))
@@ -240,7 +240,7 @@ def sweep_bases(library: Library) -> list[Path]:
     """Delete the bases no disk in the library uses any more; returns them."""
     if not bases_dir(library).is_dir():
         return []
-    with _bases_locked(library) as directory:
+    with bases_locked(library) as directory:
         used: set[str] = set()
         for bundle in library.bundles():
             try:

@@ -60,6 +60,8 @@ def create_vm(ctx: Ctx, body: CreateRequest) -> Any:
         config = vms.create(
             ctx.library, body.config, image=body.image, settings=body.settings,
             progress=lambda m: job.report(m),
+            pull_progress=lambda done, total: job.report(
+                f"downloading {body.image}", 100 * done / total if total else None),
         )  # fmt: skip
         ctx.watch.invalidate()
         if body.start:

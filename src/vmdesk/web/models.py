@@ -15,8 +15,12 @@ class _Body(BaseModel):
 
 class CreateRequest(_Body):
     config: dict[str, Any] = Field(description="a VM description (see /api/schema)")
-    image: Literal["tiny-linux"] | None = Field(
-        default=None, description="boot a built-in image (built on first use)"
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="tiny-linux (built-in, built on first use), a catalog image (see "
+        "/api/images), or a URL with settings.digest: the VM's disk is an overlay on it",
     )
     settings: Settings | None = Field(
         default=None,

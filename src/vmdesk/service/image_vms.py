@@ -1,0 +1,127 @@
+"""New VMs made from a pulled image (a catalog image, a URL with a digest, or a file): the
+disk is a qcow2 overlay on the image, taken into the library's bases, grown to the size
+asked for, and a cloud-init seed on a read-only CD gives the guest its user, keys and name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmdesk.core.host_paths import expand
+from vmdesk.core.library import Library
+from vmdesk.service.settings import Settings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vmdesk.core.config import VMConfig
+    from vmdesk.images.cloud_init import SeedSettings
+
+DISK = "disks/disk0.qcow2"
+SEED = "cloud-init/seed.iso"  # the NoCloud seed, attached as a read-only CD
+_SEED_KEYS = ("user", "ssh_keys", "password", "timezone", "packages", "cloud_init")
+PullProgress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    image: Path  # the pulled (or local) image, complete and checked
+    size: int | None  # the disk's size; None: the image's own
+    seed: bool  # whether the VM gets a cloud-init seed
+    settings: Settings
+
+
+def plan(
+    ref: str,
+    data: dict[str, Any],
+    settings: Settings,
+    progress: PullProgress | None = None,
+) -> Plan:
+    """Pull ``ref`` (if not cached) and make ``data`` boot its disk through UEFI; the disk
+    and the seed are added to ``data`` now and made by :func:`made`."""
+    from vmdesk.core.arch import default_arch, parse_arch
+    from vmdesk.core.units import parse_size
+    from vmdesk.service import images
+
+    arch = parse_arch(str(data.get("arch") or settings.get("arch") or default_arch()))
+    source = images.source(ref, arch, settings.get("digest"))  # refused before any download
+    has_cloud_init = source.entry.cloud_init if source.entry else False
+    seed = has_cloud_init or any(settings.get(k) for k in _SEED_KEYS)
+    if seed:
+        _check_seed(str(data.get("name") or "vm"), settings)  # a typo must not cost a download
+    path = images.pull(ref, arch, settings.get("digest"), progress=progress)
+    data["arch"] = arch
+    data.setdefault("boot", {"kind": "uefi"})
+    data.setdefault("disks", []).insert(0, {"file": DISK, "format": "qcow2"})
+    if seed:
+        data.setdefault("cdroms", []).append({"file": SEED})
+    size = settings.get("disk_size")
+    return Plan(path, parse_size(size, default_unit="G") if size else None, seed, settings)
+
+
+@contextlib.contextmanager
+def made(library: Library, chosen: Plan, config: VMConfig) -> Iterator[Callable[[Path], None]]:
+    """While inside: the image is a base of the library (no sweep removes it), and the
+    function that fills the staged bundle with the overlay and the seed (for
+    :meth:`Library.create`)."""
+    from vmdesk.storage import image_bases
+    from vmdesk.storage import images as disk_images
+
+    with image_bases.base_for(library, chosen.image) as (backing, base):
+        size = max(chosen.size or 0, base.virtual_size)
+
+        def populate(staged: Path) -> None:
+            disk_images.overlay(staged / DISK, backing, base.format, size)
+            if chosen.seed:
+                _write_seed(staged / SEED, config, chosen.settings)
+
+        yield populate
+
+
+def _seed_settings(
+    name: str, instance_id: uuid.UUID, mac: str | None, s: Settings, password_hash: str | None
+) -> SeedSettings:
+    from vmdesk.images import cloud_init
+
+    user_data = s.get("cloud_init")
+    return cloud_init.SeedSettings(
+        vm_name=name,
+        instance_id=instance_id,
+        mac=mac,
+        user=s.get("user") or _default_user(),
+        ssh_key_files=tuple(expand(k) for k in s.get("ssh_keys") or ()),
+        password_hash=password_hash,
+        timezone=s.get("timezone"),
+        packages=tuple(s.get("packages") or ()),
+        user_data_file=expand(user_data) if user_data else None,
+    )
+
+
+def _default_user() -> str:
+    """The host user's name, as Lima does; root's VMs get a user of their own instead."""
+    from vmdesk.images import cloud_init
+
+    name = cloud_init.host_user_name()
+    return "vmdesk" if name == "root" else name
+
+
+def _check_seed(name: str, s: Settings) -> None:
+    """Every problem with the seed's settings (a bad key file, user name...), found before
+    anything is downloaded; the password is checked by hashing it at the end."""
+    from vmdesk.images import cloud_init
+
+    cloud_init.render(_seed_settings(name, uuid.UUID(int=0), None, s, None))
+
+
+def _write_seed(path: Path, config: VMConfig, s: Settings) -> None:
+    from vmdesk.images import cloud_init
+
+    password = s.get("password")
+    mac = next((n.mac for n in config.nics if n.mode != "none"), None)
+    hashed = cloud_init.hash_password(password) if password else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cloud_init.write_seed(_seed_settings(config.name, config.uuid, mac, s, hashed), path)
