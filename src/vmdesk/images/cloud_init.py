@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pycdlib
 import yaml
-from pycdlib.pycdlibexception import PyCdlibException
 
 from vmdesk.core import macs
 from vmdesk.core.atomic import fsync_dir
@@ -41,6 +39,10 @@ from vmdesk.core.errors import (
     Problem,
     VMDeskError,
 )
+
+TYPE_CHECKING = False  # pycdlib is imported where an ISO is written or read (15 ms)
+if TYPE_CHECKING:
+    import pycdlib
 
 LABEL = "cidata"  # what NoCloud looks for (it accepts CIDATA too)
 USER_DATA, META_DATA, NETWORK_CONFIG = "user-data", "meta-data", "network-config"
@@ -384,6 +386,8 @@ def read_user_data(path: Path) -> dict[str, Any]:
 def write_seed(settings: SeedSettings, path: Path) -> SeedFiles:
     """Write the seed for ``settings`` to ``path`` atomically (readers never see half an
     image); the file is private to this user, as it may hold a password hash."""
+    import pycdlib
+
     files = render(settings)
     iso = pycdlib.PyCdlib()
     iso.new(
@@ -432,6 +436,9 @@ def _write_atomically(iso: pycdlib.PyCdlib, path: Path) -> None:
 def read_seed(path: Path) -> SeedFiles:
     """The files of the NoCloud seed image at ``path`` (one made here or elsewhere), by their
     Rock Ridge names, else Joliet, else the level-1 ISO 9660 names."""
+    import pycdlib
+    from pycdlib.pycdlibexception import PyCdlibException
+
     iso = pycdlib.PyCdlib()
     try:
         iso.open(str(path))
@@ -461,6 +468,8 @@ def read_seed(path: Path) -> SeedFiles:
 
 
 def _read_member(iso: pycdlib.PyCdlib, name: str) -> str | None:
+    from pycdlib.pycdlibexception import PyCdlibException
+
     if iso.has_rock_ridge():
         where = {"rr_path": f"/{name}"}
     elif iso.has_joliet():
