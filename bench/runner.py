@@ -1,4 +1,4 @@
-"""Run the benchmarks (P1..P10): prerequisites, warm-up, rounds, summaries, the JSON result
+"""Run the benchmarks (P1..P13): prerequisites, warm-up, rounds, summaries, the JSON result
 and the report (BENCHMARKS.md with a chart). Needs only this repository's Python; each
 measure imports VM-Desk itself and is skipped, with the reason, when it cannot run here.
 
@@ -41,6 +41,7 @@ MODULES = (
     "list_bench",
     "cli_bench",
     "storage_bench",
+    "create_bench",
     "snapshot_bench",
     "share_bench",
     "memory_bench",
