@@ -71,6 +71,15 @@ def test_create_from_an_image_url_boots_from_an_overlay_with_a_seed(
     took = time.monotonic() - started
     assert "running" in cli("status", "vm"), took
     cli("stop", "vm", "--force")
+    # a clone is another cloud-init instance (new host keys, its own name), same user
+    cli("clone", "vm", "copy", "--linked")
+    copy = json.loads(cli("show", "copy", "--json"))["config"]
+    copied = cloud_init.read_seed(cli.bundle("copy") / "cloud-init" / "seed.iso")
+    assert (
+        f"instance-id: {copy['uuid']}" in copied.meta_data and "hostname: copy" in copied.meta_data
+    )
+    assert copied.network_config is not None and copy["nics"][0]["mac"] in copied.network_config
+    assert copied.user_data == seed.user_data
     # a second VM from the cached image downloads nothing and shares the base
     cli("create", "again", "--image", url, "--digest", digest, "--arch", "x86_64",
         "--disk-size", "64GiB", "--cpus", "1", "--memory", "256MiB")  # fmt: skip

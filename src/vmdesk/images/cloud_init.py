@@ -386,9 +386,23 @@ def read_user_data(path: Path) -> dict[str, Any]:
 def write_seed(settings: SeedSettings, path: Path) -> SeedFiles:
     """Write the seed for ``settings`` to ``path`` atomically (readers never see half an
     image); the file is private to this user, as it may hold a password hash."""
+    files = render(settings)
+    write_files(files, path)
+    return files
+
+
+def rekeyed(files: SeedFiles, vm_name: str, instance_id: uuid.UUID, mac: str | None) -> SeedFiles:
+    """The seed of a copy of a VM (a clone): its own instance-id, so that cloud-init runs
+    its first-boot work again (new SSH host keys, the new name), its hostname and its MAC;
+    the user, keys and the rest stay as they were."""
+    settings = SeedSettings(vm_name=vm_name, instance_id=instance_id, mac=mac)
+    return SeedFiles(files.user_data, meta_data(settings), network_config(settings))
+
+
+def write_files(files: SeedFiles, path: Path) -> None:
+    """Write a seed image holding ``files`` to ``path`` atomically (private to this user)."""
     import pycdlib
 
-    files = render(settings)
     iso = pycdlib.PyCdlib()
     iso.new(
         interchange_level=1,
@@ -415,7 +429,6 @@ def write_seed(settings: SeedSettings, path: Path) -> SeedFiles:
         ) from exc
     finally:
         iso.close()
-    return files
 
 
 def _write_atomically(iso: pycdlib.PyCdlib, path: Path) -> None:

@@ -125,3 +125,17 @@ def _write_seed(path: Path, config: VMConfig, s: Settings) -> None:
     hashed = cloud_init.hash_password(password) if password else None
     path.parent.mkdir(parents=True, exist_ok=True)
     cloud_init.write_seed(_seed_settings(config.name, config.uuid, mac, s, hashed), path)
+
+
+def rekey_seed(bundle_dir: Path, config: VMConfig) -> bool:
+    """Give a copied VM (a clone) a seed of its own: its instance-id, name and MAC, so
+    cloud-init runs its first-boot work again in it. False when it has no seed."""
+    from vmdesk.images import cloud_init
+
+    path = bundle_dir / SEED
+    if not path.is_file():
+        return False
+    mac = next((n.mac for n in config.nics if n.mode != "none"), None)
+    files = cloud_init.rekeyed(cloud_init.read_seed(path), config.name, config.uuid, mac)
+    cloud_init.write_files(files, path)
+    return True

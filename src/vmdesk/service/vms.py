@@ -299,6 +299,9 @@ def clone(
     from vmdesk.storage import clones
 
     src = find(library, source)
-    return clones.clone(
+    made = clones.clone(
         library, name_of(src), name, linked=linked, forwards=forwards, progress=progress
-    ).load()
+    )
+    config = made.load()
+    image_vms.rekey_seed(made.path, config)  # its own cloud-init instance, name and MAC
+    return config
