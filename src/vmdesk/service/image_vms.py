@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from vmdesk.images.cloud_init import SeedSettings
 
 DISK = "disks/disk0.qcow2"
+RAW_DISK = "disks/disk0.raw"  # for the vz engine, which reads raw images only
 SEED = "cloud-init/seed.iso"  # the NoCloud seed, attached as a read-only CD
 _SEED_KEYS = ("user", "ssh_keys", "password", "timezone", "packages", "cloud_init")
 PullProgress = Callable[[int, int | None], None]
@@ -33,6 +34,7 @@ class Plan:
     size: int | None  # the disk's size; None: the image's own
     seed: bool  # whether the VM gets a cloud-init seed
     settings: Settings
+    raw: bool = False  # a raw copy of the image (vz), not a qcow2 overlay
 
 
 def plan(
@@ -56,11 +58,14 @@ def plan(
     path = images.pull(ref, arch, settings.get("digest"), progress=progress)
     data["arch"] = arch
     data.setdefault("boot", {"kind": "uefi"})
-    data.setdefault("disks", []).insert(0, {"file": DISK, "format": "qcow2"})
+    raw = (settings.get("engine") or data.get("engine")) == "vz"
+    disk = {"file": RAW_DISK, "format": "raw"} if raw else {"file": DISK, "format": "qcow2"}
+    data.setdefault("disks", []).insert(0, disk)
     if seed:
         data.setdefault("cdroms", []).append({"file": SEED})
     size = settings.get("disk_size")
-    return Plan(path, parse_size(size, default_unit="G") if size else None, seed, settings)
+    nbytes = parse_size(size, default_unit="G") if size else None
+    return Plan(path, nbytes, seed, settings, raw)
 
 
 @contextlib.contextmanager
@@ -71,6 +76,9 @@ def made(library: Library, chosen: Plan, config: VMConfig) -> Iterator[Callable[
     from vmdesk.storage import image_bases
     from vmdesk.storage import images as disk_images
 
+    if chosen.raw:
+        yield _raw_copy(chosen, config)
+        return
     with image_bases.base_for(library, chosen.image) as (backing, base):
         size = max(chosen.size or 0, base.virtual_size)
 
@@ -80,6 +88,27 @@ def made(library: Library, chosen: Plan, config: VMConfig) -> Iterator[Callable[
                 _write_seed(staged / SEED, config, chosen.settings)
 
         yield populate
+
+
+def _raw_copy(chosen: Plan, config: VMConfig) -> Callable[[Path], None]:
+    """A VM on vz: Virtualization.framework reads only raw images and has no overlays, so
+    the image is converted to raw once (kept in the cache beside it) and each VM gets a
+    copy of that, grown to its size: a clone of it on APFS and other file systems that
+    clone, a sparse copy elsewhere."""
+    from vmdesk.storage import copying, image_bases
+    from vmdesk.storage import images as disk_images
+
+    raw = image_bases.raw_of(chosen.image)
+
+    def populate(staged: Path) -> None:
+        target = staged / RAW_DISK
+        copying.copy(raw, target)
+        if chosen.size and chosen.size > disk_images.inspect(target).virtual_size:
+            disk_images.grow(target, chosen.size)
+        if chosen.seed:
+            _write_seed(staged / SEED, config, chosen.settings)
+
+    return populate
 
 
 def _seed_settings(

@@ -10,10 +10,12 @@ to the cached file where both are on one file system, else a copy (a reflink if 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from vmdesk.core import paths
 from vmdesk.core.library import Library
 from vmdesk.storage import clones, copying, images
 
@@ -37,3 +39,19 @@ def base_for(library: Library, image: Path) -> Iterator[tuple[str, images.ImageI
             staged.chmod(0o444)  # a base is never written to
             staged.rename(target)
         yield f"../../{clones.BASES}/images/{name}", images.inspect(target, chain=False)
+
+
+def raw_of(image: Path) -> Path:
+    """``image`` converted to raw, once: kept in the cache (for the vz engine, which reads
+    only raw disks), named after the image and its size and time, so a changed image is
+    converted again. A raw image is its own raw form."""
+    if images.inspect(image, chain=False).format == "raw":
+        return image
+    facts = os.stat(image)
+    key = f"{os.path.realpath(image)}\0{facts.st_size}\0{facts.st_mtime_ns}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    raw = paths.cache_dir() / "images" / "raw" / f"{digest}-{image.stem}.raw"
+    if not raw.exists():
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        images.convert(image, raw, "raw")
+    return raw
