@@ -1,8 +1,10 @@
 // The creation wizard: source, system, storage, network, shared folders, display and
 // firmware, then a summary. Every step is checked by POST /api/validate (the same model
-// the CLI uses) and its problems are shown next to the fields they are about.
+// the CLI uses) and its problems are shown next to the fields they are about. A VM made
+// from an image (the catalog's, or one at a URL) is sent with the image and its settings
+// (disk size, the cloud-init user...); the server pulls the image as part of the job.
 import { followJob, get, post, vmPath } from "./api.js";
-import { clear, fill, errorBox, formatMiB, h } from "./dom.js";
+import { clear, fill, errorBox, formatBytes, formatMiB, h } from "./dom.js";
 import { navigate } from "./app.js";
 
 const STEPS = [
@@ -22,7 +24,21 @@ const FIELD_STEPS = [
   ["arch", "system"], ["cpus", "system"], ["memory", "system"], ["engine", "system"],
   ["disks", "storage"], ["nics", "network"], ["shares", "shares"], ["approved_paths", "shares"],
   ["display", "display"], ["boot", "display"], ["tpm", "display"],
+  ["image", "source"], ["url", "source"], ["digest", "source"], ["user", "source"],
+  ["ssh_keys", "source"], ["timezone", "source"], ["disk_size", "storage"],
 ];
+
+// The fields of an image's settings, checked only when the VM is made (the description's
+// own are checked as they are typed): the state key each one's problem goes with.
+const IMAGE_FIELDS = {
+  image: "catalogImage", url: "imageUrl", digest: "imageDigest", user: "user",
+  ssh_keys: "sshKeys", timezone: "timezone", disk_size: "imageDiskSize",
+};
+
+// What the server calls the fields of an image's settings, as the wizard names them.
+const FIELD_ALIASES = { ssh_key_files: "ssh_keys", vm_name: "name" };
+
+const isImage = (s) => s.source === "catalog" || s.source === "url";
 
 const RESOLUTIONS = ["1024x768", "1280x800", "1280x1024", "1440x900", "1920x1080", "2560x1440"];
 
@@ -42,6 +58,8 @@ function defaults() {
     iso: "", diskFile: "", diskFormat: "qcow2", kernel: "", initrd: "", cmdline: "console=ttyS0",
     arch: "", cpus: 1, memory: 256, memoryUnit: "MiB",
     newDisk: false, diskSize: 20,
+    catalogImage: "", imageUrl: "", imageDigest: "", imageDiskSize: 20,
+    user: "", sshKeys: "", timezone: "",
     network: "nat", forwards: [],
     shares: [],
     displayDevice: "virtio-gpu", resolution: "1280x800", width: 1280, height: 800,
@@ -80,12 +98,33 @@ export function buildConfig(s) {
     config.boot = { kind: "linux", kernel: s.kernel.trim(), cmdline: s.cmdline };
     if (s.initrd.trim()) config.boot.initrd = s.initrd.trim();
   }
-  if (s.source === "iso" || s.source === "disk") {
+  if (s.source === "iso" || s.source === "disk" || isImage(s)) {
     config.boot = s.firmware === "bios"
       ? { kind: "bios" }
       : { kind: "uefi", secure_boot: !!s.secureBoot };
   }
   return config;
+}
+
+/** For a VM made from an image: the image and the settings POST /api/vms takes with it. */
+export function buildImageRequest(s) {
+  const settings = { disk_size: `${String(s.imageDiskSize).trim()}GiB` };
+  if (s.source === "url" && s.imageDigest.trim()) settings.digest = s.imageDigest.trim();
+  if (s.user.trim()) settings.user = s.user.trim();
+  const keys = sshKeyPaths(s);
+  if (keys.length) settings.ssh_keys = keys;
+  if (s.timezone.trim()) settings.timezone = s.timezone.trim();
+  return { image: s.source === "url" ? s.imageUrl.trim() : s.catalogImage, settings };
+}
+
+const sshKeyPaths = (s) => s.sshKeys.split("\n").map((k) => k.trim()).filter(Boolean);
+
+/** A problem as the wizard places it: settings.X and the seed's own names made ours. */
+function placed(p) {
+  let field = (p.field || "").replace(/^settings\./, "");
+  const head = field.split(/[.[]/)[0];
+  if (FIELD_ALIASES[head]) field = FIELD_ALIASES[head] + field.slice(head.length);
+  return { ...p, field };
 }
 
 export async function render(root) {
@@ -104,6 +143,9 @@ export async function render(root) {
 
   let current = 0;
   let problems = [];
+  let imageProblems = []; // from creating: kept until their field changes
+  let triedNext = false;
+  const catalogs = {}; // arch -> {rows} | {error} | a promise of them
   let validating = null;
   let debounce = null;
 
@@ -121,6 +163,7 @@ export async function render(root) {
   back.addEventListener("click", () => go(current - 1));
   next.addEventListener("click", async () => {
     if (STEPS[current].id === "summary") return create();
+    triedNext = true;
     await validateNow();
     const mine = problems.filter((p) => stepOf(p.field, state) === STEPS[current].id);
     if (mine.length) { showProblems(); return; }
@@ -135,10 +178,16 @@ export async function render(root) {
 
   function set(key, value, { redraw = false } = {}) {
     state[key] = value;
+    const before = imageProblems.length;
+    imageProblems = imageProblems.filter((p) => IMAGE_FIELDS[p.field.split(/[.[]/)[0]] !== key);
+    if (imageProblems.length !== before) {
+      problems = problems.filter((p) => IMAGE_FIELDS[p.field.split(/[.[]/)[0]] !== key);
+    }
     if (["cpus", "memory", "memoryUnit"].includes(key)) state.systemTouched = true;
     if (key === "source" && !state.systemTouched) {
       // The tiny guest is happy with little; an installed OS wants more.
       const tiny = value === "tiny-linux" || value === "kernel";
+      // An image's disk holds an OS of its own: more than the tiny guest.
       Object.assign(state, tiny ? { cpus: 1, memory: 256, memoryUnit: "MiB" }
         : { cpus: Math.min(2, host.cpus || 2), memory: 2, memoryUnit: "GiB" });
     }
@@ -162,8 +211,38 @@ export async function render(root) {
     if (mine !== validating) return;
     // The name is required to create, but a missing one is not worth a red line until
     // the user has moved past the first step.
-    problems = found.filter((p) => !(p.field === "name" && !state.name.trim() && current === 0));
+    problems = found.filter((p) => !(p.field === "name" && !state.name.trim() && current === 0))
+      .concat(imageChecks(), imageProblems);
     showProblems();
+  }
+
+  /** What is missing or wrong in an image's settings, found before asking the server. */
+  function imageChecks() {
+    if (!isImage(state)) return [];
+    const found = [];
+    const asked = triedNext || current > 0; // an empty field is not an error at first sight
+    if (state.source === "catalog") {
+      const known = catalogs[state.arch] && catalogs[state.arch].rows;
+      if (!state.catalogImage) {
+        if (asked) found.push({ field: "image", message: "choose an image from the catalog", hint: "" });
+      } else if (known && !known.some((r) => r.name === state.catalogImage)) {
+        found.push({ field: "image", message: `${state.catalogImage} has no ${state.arch} image in the catalog`,
+          hint: "choose another image, or another architecture" });
+      }
+    } else {
+      if (asked && !state.imageUrl.trim()) {
+        found.push({ field: "url", message: "give the image's URL", hint: "https://... (plain http only from this machine)" });
+      }
+      if (asked && !state.imageDigest.trim()) {
+        found.push({ field: "digest", message: "give the image's digest, so that what arrives can be checked",
+          hint: "sha256:HEX or sha512:HEX, as its publisher gives it" });
+      }
+    }
+    const size = String(state.imageDiskSize).trim();
+    if (!/^\d+(\.\d+)?$/.test(size) || Number(size) <= 0) {
+      found.push({ field: "disk_size", message: `${size || "nothing"} is not a size in GiB`, hint: "e.g. 20" });
+    }
+    return found.filter((p) => !imageProblems.some((q) => q.field === p.field));
   }
 
   function showProblems() {
@@ -266,10 +345,22 @@ export async function render(root) {
       }), "Letters, digits, '.', '_' or '-'; it names the VM's bundle too."),
       h("div.field", h("span.label", "Boot from"), radios("source", [
         ["tiny-linux", "Built-in tiny Linux", "A small test guest built from Debian packages; boots in seconds."],
+        ["catalog", "From the catalog", "A ready-made cloud image (Ubuntu, Debian...), downloaded and checked."],
+        ["url", "An image URL", "A qcow2 or raw disk image from the web, checked against its digest."],
         ["iso", "An ISO file", "Install an operating system from an installer image."],
         ["disk", "An existing disk image", "Boot a qcow2 or raw disk you already have."],
         ["kernel", "A kernel and initrd", "Direct Linux boot, no firmware."],
       ])),
+      ...(state.source === "catalog" ? [catalogField()] : []),
+      ...(state.source === "url" ? [
+        field("Image URL", text("imageUrl", {
+          id: "image-url", placeholder: "https://cloud.example.org/images/guest.qcow2", "data-field": "url",
+        }), "https:// (plain http only from this machine). Downloaded once; later VMs share it."),
+        field("Digest", text("imageDigest", {
+          id: "image-digest", placeholder: "sha256:… or sha512:…", "data-field": "digest",
+        }), "As the image's publisher gives it: what arrives is checked against it."),
+      ] : []),
+      ...(isImage(state) ? [firstBootFields()] : []),
       ...(state.source === "iso" ? [field("ISO file (path on this machine)", text("iso", {
         id: "iso-path", placeholder: "/home/me/Downloads/debian-12.iso", "data-field": "cdroms",
       }), "Read from where it is; the VM may use it because you named it here.")] : []),
@@ -314,6 +405,15 @@ export async function render(root) {
 
     storage: () => {
       const items = [];
+      if (isImage(state)) {
+        return [
+          h("p.muted", `The VM's disk is an overlay on ${state.source === "catalog" ? state.catalogImage || "the image" : "the image"}: the image stays as it was downloaded (other VMs can share it) and the VM's changes go to its own file.`),
+          field("Disk size (GiB)", h("input.input.narrow", {
+            type: "number", id: "image-disk-size", min: 1, value: state.imageDiskSize, "data-field": "disk_size",
+            on: { input: (e) => set("imageDiskSize", e.target.value) },
+          }), "What the guest sees; the image's own size if that is larger. Cloud images grow their file system to it on first boot."),
+        ];
+      }
       if (state.source === "tiny-linux" || state.source === "kernel") {
         items.push(h("p.muted", "This VM boots without a disk. You can add one for its data."));
       } else if (state.source === "disk") {
@@ -403,7 +503,10 @@ export async function render(root) {
         ["Name", c.name || "(none yet)"],
         ["Source", describeSource(state)],
         ["System", `${c.arch}, ${c.cpus} CPU${c.cpus === 1 ? "" : "s"}, ${c.memory}`],
-        ["New disk", state.newDisk ? `${state.diskSize} GiB qcow2` : "none"],
+        ...(isImage(state) ? [
+          ["Disk", `${state.imageDiskSize} GiB, an overlay on the image`],
+          ["First boot", describeFirstBoot(state)],
+        ] : [["New disk", state.newDisk ? `${state.diskSize} GiB qcow2` : "none"]]),
         ["Network", c.nics.length ? `NAT${c.nics[0].forwards.length ? `, forwards ${c.nics[0].forwards.map((f) => `${f.protocol} ${f.host_address}:${f.host_port} → ${f.guest_port}`).join(", ")}` : ""}` : "none"],
         ["Shared folders", c.shares.length ? c.shares.map((s) => `${s.path} as ${s.tag}${s.read_only ? " (read-only)" : ""}`).join(", ") : "none"],
         ["Display", c.display.device === "none" ? "none" : `${c.display.device}, ${c.display.width} × ${c.display.height}`],
@@ -414,11 +517,92 @@ export async function render(root) {
         h("dl.summary#wizard-summary", rows.map(([k, v]) => [h("dt", k), h("dd", v)])),
         h("details", h("summary", "The VM description (JSON)"),
           h("pre.code", JSON.stringify(c, null, 2))),
+        isImage(state) ? h("details", h("summary", "The image and its settings (JSON)"),
+          h("pre.code", JSON.stringify(buildImageRequest(state), null, 2))) : null,
         checkbox("start", "Start the VM once it is created", { id: "start-after" }),
         h("div#create-progress"),
       ];
     },
   };
+
+  // -- images -----------------------------------------------------------------------------
+
+  /** The catalog's images for the chosen architecture, as choices (loaded once per arch). */
+  function catalogField() {
+    const list = h("div.image-list#catalog-list", { role: "radiogroup", "data-field": "image" });
+    const archSelect = h("select.input.narrow", {
+      id: "catalog-arch", "aria-label": "Architecture",
+      on: { change: (e) => set("arch", e.target.value, { redraw: true }) },
+    }, arches.map((a) => h("option", { value: a, selected: state.arch === a }, a)));
+    const wanted = state.arch;
+    const known = catalogs[wanted];
+    if (known && !(known instanceof Promise)) {
+      fillCatalog(list, known);
+    } else {
+      fill(list, h("p.loading", "Loading the catalog…"));
+      loadCatalog(wanted).then((loaded) => {
+        if (list.isConnected && state.arch === wanted) {
+          fillCatalog(list, loaded);
+          validateSoon(0);
+        }
+      });
+    }
+    return h("div.field", h("div.row", h("span.label", "Catalog images for"), archSelect),
+      list, h("small.help", "Downloaded into VM-Desk's cache when the VM is made, and checked against the catalog's digest."));
+  }
+
+  function loadCatalog(arch) {
+    if (!catalogs[arch]) {
+      catalogs[arch] = get(`/api/images?arch=${encodeURIComponent(arch)}`)
+        .then((reply) => ({ rows: reply.catalog || [] }))
+        .catch((err) => ({ error: err }))
+        .then((loaded) => { catalogs[arch] = loaded; return loaded; });
+    }
+    return Promise.resolve(catalogs[arch]);
+  }
+
+  function fillCatalog(list, loaded) {
+    if (loaded.error) {
+      fill(list, errorBox(loaded.error));
+      return;
+    }
+    if (!loaded.rows.length) {
+      fill(list, h("p.muted", `The catalog has no images for ${state.arch}.`));
+      return;
+    }
+    fill(list, loaded.rows.map((row) => h("label.choice.image-choice", {
+      class: state.catalogImage === row.name ? "selected" : "", dataset: { image: row.name },
+    },
+    h("input", {
+      type: "radio", name: "catalogImage", value: row.name, checked: state.catalogImage === row.name,
+      on: { change: () => {
+        for (const el of list.querySelectorAll(".choice")) el.classList.toggle("selected", el.dataset.image === row.name);
+        set("catalogImage", row.name);
+      } },
+    }),
+    h("span.choice-title", h("span.image-name", row.name), row.kind ? h("span.image-kind", ` · ${row.kind}`) : null),
+    h("span.image-description", row.description),
+    h("span.image-facts",
+      row.cached
+        ? h("span.badge.state-running", `downloaded${row.size ? ` · ${formatBytes(row.size)}` : ""}`)
+        : h("span.badge", `not downloaded${row.size ? ` · ${formatBytes(row.size)}` : ""}`),
+      h("span.badge", row.cloud_init ? "cloud-init: yes" : "cloud-init: no")))));
+  }
+
+  /** The guest's first boot, through its cloud-init seed: who logs in, with which keys. */
+  function firstBootFields() {
+    return h("fieldset.first-boot#first-boot",
+      h("legend", "First boot (cloud-init)"),
+      h("div.first-boot-row",
+        field("User name (optional)", text("user", { id: "image-user", placeholder: "e.g. alice", "data-field": "user" }),
+          "Empty: your user name on this machine."),
+        field("Time zone (optional)", text("timezone", { id: "image-timezone", placeholder: "e.g. Europe/Paris or UTC", "data-field": "timezone" }),
+          "Empty: the image's own (usually UTC).")),
+      field("SSH public keys (optional)", h("textarea.input#image-ssh-keys", {
+        rows: 2, placeholder: "~/.ssh/id_ed25519.pub", spellcheck: false, "data-field": "ssh_keys",
+        value: state.sshKeys, on: { input: (e) => set("sshKeys", e.target.value) },
+      }), "Public key files on this machine, one path a line; their keys may log in as the user."));
+  }
 
   function forwardsEditor() {
     const list = h("div.rows#forwards", { "data-field": "nics[0].forwards" });
@@ -471,11 +655,14 @@ export async function render(root) {
     const name = config.name;
     const report = (title) => {
       const li = h("li.running", h("span.progress-title", title), h("progress", { max: 100 }),
-        h("span.progress-message"));
+        h("span.progress-percent"), h("span.progress-message"));
       steps.append(li);
       return {
         update(job) {
-          if (typeof job.progress === "number") li.querySelector("progress").value = job.progress;
+          if (typeof job.progress === "number") {
+            li.querySelector("progress").value = job.progress;
+            li.querySelector(".progress-percent").textContent = `${Math.floor(job.progress)}%`;
+          }
           if (job.message) li.querySelector(".progress-message").textContent = job.message;
         },
         done() { li.className = "done"; li.querySelector("progress").value = 100; },
@@ -484,15 +671,20 @@ export async function render(root) {
     };
     let stage = null;
     try {
+      const image = isImage(state) ? buildImageRequest(state) : null;
       stage = report(state.source === "tiny-linux"
-        ? "Creating the VM (the tiny Linux image is built on first use)" : "Creating the VM");
+        ? "Creating the VM (the tiny Linux image is built on first use)"
+        : image ? `Creating the VM from ${state.source === "catalog" ? image.image : "the image"} (downloaded first unless it is cached)`
+          : "Creating the VM");
       // The server starts the VM itself at the end of the job, unless a disk comes first.
-      const startNow = state.start && !state.newDisk;
+      const newDisk = state.newDisk && !image;
+      const startNow = state.start && !newDisk;
       const body = { config, start: startNow };
       if (state.source === "tiny-linux") body.image = "tiny-linux";
+      if (image) Object.assign(body, image);
       await followJob(await post("/api/vms", body), stage.update);
       stage.done();
-      if (state.newDisk) {
+      if (newDisk) {
         stage = report(`Adding a ${state.diskSize} GiB disk`);
         await followJob(await post(`${vmPath(name)}/disks`, { size: `${state.diskSize}GiB` }), stage.update);
         stage.done();
@@ -508,7 +700,8 @@ export async function render(root) {
       if (stage) stage.fail();
       progress.append(errorBox(err));
       if (err.problems && err.problems.length) {
-        problems = err.problems;
+        problems = err.problems.map(placed);
+        imageProblems = problems.filter((p) => IMAGE_FIELDS[p.field.split(/[.[]/)[0]]);
         showProblems();
       }
       next.disabled = false;
@@ -529,11 +722,25 @@ function tagFor(path) {
 function describeSource(s) {
   switch (s.source) {
     case "tiny-linux": return "built-in tiny Linux";
+    case "catalog": return `catalog image ${s.catalogImage || "(none chosen)"} (${s.arch})`;
+    case "url": {
+      const digest = s.imageDigest.trim();
+      return `image at ${s.imageUrl || "(no URL given)"}, checked against ${digest ? `${digest.slice(0, 19)}…` : "(no digest given)"}`;
+    }
     case "iso": return `install from ${s.iso || "(no ISO chosen)"}`;
     case "disk": return `disk image ${s.diskFile || "(none chosen)"} (${s.diskFormat})`;
     case "kernel": return `kernel ${s.kernel || "(none)"}${s.initrd ? ` + ${s.initrd}` : ""}`;
     default: return s.source;
   }
+}
+
+function describeFirstBoot(s) {
+  const keys = sshKeyPaths(s);
+  return [
+    `user ${s.user.trim() || "(your user name on this machine)"}`,
+    keys.length ? `SSH keys from ${keys.join(", ")}` : "no SSH key",
+    s.timezone.trim() ? `time zone ${s.timezone.trim()}` : null,
+  ].filter(Boolean).join("; ");
 }
 
 function describeArch(info, hostArch) {
