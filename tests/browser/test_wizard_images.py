@@ -19,6 +19,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import UI, PageErrors, Shot
 from tests.browser.test_pages import no_page_errors
+from vmdesk.core.units import human_size
 
 MiB = 1 << 20
 HELD_AFTER = 3 * MiB  # the served body pauses here until the test has seen the progress
@@ -178,7 +179,9 @@ def test_wizard_lists_the_catalog_and_creates_from_an_image_url(
             "el => el.value > 0 && el.value < 100", arg=bar.element_handle(), timeout=30_000
         )
         message = page.locator("#create-progress li.running .progress-message")
-        expect(message).to_contain_text(f"downloading {server.url}")
+        of = human_size(len(server.body))  # the bytes so far of the file's, as pulls say it
+        said = rf"downloading {re.escape(server.url)}: [0-9.]+ [KM]iB of {re.escape(of)}"
+        expect(message).to_contain_text(re.compile(said))
         shown = bar.evaluate("el => el.value")
         assert 0 < shown <= 100 * HELD_AFTER / len(server.body)  # what had arrived
         percent = page.locator("#create-progress li.running .progress-percent")

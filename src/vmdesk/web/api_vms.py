@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from vmdesk.core.units import parse_size
+from vmdesk.core.units import human_size, parse_size
 from vmdesk.service import lifecycle, storage, vms
 from vmdesk.service.jobs import Job
 from vmdesk.web.context import Context, Ctx
@@ -61,7 +61,7 @@ def create_vm(ctx: Ctx, body: CreateRequest) -> Any:
             ctx.library, body.config, image=body.image, settings=body.settings,
             progress=lambda m: job.report(m),
             pull_progress=lambda done, total: job.report(
-                f"downloading {body.image}", 100 * done / total if total else None),
+                _downloading(str(body.image), done, total), 100 * done / total if total else None),
         )  # fmt: skip
         ctx.watch.invalidate()
         if body.start:
@@ -71,6 +71,12 @@ def create_vm(ctx: Ctx, body: CreateRequest) -> Any:
         return vms.get(ctx.library, config.name)
 
     return _job_response(ctx.jobs.start("create", work), 201)
+
+
+def _downloading(image: str, done: int, total: int | None) -> str:
+    """A download's progress for people, as the image pull job says it."""
+    of = f" of {human_size(total)}" if total else ""
+    return f"downloading {image}: {human_size(done)}{of}"
 
 
 @router.get("/{name}", summary="A VM's description, status and runtime facts")
