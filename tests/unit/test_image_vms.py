@@ -21,7 +21,7 @@ def vmdesk(tmp_path: Path) -> Run:
 
 def _image(tmp_path: Path) -> Path:
     image = tmp_path / "cloud.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "1G"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], check=True)
     subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 1M", str(image)],
                    check=True, capture_output=True)  # fmt: skip
     return image
@@ -36,10 +36,10 @@ def test_qemu_gets_an_overlay_and_vz_a_raw_copy_converted_once(vmdesk: Run, tmp_
 
     for name in ("m1", "m2"):
         vmdesk("create", name, "--image", str(image), "--engine", "vz", "--arch", "aarch64",
-               "--disk-size", "4GiB")  # fmt: skip
+               "--disk-size", "1GiB")  # fmt: skip
         (raw,) = json.loads(vmdesk("disk", "list", name, "--json").stdout)
         assert (raw["file"], raw["format"]) == ("disks/disk0.raw", "raw")
-        assert raw["image"]["virtual_size"] == 4 << 30 and not raw["image"]["backing_chain"]
+        assert raw["image"]["virtual_size"] == 1 << 30 and not raw["image"]["backing_chain"]
         data = (tmp_path / "library" / f"{name}.vmdesk" / "disks" / "disk0.raw").read_bytes()
         assert data[: 1 << 20] == b"\x5a" * (1 << 20)  # the image's data, in raw form
     converted = list((tmp_path / "cache" / "images" / "raw").iterdir())
