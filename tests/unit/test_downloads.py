@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -31,31 +33,38 @@ MiB = 1 << 20
 class FileServer:
     """Serves ``files`` (path -> bytes) with Range support, and can be told to misbehave:
     ``cuts`` (body bytes after which each of the next responses is cut short), ``statuses``
-    (path -> status to answer), ``stall`` (seconds of silence before a body), ``pace`` (a
-    pause after each 64 KiB), ``ignore_range``, ``bad_range`` (a 206 from the wrong offset),
-    ``claim_length`` (a Content-Length to announce instead of the real one), ``down_after``
-    (requests answered before every further one gets a 503)."""
+    (path -> status to answer), ``stall`` (seconds of silence in a body, ``stall_at`` bytes
+    into it: 0, before it), ``pace`` (a pause after each 64 KiB), ``ignore_range``,
+    ``bad_range`` (a 206 from the wrong offset), ``claim_length`` (a Content-Length to
+    announce instead of the real one), ``chunked`` (no Content-Length: chunked transfer
+    coding), ``down_after`` (requests answered before every further one gets a 503); with
+    ``tls``, it speaks HTTPS."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:
+    def __init__(self, files: dict[str, bytes], tls: ssl.SSLContext | None = None) -> None:
         self.files = files
         self.cuts: list[int] = []
         self.statuses: dict[str, int] = {}
         self.stall = 0.0
+        self.stall_at = 0
         self.pace = 0.0
         self.ignore_range = False
         self.bad_range = False
         self.claim_length: int | None = None
+        self.chunked = False
         self.down_after: int | None = None  # requests answered before 503s
         self.served = 0  # body bytes sent, over every request
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+        scheme = "https" if isinstance(self.httpd.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -104,18 +113,26 @@ class FileServer:
         else:
             handler.send_response(200)
         body = data[start:]
-        handler.send_header("content-length", str(self.claim_length or len(body)))
+        if self.chunked:
+            handler.send_header("transfer-encoding", "chunked")
+        else:
+            handler.send_header("content-length", str(self.claim_length or len(body)))
         handler.end_headers()
+        body = body if cut is None else body[:cut]
+        self._send(handler, body[: self.stall_at])
         time.sleep(self.stall)
-        self._send(handler, body if cut is None else body[:cut])
+        self._send(handler, body[self.stall_at :])
+        if self.chunked and cut is None:
+            handler.wfile.write(b"0\r\n\r\n")
         if cut is not None:
             handler.close_connection = True
 
     def _send(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         for at in range(0, len(body), 64 << 10):
             block = body[at : at + (64 << 10)]
+            framed = b"%x\r\n%s\r\n" % (len(block), block) if self.chunked else block
             try:
-                handler.wfile.write(block)
+                handler.wfile.write(framed)
             except OSError:
                 return
             with self.lock:
@@ -247,6 +264,55 @@ def test_a_silent_server_times_out(server: FileServer, cache: Path, digest: Dige
     assert slow.value.message.startswith("127.0.0.1 sent nothing for 0.5 s")
     assert "resumes" in (slow.value.hint or "")
     assert time.monotonic() - started < 2.5
+
+
+def test_a_server_that_falls_silent_mid_body_is_asked_for_the_rest(
+    server: FileServer, cache: Path, data: bytes, digest: Digest
+) -> None:
+    server.stall, server.stall_at = 3.0, 3 * MiB + 12345  # in every response
+    path = downloads.fetch(server.url("/disk.qcow2"), _dest(digest), digest, timeout=0.5)
+    assert path.read_bytes() == data
+    at = server.stall_at  # every byte received before a silence is kept, and resumed after
+    assert [r for _, r in server.requests] == [None, f"bytes={at}-", f"bytes={2 * at}-"]
+
+
+def test_a_chunked_body_without_a_length_is_pulled(
+    server: FileServer, cache: Path, data: bytes, digest: Digest
+) -> None:
+    server.chunked = True
+    seen: list[tuple[int, int | None]] = []
+    path = downloads.fetch(
+        server.url("/disk.qcow2"), _dest(digest), digest, progress=lambda d, t: seen.append((d, t))
+    )
+    assert path.read_bytes() == data
+    assert seen[-1] == (SIZE, None)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+def test_a_pull_over_https_checks_the_certificate_and_the_digest(
+    tmp_path: Path, cache: Path, data: bytes, digest: Digest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = FileServer({"/disk.qcow2": data}, tls=tls)
+    try:
+        with pytest.raises(DownloadError):  # not signed by a known authority
+            downloads.fetch(server.url("/disk.qcow2"), _dest(digest), digest)
+        monkeypatch.setattr(downloads, "_tls", lambda: ssl.create_default_context(cafile=cert))
+        server.stall, server.stall_at = 3.0, 5 * MiB  # a silence, then the rest asked for
+        url = server.url("/disk.qcow2")
+        path = downloads.fetch(url, _dest(digest), digest, timeout=0.5)
+        assert path.read_bytes() == data
+        assert [r for _, r in server.requests] == [None, f"bytes={5 * MiB}-"]  # (none untrusted)
+    finally:
+        server.close()
 
 
 def test_not_enough_space_names_the_path_and_what_is_needed(
