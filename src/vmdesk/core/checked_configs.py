@@ -63,9 +63,9 @@ def remember(text: str, checked: dict[str, object]) -> None:
     Only a canonical text (what VM-Desk itself writes) is noted, so reading it back gives
     exactly the checked description. Best effort: a read-only cache only costs speed."""
     try:
-        if json.loads(text) != checked:
-            return
         marker = _marker(text)
+        if marker.exists() or json.loads(text) != checked:
+            return  # remembered already (the common case: every load of a known text)
         marker.parent.mkdir(parents=True, exist_ok=True)
         with os.scandir(marker.parent) as entries:
             if sum(1 for _ in entries) >= KEEP:
