@@ -10,6 +10,10 @@ PACKAGES=(
     python3 python3-venv python3-pip ca-certificates make
     chromium
     wrk  # the load generator of benchmark P8 (make bench)
+    # the desktop image (vmdesk image build debian-desktop): its root file system, then its
+    # GPT disk written without loop devices; arm64 packages configured through qemu-user
+    mmdebstrap fdisk e2fsprogs qemu-user-static arch-test
+    openssh-client  # vmdesk ssh, and the VM tests' throwaway keys
     # the libraries Debian's cloud-init needs to check a cloud-init seed's user-data against
     # its schema (the tests run cloud-init's checker from its unpacked package: no services)
     python3-jsonschema python3-configobj python3-requests python3-jsonpatch python3-jinja2

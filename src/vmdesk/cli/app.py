@@ -15,7 +15,6 @@ from vmdesk import __version__
 from vmdesk.cli.options import JSON_OUTPUT, print_json
 from vmdesk.cli.output import console
 from vmdesk.core.arch import ARCHES, default_arch, parse_arch
-from vmdesk.core.errors import VMDeskError
 
 _VM, _RUN, _STORAGE = (
     "vmdesk.cli.vm_commands",
@@ -63,6 +62,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "snapshot": (
         _STORAGE,
         "Snapshots of a VM's disks, with its RAM when it runs (a tree: revert, delete).",
+    ),
+    "ssh": (
+        "vmdesk.cli.ssh_command:ssh",
+        "Log in to a running VM over SSH, through its forwarded port, as its cloud-init user.",
     ),
     "start": (_RUN, "Start a VM; it keeps running after this command returns."),
     "status": (_RUN, "Show whether a VM runs (derived live, never stored)."),
@@ -144,20 +147,28 @@ def cli(debug: bool) -> None:
 
 @cli.group()
 def image() -> None:
-    """Guest images: the built-in tiny Linux, and cloud images pulled from the catalog or a URL."""
+    """Guest images: the built-in tiny Linux and desktop, and cloud images pulled from the
+    catalog or a URL."""
 
 
 @image.command("build")
-@click.argument("name", type=click.Choice(["tiny-linux"]))
+@click.argument("name", type=click.Choice(["tiny-linux", "debian-desktop"]))
 @ARCH_OPTION
 @click.option("--force", is_flag=True, help="Rebuild even if a cached image matches.")
 def image_build(name: str, arch: str, force: bool) -> None:
-    """Build (or reuse from the cache) a guest image from Debian packages."""
+    """Build (or reuse from the cache) a guest image from Debian packages.
+
+    tiny-linux is a kernel and a busybox initramfs (seconds); debian-desktop a bootable
+    UEFI disk with cloud-init, SSH and an Xfce desktop (minutes; as root).
+    """
     from rich.markup import escape
 
     from vmdesk.cli.progress import step_reporter
     from vmdesk.images import tiny_linux
 
+    if name == "debian-desktop":
+        _build_desktop(parse_arch(arch), force)
+        return
     started = time.monotonic()
     with step_reporter(console, f"{name} for {parse_arch(arch)}") as report:
         built = tiny_linux.build(parse_arch(arch), progress=report, force=force)
@@ -172,28 +183,34 @@ def image_build(name: str, arch: str, force: bool) -> None:
     console.print(f"  from    {', '.join(built.packages)}")
 
 
+def _build_desktop(arch: str, force: bool) -> None:
+    from rich.markup import escape
+
+    from vmdesk.cli.progress import step_reporter
+    from vmdesk.core.units import human_size
+    from vmdesk.service import images
+
+    started = time.monotonic()
+    with step_reporter(console, f"debian-desktop for {arch}") as report:
+        built = images.build_desktop(arch, report, force=force)
+    console.print(
+        f"[green]✓[/] debian-desktop {built.arch}: kernel {built.kernel_release}, "
+        f"{len(built.packages)} packages ({time.monotonic() - started:.1f} s)"
+    )
+    console.print(
+        f"  disk      {escape(str(built.disk))} ({human_size(built.disk.stat().st_size)})"
+    )
+    console.print(f"  manifest  {escape(str(built.manifest))} (every package's version)")
+    console.print(f"  use it    vmdesk create NAME --image debian-desktop --arch {built.arch}")
+
+
 @image.command("list")
 @JSON_OUTPUT
 def image_list(as_json: bool) -> None:
     """List the built images, the catalog (and which of it is cached) and pulled images."""
-    from vmdesk.images import tiny_linux
     from vmdesk.service import images
 
-    built = []
-    for arch in ARCHES:
-        try:
-            found = tiny_linux.find(arch)
-        except VMDeskError:
-            continue
-        built.append(
-            {
-                "name": "tiny-linux",
-                "arch": arch,
-                "kernel_release": found.kernel_release,
-                "directory": str(found.directory),
-            }
-        )
-    listing = {"built": built, "catalog": images.catalog(), "pulled": images.pulled()}
+    listing = {"built": images.built(), "catalog": images.catalog(), "pulled": images.pulled()}
     if as_json:
         print_json(listing)
     else:
@@ -206,8 +223,9 @@ def _print_images(listing: dict[str, list[dict[str, Any]]]) -> None:
     from vmdesk.core.units import human_size
 
     for one in listing["built"]:
+        where = one.get("disk") or one["directory"]
         console.print(
-            f"tiny-linux  {one['arch']:8} {one['kernel_release']:20} {escape(one['directory'])}"
+            f"{one['name']:15} {one['arch']:8} {one['kernel_release']:20} {escape(where)}"
         )
     if not listing["built"]:
         console.print("no images built yet; try `vmdesk image build tiny-linux --arch aarch64`")

@@ -43,19 +43,26 @@ def plan(
     settings: Settings,
     progress: PullProgress | None = None,
 ) -> Plan:
-    """Pull ``ref`` (if not cached) and make ``data`` boot its disk through UEFI; the disk
-    and the seed are added to ``data`` now and made by :func:`made`."""
+    """Pull ``ref`` (if not cached; a built image such as debian-desktop is used from the
+    cache) and make ``data`` boot its disk through UEFI; the disk and the seed are added to
+    ``data`` now and made by :func:`made`."""
     from vmdesk.core.arch import default_arch, parse_arch
     from vmdesk.core.units import parse_size
     from vmdesk.service import images
 
     arch = parse_arch(str(data.get("arch") or settings.get("arch") or default_arch()))
-    source = images.source(ref, arch, settings.get("digest"))  # refused before any download
-    has_cloud_init = source.entry.cloud_init if source.entry else False
+    if ref in images.BUILT_DISKS:  # built on this host (`vmdesk image build`), with cloud-init
+        path: Path | None = images.built_disk(ref, arch)
+        has_cloud_init = True
+    else:
+        path = None
+        source = images.source(ref, arch, settings.get("digest"))  # refused before a download
+        has_cloud_init = source.entry.cloud_init if source.entry else False
     seed = has_cloud_init or any(settings.get(k) for k in _SEED_KEYS)
     if seed:
         _check_seed(str(data.get("name") or "vm"), settings)  # a typo must not cost a download
-    path = images.pull(ref, arch, settings.get("digest"), progress=progress)
+    if path is None:
+        path = images.pull(ref, arch, settings.get("digest"), progress=progress)
     data["arch"] = arch
     data.setdefault("boot", {"kind": "uefi"})
     raw = (settings.get("engine") or data.get("engine")) == "vz"

@@ -13,8 +13,12 @@ from vmdesk.core.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from vmdesk.images.catalog import Source
+    from vmdesk.images.desktop import DesktopImage
 
 IMAGES = ("tiny-linux",)
+# Built here from Debian packages (`vmdesk image build`), then used as a pulled image is: the
+# VM's disk is an overlay on it, with a cloud-init seed.
+BUILT_DISKS = ("debian-desktop",)
 
 Progress = Callable[[str], None]
 
@@ -42,6 +46,60 @@ def use(image: str, data: dict[str, Any], progress: Progress | None = None) -> d
     kernel, initrd = f"boot/{built.kernel.name}", "boot/initrd.img"
     data["boot"] = {"kind": "linux", "kernel": kernel, "initrd": initrd, "cmdline": built.cmdline()}
     return {kernel: built.kernel, initrd: built.initrd}
+
+
+# -- built disk images ----------------------------------------------------------------------
+
+
+def build_desktop(
+    arch: str, progress: Progress | None = None, *, force: bool = False
+) -> DesktopImage:
+    """The desktop image for ``arch``, built first unless it is cached (minutes)."""
+    from vmdesk.core.arch import parse_arch
+    from vmdesk.images import desktop
+
+    return desktop.build(parse_arch(arch), progress=progress, force=force)
+
+
+def built_disk(name: str, arch: str) -> Path:
+    """The disk of the newest built ``name`` image for ``arch`` (NotFound if none is)."""
+    from vmdesk.core.arch import parse_arch
+    from vmdesk.images import desktop
+
+    if name not in BUILT_DISKS:
+        raise ConfigError(
+            [Problem("image", f"no built image {name!r}", "use one of: " + ", ".join(BUILT_DISKS))]
+        )
+    return desktop.find(parse_arch(arch)).disk
+
+
+def built() -> list[dict[str, Any]]:
+    """Every built image, each architecture's newest: name, arch, kernel, where it is (and
+    for a disk image, the disk and its size)."""
+    from vmdesk.core.arch import ARCHES
+    from vmdesk.core.errors import VMDeskError
+    from vmdesk.images import desktop, tiny_linux
+
+    rows: list[dict[str, Any]] = []
+    for name, find in (
+        (tiny_linux.IMAGE_NAME, tiny_linux.find),
+        (desktop.IMAGE_NAME, desktop.find),
+    ):
+        for arch in ARCHES:
+            try:
+                image = find(arch)
+            except VMDeskError:  # not built for this architecture
+                continue
+            row: dict[str, Any] = {
+                "name": name,
+                "arch": arch,
+                "kernel_release": image.kernel_release,
+                "directory": str(image.directory),
+            }
+            if isinstance(image, desktop.DesktopImage):
+                row |= {"disk": str(image.disk), "size": _size(image.disk)}
+            rows.append(row)
+    return rows
 
 
 # -- pulled images: the catalog, URLs with a digest ---------------------------------------
