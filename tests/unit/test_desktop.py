@@ -296,7 +296,8 @@ def test_building_needs_root_and_says_how(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(ImageBuildError, match="needs root") as refused:
         desktop._check_builder("x86_64")
-    assert "sudo -E vmdesk image build debian-desktop" in str(refused.value.hint)
+    assert "sudo env VMDESK_CACHE=" in str(refused.value.hint)
+    assert "image build debian-desktop --arch x86_64" in str(refused.value.hint)
 
 
 def test_another_architecture_needs_its_binfmt_entry(

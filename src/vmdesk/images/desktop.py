@@ -705,11 +705,14 @@ def _check_builder(arch: Arch) -> None:
     that makes a directory tree with the right owners), and for another architecture
     qemu-user-static registered with the kernel."""
     if os.geteuid() != 0:
+        cache, vmdesk = shlex.quote(str(paths.cache_dir())), shutil.which("vmdesk") or "vmdesk"
         raise ImageBuildError(
             f"building the {IMAGE_NAME} image needs root (the image's files belong to root "
             "and other users; mmdebstrap installs them that way only as root)",
-            hint=f"run `sudo -E vmdesk image build {IMAGE_NAME} --arch {arch}` once; "
-            "the cached image is then yours to use",
+            # sudo sets HOME to root's: naming the cache puts the image in this user's
+            hint=f"build it once as root into this user's cache: `sudo env "
+            f"VMDESK_CACHE={cache} {vmdesk} "
+            f"image build {IMAGE_NAME} --arch {arch}`; VMs are then made from it as this user",
         )
     for name, package in (("mmdebstrap", None), ("sfdisk", "fdisk"), ("mkfs.ext4", "e2fsprogs"),
                           ("mformat", "mtools"), ("qemu-img", "qemu-utils")):  # fmt: skip
