@@ -7,6 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
+TYPE_CHECKING = False  # not typing's: this module is on the VM start path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import BinaryIO
+
 
 def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -16,12 +21,13 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_text(path: Path, text: str) -> None:
-    """Replace ``path`` atomically: temp file in the same dir, fsync, rename, fsync the dir."""
+def write_with(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Replace ``path`` atomically with what ``write`` writes to the open file: temp file
+    in the same dir (private to this user), fsync, rename, fsync the dir."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(fd, "wb") as out:
+            write(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -30,3 +36,13 @@ def write_text(path: Path, text: str) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text`` (UTF-8); see :func:`write_with`."""
+    data = text.encode("utf-8")
+
+    def write(out: BinaryIO) -> None:
+        out.write(data)
+
+    write_with(path, write)

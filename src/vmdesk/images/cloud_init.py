@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import getpass
 import io
-import os
 import re
 import shutil
 import subprocess
-import tempfile
 import uuid
 import zoneinfo
 from dataclasses import dataclass, field
@@ -29,7 +26,7 @@ from typing import Any
 import yaml
 
 from vmdesk.core import macs
-from vmdesk.core.atomic import fsync_dir
+from vmdesk.core.atomic import write_with
 from vmdesk.core.errors import (
     BundleError,
     ConfigError,
@@ -421,7 +418,7 @@ def write_files(files: SeedFiles, path: Path) -> None:
             joliet_path=f"/{name}",
         )
     try:
-        _write_atomically(iso, path)
+        write_with(path, iso.write_fp)
     except OSError as exc:
         raise ImageBuildError(
             f"cannot write the cloud-init seed {path}: {exc.strerror}",
@@ -429,21 +426,6 @@ def write_files(files: SeedFiles, path: Path) -> None:
         ) from exc
     finally:
         iso.close()
-
-
-def _write_atomically(iso: pycdlib.PyCdlib, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            iso.write_fp(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
 
 
 def read_seed(path: Path) -> SeedFiles:
