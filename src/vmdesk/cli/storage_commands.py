@@ -265,15 +265,17 @@ def clone(source: str, name: str, linked: bool, no_forwards: bool) -> None:
 
     started = time.monotonic()
     library = _library()
-    with _progress_bar("copying disks") as percent:
-        config = vms.clone(
-            library,
-            source,
-            name,
-            linked=linked,
-            forwards=not no_forwards,
-            progress=lambda done, total: percent(100 * done / max(total, 1)),
-        )
+    if linked:  # no data moves: no bar (and no time spent loading one)
+        config = vms.clone(library, source, name, linked=True, forwards=not no_forwards)
+    else:
+        with _progress_bar("copying disks") as percent:
+            config = vms.clone(
+                library,
+                source,
+                name,
+                forwards=not no_forwards,
+                progress=lambda done, total: percent(100 * done / max(total, 1)),
+            )
     path = library.path_for(config.name)
     kind = "linked clone" if linked else "clone"
     took = time.monotonic() - started

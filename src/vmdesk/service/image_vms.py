@@ -166,11 +166,11 @@ def _write_seed(path: Path, config: VMConfig, s: Settings) -> None:
 def rekey_seed(bundle_dir: Path, config: VMConfig) -> bool:
     """Give a copied VM (a clone) a seed of its own: its instance-id, name and MAC, so
     cloud-init runs its first-boot work again in it. False when it has no seed."""
-    from vmdesk.images import cloud_init
-
     path = bundle_dir / SEED
     if not path.is_file():
         return False
+    from vmdesk.images import cloud_init  # only for a VM with a seed: it loads pycdlib
+
     mac = next((n.mac for n in config.nics if n.mode != "none"), None)
     files = cloud_init.rekeyed(cloud_init.read_seed(path), config.name, config.uuid, mac)
     cloud_init.write_files(files, path)

@@ -27,7 +27,7 @@ from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import ConfigError, Conflict, StorageError, VMDeskError
 from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.core.states import ENDED
-from vmdesk.storage import copying, images
+from vmdesk.storage import copying, images, qcow2_header
 from vmdesk.storage.copying import CopyProgress
 from vmdesk.storage.file_lock import exclusive
 from vmdesk.storage.qemu_img import Progress
@@ -247,7 +247,9 @@ def sweep_bases(library: Library) -> list[Path]:
                 for disk in bundle.load_data()["disks"]:
                     path = resolved_file(bundle, disk["file"])
                     if path.exists():
-                        chain = images.inspect(path).backing_chain
+                        chain = qcow2_header.backing_chain(path)
+                        if chain is None:  # a header this reader can't follow
+                            chain = images.inspect(path).backing_chain
                         used.update(os.path.realpath(layer) for layer in chain)
             except VMDeskError:  # unsure what a damaged VM uses: delete nothing
                 return []
