@@ -20,7 +20,7 @@ from vmdesk.core.config import VMConfig, from_dict
 from vmdesk.core.errors import EngineError
 from vmdesk.engines.qemu.firmware import select as select_firmware
 from vmdesk.engines.qemu.options import Accel, machine
-from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, boot_order, build_vm
+from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, boot_order, build_vm, has_spice_agent
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "vm-argv"
 BUNDLE = Path("/vms/example.vmdesk")
@@ -30,7 +30,9 @@ LINUX = {"kind": "linux", "kernel": "boot/vmlinuz", "initrd": "boot/initrd.img",
 
 CASES: dict[str, tuple[dict[str, Any], str, bool]] = {
     # name: (description, accel, uefi firmware?)
-    "minimal-aarch64": ({"boot": LINUX, "cpus": 1, "memory": "256MiB"}, "tcg", False),
+    "minimal-aarch64": (
+        {"boot": LINUX, "cpus": 1, "memory": "256MiB", "guest_agent": False}, "tcg", False,
+    ),
     "aarch64-desktop": (
         {
             "arch": "aarch64", "cpus": 2, "memory": "4GiB", "boot": {"kind": "uefi"},
@@ -48,6 +50,7 @@ CASES: dict[str, tuple[dict[str, Any], str, bool]] = {
             "disks": [{"file": "disks/root.qcow2", "cache": "none", "boot_order": 1}],
             "display": {"device": "none"},
             "input": {"usb_keyboard": False, "usb_tablet": False},
+            "clipboard": False,  # and no screen: no SPICE agent port, only qemu-ga's
         },
         "kvm", False,
     ),
@@ -164,6 +167,8 @@ def _runtime(config: VMConfig, accel: str, uefi: bool, **paths: Path) -> Runtime
         tap_fds={
             i: 40 + i for i, n in enumerate(config.nics) if (n.bridge or "").startswith("tap")
         },
+        guest_agent_fd=30 if config.guest_agent else None,
+        spice_agent_fd=31 if has_spice_agent(config) else None,
     )
 
 

@@ -234,6 +234,8 @@ class VMConfig(_Model):
     serial: Serial = Field(default_factory=Serial)
     shares: list[Share] = Field(default_factory=list)
     clipboard: bool = True
+    # A qemu-ga channel (IP, OS, exec, time, quiesced snapshots) for the guest's own agent.
+    guest_agent: bool = True
     tpm: bool = False
     usb_devices: list[UsbDevice] = Field(default_factory=list)
     isolation: Literal["isolated", "unrestricted"] = "isolated"

@@ -151,8 +151,19 @@ class Sockets:
     def vnc(self) -> Path:
         return self.dir / "vnc.sock"
 
+    @property
+    def guest_agent(self) -> Path:
+        """The guest agent's channel (qemu-ga's virtio-serial port), held by the engine."""
+        return self.dir / "guest-agent.sock"
+
+    @property
+    def spice_agent(self) -> Path:
+        """The SPICE agent's channel (spice-vdagent: clipboard, display size)."""
+        return self.dir / "spice-agent.sock"
+
     def all(self) -> tuple[Path, ...]:
-        return (self.control, self.console, self.qmp, self.serial, self.vnc)
+        return (self.control, self.console, self.qmp, self.serial, self.vnc,
+                self.guest_agent, self.spice_agent)  # fmt: skip
 
 
 def bundle_dir_name(name: str) -> str:

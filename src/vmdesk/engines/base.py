@@ -32,6 +32,9 @@ class Capabilities:
     window: bool = False  # a native window on the host's desktop, opened by the supervisor
     clipboard: bool = False  # host <-> guest clipboard sharing
     guest_agent: bool = False  # a guest agent channel (IP, OS, exec, quiesced snapshots)
+    # The guests' agents' channels are sockets the supervisor speaks on (Sockets.guest_agent
+    # and spice_agent), rather than something the hypervisor does by itself (vz's clipboard).
+    agent_sockets: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

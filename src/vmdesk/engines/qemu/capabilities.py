@@ -16,4 +16,5 @@ def capabilities() -> Capabilities:
         usb_passthrough=sys.platform == "linux",
         share_kinds=("virtiofs", "9p") if sys.platform == "linux" else ("9p",),
         snapshots_with_ram=True,
+        agent_sockets=True,
     )

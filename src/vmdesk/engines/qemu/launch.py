@@ -25,7 +25,7 @@ from vmdesk.engines.qemu import doctor as qemu_doctor
 from vmdesk.engines.qemu import firmware as qemu_firmware
 from vmdesk.engines.qemu import spawn
 from vmdesk.engines.qemu.binaries import system_binary
-from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, build_vm
+from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, build_vm, has_spice_agent
 from vmdesk.networking import bridges
 
 # virtiofsd tuning, measured against 9p by bench/share_bench.py. cache=always buys nothing
@@ -62,6 +62,8 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
         },
         tap_fds={index: spawn.TAP_FD + index for index in taps},
         bridge_helper=bridge_helper,
+        guest_agent_fd=spawn.GUEST_AGENT_FD if config.guest_agent else None,
+        spice_agent_fd=spawn.SPICE_AGENT_FD if has_spice_agent(config) else None,
     )
     binary = system_binary(config.arch)
     swtpm = swtpm_helper(config, files) if config.tpm else None
@@ -77,6 +79,10 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
     listen = {str(spawn.QMP_FD): str(sockets.qmp)}
     if config.serial.enabled:
         listen[str(spawn.SERIAL_FD)] = str(sockets.serial)
+    if runtime.guest_agent_fd is not None:
+        listen[str(runtime.guest_agent_fd)] = str(sockets.guest_agent)
+    if runtime.spice_agent_fd is not None:
+        listen[str(runtime.spice_agent_fd)] = str(sockets.spice_agent)
     return {
         "engine": "qemu",
         "argv": argv,

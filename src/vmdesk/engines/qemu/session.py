@@ -386,6 +386,8 @@ class QemuSession:
             except subprocess.TimeoutExpired:
                 helper.kill()
                 helper.wait()
-        for path in (self.sockets.qmp, self.sockets.serial, self.sockets.vnc):
+        ours = (self.sockets.qmp, self.sockets.serial, self.sockets.vnc,
+                self.sockets.guest_agent, self.sockets.spice_agent)  # fmt: skip
+        for path in ours:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

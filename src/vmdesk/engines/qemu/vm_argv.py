@@ -56,6 +56,9 @@ class Runtime:
     # privilege to create it); other bridged NICs go through qemu-bridge-helper
     tap_fds: dict[int, int] = field(default_factory=dict)
     bridge_helper: Path | None = None
+    # Listening sockets of the guests' agents' virtio-serial ports (None: no such port)
+    guest_agent_fd: int | None = None
+    spice_agent_fd: int | None = None
 
 
 AHCI_PORTS = 6  # q35's built-in ICH9 AHCI controller: buses ide.0 .. ide.5
@@ -114,6 +117,7 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     argv += _tpm(config, runtime)
     argv += _display(config, runtime)
     argv += _shares(config, runtime)
+    argv += _agent_ports(runtime)
     argv += _serial(config, runtime)
     argv += qmp_monitor(runtime.qmp_fd)
     return argv
@@ -353,6 +357,33 @@ def _display(config: VMConfig, runtime: Runtime) -> list[str]:
     if display.device != "none" and display.vnc and runtime.vnc_socket is not None:
         argv += ["-vnc", f"unix:{esc(runtime.vnc_socket)}"]
     return argv
+
+
+GUEST_AGENT_PORT = "org.qemu.guest_agent.0"  # the names the guests' agents look for
+SPICE_AGENT_PORT = "com.redhat.spice.0"
+
+
+def has_spice_agent(config: VMConfig) -> bool:
+    """The SPICE agent's port: for the clipboard, and for a display that follows the
+    viewer's size (which needs a screen)."""
+    return config.clipboard or config.display.device != "none"
+
+
+def _agent_ports(runtime: Runtime) -> list[str]:
+    """The guests' agents' channels: virtio-serial ports on listening sockets the
+    supervisor connects to. Not QEMU's own qemu-vdagent chardev: it handles text only and
+    blocks migration (so live snapshots and suspend) in 7.2. The device ids name the
+    ports in QEMU's VSERPORT_CHANGE events (the guest opened or closed one)."""
+    ports = [(runtime.guest_agent_fd, "qga0", GUEST_AGENT_PORT),
+             (runtime.spice_agent_fd, "vdagent0", SPICE_AGENT_PORT)]  # fmt: skip
+    argv: list[str] = []
+    for fd, name, port in ports:
+        if fd is not None:
+            argv += [
+                "-chardev", socket_chardev(name, fd, listening=True),
+                "-device", f"virtserialport,bus=vser0.0,chardev={name},id={name},name={port}",
+            ]  # fmt: skip
+    return ["-device", "virtio-serial-pci,id=vser0", *argv] if argv else []
 
 
 def _virtiofs_tags(config: VMConfig, runtime: Runtime) -> set[str]:
