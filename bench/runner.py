@@ -37,6 +37,7 @@ CHART = RESULTS / "ratios.png"
 # In the order the report shows them: P10 (the other commands' start-up) sits beside P3.
 MODULES = (
     "boot_bench",
+    "desktop_boot_bench",
     "cpu_bench",
     "list_bench",
     "cli_bench",
