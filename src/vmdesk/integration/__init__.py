@@ -1,0 +1,1 @@
+"""Guest integration: the SPICE agent's host side (clipboard, display size) and the guest agent."""
