@@ -80,6 +80,31 @@ class GuestTimeout(EngineError):
     """The guest did not reach an expected state in time."""
 
 
+class GuestAgentError(EngineError):
+    """The guest agent (qemu-ga in the guest) refused a command or could not be reached;
+    ``error_class`` is qemu-ga's own when it refused (``GenericError``, ``CommandNotFound``...)
+    and empty when it never answered, so callers decide on it, never on the message's text."""
+
+    def __init__(self, message: str, hint: str | None = None, error_class: str = "") -> None:
+        super().__init__(message, hint)
+        self.error_class = error_class
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**super().to_wire(), "error_class": self.error_class}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Self:
+        kind = data.get("error_class")
+        return cls(
+            str(data.get("error")), _text(data.get("hint")), kind if isinstance(kind, str) else ""
+        )
+
+
+class GuestAgentTimeout(GuestAgentError, GuestTimeout):
+    """The guest agent did not answer in time: not installed or not running in the guest, the
+    guest still booting or paused, or another client holding the agent's socket."""
+
+
 class NotFound(VMDeskError):
     """A VM, disk or other named thing does not exist."""
 
@@ -177,8 +202,8 @@ KINDS: dict[str, type[VMDeskError]] = {
     kind.__name__: kind
     for kind in (
         VMDeskError, HostToolMissing, ImageBuildError, EngineError, QMPError, GuestTimeout,
-        NotFound, Conflict, Unsupported, ProtocolError, BundleError, StorageError,
-        PolicyViolation, ConfigError,
+        GuestAgentError, GuestAgentTimeout, NotFound, Conflict, Unsupported, ProtocolError,
+        BundleError, StorageError, PolicyViolation, ConfigError,
     )
 }  # fmt: skip
 
