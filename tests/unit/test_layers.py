@@ -15,6 +15,8 @@ FORBIDDEN = {
     "core": ("engines", "supervisor", "service", "cli", "web", "storage", "networking"),
     "storage": ("engines", "supervisor", "service", "cli", "web"),
     "networking": ("engines", "supervisor", "service", "cli", "web"),
+    # the agents' protocols: engine-neutral, spoken by whoever holds the channel
+    "integration": ("engines", "supervisor", "service", "cli", "web", "storage", "networking"),
     "display": ("engines", "supervisor", "service", "cli", "web"),
     "engines": ("supervisor", "service", "cli", "web"),
     "supervisor": ("service", "cli", "web"),

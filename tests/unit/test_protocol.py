@@ -478,12 +478,12 @@ def test_a_failed_start_keeps_its_class_in_the_hello() -> None:
     [
         (b"not json\n", "not JSON"),
         (b"[1, 2]\n", "not a JSON object"),
-        (b'{"op": "screenshot", "version": 2}\n', "screenshot needs path"),
-        (b'{"op": "stop", "version": 2, "stop_timeout": "soon"}\n', "stop_timeout is 'soon'"),
-        (b'{"op": "stop", "version": 2, "force": 1}\n', "force is 1, not a bool"),
-        (b'{"op": "stop", "version": 2, "stop_timout": 5}\n', "stop takes no stop_timout"),
+        (b'{"op": "screenshot", "version": 3}\n', "screenshot needs path"),
+        (b'{"op": "stop", "version": 3, "stop_timeout": "soon"}\n', "stop_timeout is 'soon'"),
+        (b'{"op": "stop", "version": 3, "force": 1}\n', "force is 1, not a bool"),
+        (b'{"op": "stop", "version": 3, "stop_timout": 5}\n', "stop takes no stop_timout"),
         (b'{"op": "stop", "version": "2"}\n', "version is '2'"),
-        (b'{"op": "explode", "version": 2}\n', "unknown request 'explode'"),
+        (b'{"op": "explode", "version": 3}\n', "unknown request 'explode'"),
     ],
 )
 def test_malformed_or_unknown_requests_are_protocol_errors(line: bytes, says: str) -> None:
@@ -492,10 +492,10 @@ def test_malformed_or_unknown_requests_are_protocol_errors(line: bytes, says: st
 
 
 def test_numbers_and_defaults_are_filled_in() -> None:
-    stop = protocol.decode_request(b'{"op": "stop", "version": 2, "stop_timeout": 5}', "vm")
-    assert stop == {"op": "stop", "version": 2, "force": False, "stop_timeout": 5.0}
-    wait = protocol.decode_request(b'{"op": "wait_serial", "version": 2, "pattern": "x"}', "vm")
-    assert wait == {"op": "wait_serial", "version": 2, "pattern": "x", "wait": 60.0}
+    stop = protocol.decode_request(b'{"op": "stop", "version": 3, "stop_timeout": 5}', "vm")
+    assert stop == {"op": "stop", "version": 3, "force": False, "stop_timeout": 5.0}
+    wait = protocol.decode_request(b'{"op": "wait_serial", "version": 3, "pattern": "x"}', "vm")
+    assert wait == {"op": "wait_serial", "version": 3, "pattern": "x", "wait": 60.0}
 
 
 def test_another_version_can_still_stop_but_not_pause(tmp_path: Path) -> None:
@@ -507,7 +507,7 @@ def test_another_version_can_still_stop_but_not_pause(tmp_path: Path) -> None:
             newer = b'{"op": "status", "version": 99, "detail": "more"}\n'
             stop = b'{"op": "stop", "version": 1, "stop_timeout": 0.1, "graceful": true}\n'
             return (await raw(supervisor, old), await raw(supervisor, newer),
-                    await raw(supervisor, b'{"op": "pause", "version": 3}\n'),
+                    await raw(supervisor, b'{"op": "pause", "version": 4}\n'),
                     await raw(supervisor, stop))  # fmt: skip
 
     paused_old, status_newer, paused_newer, stopped = run(test)
@@ -515,7 +515,7 @@ def test_another_version_can_still_stop_but_not_pause(tmp_path: Path) -> None:
     assert type(refusal) is errors.Conflict and "another VM-Desk version" in refusal.message
     assert paused_old["error"] == refusal.message  # what a client of version 1 reads
     assert "`vmdesk stop vm`" in (refusal.hint or "")
-    assert protocol.error_from(paused_newer).message.endswith("(protocol 3)")
+    assert protocol.error_from(paused_newer).message.endswith("(protocol 4)")
     assert ("pause",) not in session.calls
     assert status_newer["ok"] is True and status_newer["protocol"] == protocol.PROTOCOL_VERSION
     assert stopped == {"ok": True, "forced": True}

@@ -16,10 +16,11 @@ from vmdesk.cli.options import JSON_OUTPUT, print_json
 from vmdesk.cli.output import console
 from vmdesk.core.arch import ARCHES, default_arch, parse_arch
 
-_VM, _RUN, _STORAGE = (
+_VM, _RUN, _STORAGE, _GUEST = (
     "vmdesk.cli.vm_commands",
     "vmdesk.cli.run_commands",
     "vmdesk.cli.storage_commands",
+    "vmdesk.cli.guest_commands",
 )
 # Every command defined elsewhere: where it is ("module", whose `register(group)` adds it, or
 # "module:attribute") and its help's first paragraph, which `vmdesk --help` lists without
@@ -31,6 +32,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Boot from the CD-ROMs first (installing), the disks first, or the network (PXE).",
     ),
     "cd": (_STORAGE, "CD-ROM media (ISO images, attached read-only)."),
+    "clipboard": (
+        _GUEST,
+        "Print a running guest's clipboard, offer it one, or keep it in step with yours.",
+    ),
     "clone": (
         _STORAGE,
         "Make a new VM NAME from the stopped VM SOURCE (new UUID and MACs, fresh NVRAM/TPM).",
@@ -48,8 +53,13 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Check QEMU, firmware, the accelerator, swtpm, virtiofsd and free disk space.",
     ),
     "edit": (_VM, "Change a stopped VM's settings."),
+    "exec": (
+        _GUEST,
+        "Run a command in a running guest through its agent (vmdesk exec NAME -- CMD).",
+    ),
     "export": (_VM, "Copy a VM's bundle out of the library (to a new path or into a folder)."),
     "import": (_VM, "Copy an existing NAME.vmdesk bundle into the library."),
+    "ip": (_GUEST, "Print a running VM's IP address, as its guest agent reports it."),
     "kill": (_RUN, "Kill a VM's hypervisor process at once (unsaved guest data is lost)."),
     "list": (_VM, "List the VMs in the library."),
     "pause": (_RUN, "Pause a running VM (its vCPUs stop)."),

@@ -156,7 +156,11 @@ def screenshot(vm: str, output: Path) -> None:
 
 @click.command()
 @click.argument("vm")
-@click.option("--resolution", help="WIDTHxHEIGHT, e.g. 1280x800 (applies from the next start).")
+@click.option(
+    "--resolution",
+    help="WIDTHxHEIGHT, e.g. 1280x800: a running guest's at once (through its SPICE agent), "
+    "a stopped VM's from its next start.",
+)
 @click.option(
     "--window", is_flag=True, help="Show the running VM's screen in a native macOS window (vz)."
 )
@@ -174,8 +178,13 @@ def _set_resolution(vm: str, resolution: str) -> None:
     from vmdesk.service import display as vm_display
     from vmdesk.service import library
 
-    width, height = vm_display.set_resolution(library.open(), vm, resolution)
-    console.print(f"[green]✓[/] {escape(vm)} display set to {width}x{height} (from its next start)")
+    width, height, when = vm_display.set_resolution(library.open(), vm, resolution)
+    said = {
+        "live": "now",
+        "asked": "once its SPICE agent answers",
+        "next start": "from its next start",
+    }
+    console.print(f"[green]✓[/] {escape(vm)} display set to {width}x{height} ({said[when]})")
 
 
 def _open_window(vm: str) -> None:

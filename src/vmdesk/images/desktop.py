@@ -66,6 +66,8 @@ PACKAGES: tuple[str, ...] = (
     "cloud-init", "cloud-guest-utils", "openssh-server",
     # integration with the host: guest agent, clipboard and display (SPICE), windows (xpra)
     "qemu-guest-agent", "spice-vdagent", "xpra",
+    # what tests (and people) use to read and set the X clipboard from a shell
+    "xclip",
     # the display: X on virtio-gpu, logged in by LightDM, and a light Xfce session
     "xserver-xorg-core", "xserver-xorg-input-libinput", "lightdm", "x11-utils", "fontconfig",
     "xfce4-session", "xfwm4", "xfce4-panel", "xfdesktop4", "xfce4-terminal",

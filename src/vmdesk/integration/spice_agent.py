@@ -228,6 +228,11 @@ class AgentSession:
         state = self._selections[self._tracked(selection)]
         return SelectionState(state.owner, state.types)
 
+    def host_data(self, selection: int, type: int) -> bytes:
+        """The host's own offer of ``type`` on ``selection`` (empty when it has none)."""
+        state = self._selections[self._tracked(selection)]
+        return state.data.get(type, b"") if state.owner is Owner.HOST else b""
+
     # -- connection --------------------------------------------------------------------------
 
     def connected(self) -> bytes:

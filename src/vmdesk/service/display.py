@@ -12,14 +12,23 @@ from vmdesk.display import screen
 from vmdesk.service.library import find
 
 
-def set_resolution(library: Library, ref: str, resolution: str) -> tuple[int, int]:
-    """Change a stopped VM's display size (from its next start)."""
+def set_resolution(library: Library, ref: str, resolution: str) -> tuple[int, int, str]:
+    """Change a VM's display size: a running guest's now, through its SPICE agent (what
+    the third value says: "live", or "asked" while the agent is not there yet); a stopped
+    VM's from its next start ("next start")."""
+    from vmdesk.supervisor import status as vmstatus
+
     bundle = find(library, ref)
-    config = bundle.load()
     width, height = specs.resolution(resolution)
+    if vmstatus.derive(bundle.path)["status"] not in AT_REST:
+        from vmdesk.service import guest
+
+        heard = guest.resize(library, ref, width, height)
+        return width, height, "live" if heard else "asked"
+    config = bundle.load()
     config.display.width, config.display.height = width, height
     library.update(bundle, config)
-    return width, height
+    return width, height, "next start"
 
 
 def open_window(library: Library, ref: str) -> dict[str, Any]:

@@ -22,11 +22,13 @@ def _running(library: Library, bundle: Bundle) -> bool:
     return library.status(bundle) not in AT_REST
 
 
-def _ask(bundle: Bundle, op: str, snap: Snapshot, *, disk_only: bool = False) -> None:
+def _ask(bundle: Bundle, op: str, snap: Snapshot, *, disk_only: bool = False) -> bool:
+    """Have the supervisor do ``op``; whether the guest's file systems were frozen."""
     from vmdesk.supervisor import client
 
     extra = {"disk_only": True} if disk_only else {}
-    client.call(bundle, op, tag=snapshots.tag_of(snap), timeout=LIVE_TIMEOUT, **extra)
+    reply = client.call(bundle, op, tag=snapshots.tag_of(snap), timeout=LIVE_TIMEOUT, **extra)
+    return bool(reply.get("quiesced"))
 
 
 def tree(library: Library, ref: str) -> Tree:
@@ -43,7 +45,7 @@ def create(
         return snapshots.create(library, name_of(bundle), name)
     with snapshots.live_tree(bundle) as (config, current):
         snap = snapshots.new_snapshot(bundle, config, current, name, ram=not disk_only)
-        _ask(bundle, "snapshot_save", snap, disk_only=disk_only)
+        snap.quiesced = _ask(bundle, "snapshot_save", snap, disk_only=disk_only)
         snapshots.record_saved(bundle, current, snap)
         return snap
 

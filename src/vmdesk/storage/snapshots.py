@@ -46,6 +46,8 @@ class Snapshot:
     parent: str | None
     disks: list[str] = field(default_factory=list)  # config file entries it covers
     ram: bool = False  # taken from a running VM: RAM and device state included
+    # the disks of a running VM, with its file systems frozen by its guest agent meanwhile
+    quiesced: bool = False
 
 
 @dataclass

@@ -25,9 +25,11 @@ from vmdesk.core.layout import Sockets
 from vmdesk.engines.base import Capabilities, Session, WindowSession
 from vmdesk.supervisor import protocol
 from vmdesk.supervisor import status as vmstatus
+from vmdesk.supervisor.guest_channels import GuestChannels
 
 SERIAL_KEEP = 1 << 20  # bytes of console output kept in memory for wait_serial and replays
 REPLAY = 4096  # what a newly attached console client sees first
+MAX_REQUEST = 128 << 20  # a control request's line: a clipboard image, base64
 # Requests that end the VM: answered even while the supervisor winds down (see run()).
 ENDING_OPS = frozenset({"stop", "kill", "suspend"})
 # What would change the VM under a stop or suspend that is under way: refused meanwhile.
@@ -60,6 +62,7 @@ class Supervisor:
         self.sockets = Sockets(self.files.sockets(str(config.uuid)))
         self.session = session
         self.capabilities = capabilities  # the engine's: what this session can do
+        self.guests = GuestChannels(config, self.sockets, capabilities)
         self.handlers = self._handlers()
         self.stopping = False
         self.ending_as = ""  # "stopping" or "being suspended", for refusals meanwhile
@@ -71,6 +74,7 @@ class Supervisor:
         self.console_clients: set[asyncio.StreamWriter] = set()
         # stop/kill requests still to be answered when the hypervisor exits
         self.ending: set[asyncio.Task[Any]] = set()
+        self.background: set[asyncio.Future[Any]] = set()  # kept until done (asyncio's rule)
         self.events_log = self.files.events.open("a", encoding="utf-8")
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -86,6 +90,9 @@ class Supervisor:
         if self.session.restoring:
             await self.session.finish_restore()
             self.event("RESTORED")
+        await self.guests.open()
+        if self.session.restoring:  # the guest's clock stood still while it was saved
+            self._background(self.guests.set_time())
         # QEMU logged the console from its first byte, before we connected: start from that.
         with contextlib.suppress(OSError):
             self.serial += self.files.serial_log.read_bytes()[-SERIAL_KEEP:]
@@ -98,7 +105,9 @@ class Supervisor:
                 "engine": self.engine,
             },
         )
-        control = await asyncio.start_unix_server(self._control_client, str(self.sockets.control))
+        control = await asyncio.start_unix_server(
+            self._control_client, str(self.sockets.control), limit=MAX_REQUEST
+        )
         console = await asyncio.start_unix_server(self._console_client, str(self.sockets.console))
         tasks = [
             asyncio.create_task(self._pump_serial()),
@@ -122,6 +131,7 @@ class Supervisor:
             task.cancel()
         for client in list(self.console_clients):
             client.close()
+        await self.guests.close()
         await self.session.close()
         if self.suspended:
             self.event("SUSPENDED")
@@ -185,6 +195,7 @@ class Supervisor:
         async for event in self.session.events():
             name = str(event.get("event"))
             self.event(name, event.get("data"))
+            await self.guests.on_event(name, event.get("data"))
             if name == "GUEST_PANICKED":
                 self.panicked = "the guest kernel panicked"
 
@@ -205,6 +216,12 @@ class Supervisor:
             "snapshot_load": self._snapshot_load,
             "snapshot_delete": self._snapshot_delete,
             "wait_serial": self._wait_serial,
+            "clipboard_get": self.guests.clipboard_get,
+            "clipboard_set": self.guests.clipboard_set,
+            "clipboard_watch": self.guests.clipboard_watch,
+            "display_size": self.guests.display_size,
+            "guest_info": self.guests.guest_info,
+            "guest_exec": self.guests.guest_exec,
         }
 
     async def _status(self, _request: protocol.StatusRequest) -> protocol.StatusReply:
@@ -232,15 +249,29 @@ class Supervisor:
     async def _stop(self, request: protocol.StopRequest) -> protocol.StopReply:
         self.stopping, self.ending_as = True, "stopping"
         if not request["force"]:
+            # The power button first; a guest that ignores it half the time is asked
+            # through its agent, then the plug is pulled.
             await self.session.powerdown()
-            try:
-                await asyncio.wait_for(asyncio.shield(self.session.wait()), request["stop_timeout"])
+            half = request["stop_timeout"] / 2
+            if await self._ended_within(half):
                 return {"forced": False}
-            except TimeoutError:
-                pass
+            if await self.guests.shutdown(min(half, 5.0)) and await self._ended_within(half):
+                return {"forced": False}
         await self.session.quit()
         await self.session.wait()
         return {"forced": True}
+
+    async def _ended_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(asyncio.shield(self.session.wait()), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def _background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def _kill(self, _request: protocol.KillRequest) -> protocol.KillReply:
         await self.session.kill()
@@ -293,15 +324,24 @@ class Supervisor:
         started = time.monotonic()
         await action
         self.event(op.upper(), {"tag": tag})
-        return {"seconds": round(time.monotonic() - started, 3)}
+        return {"seconds": round(time.monotonic() - started, 3), "quiesced": False}
 
     async def _snapshot_save(self, request: protocol.SnapshotSaveRequest) -> protocol.SnapshotReply:
-        save = self.session.save_snapshot(request["tag"], request["disk_only"])
-        return await self._snapshot(request["op"], request["tag"], save)
+        tag = request["tag"]
+        if not request["disk_only"]:  # with its memory: a frozen guest would stay frozen
+            return await self._snapshot(request["op"], tag, self.session.save_snapshot(tag))
+        # The disks alone: consistent when the guest's agent freezes its file systems.
+        started = time.monotonic()
+        async with self.guests.quiesced() as frozen:
+            await self.session.save_snapshot(tag, True)
+        self.event("SNAPSHOT_SAVE", {"tag": tag, "quiesced": frozen})
+        return {"seconds": round(time.monotonic() - started, 3), "quiesced": frozen}
 
     async def _snapshot_load(self, request: protocol.SnapshotLoadRequest) -> protocol.SnapshotReply:
         load = self.session.load_snapshot(request["tag"])
-        return await self._snapshot(request["op"], request["tag"], load)
+        reply = await self._snapshot(request["op"], request["tag"], load)
+        self._background(self.guests.set_time())  # the clock is the snapshot's now
+        return reply
 
     async def _snapshot_delete(
         self, request: protocol.SnapshotDeleteRequest

@@ -23,11 +23,15 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
 
-PROTOCOL_VERSION = 2  # 1: requests without a version and errors without a kind
+PROTOCOL_VERSION = 3  # 1: requests without a version and errors without a kind; 2: no agents
 # Served to a client of any version, so a VM started by another VM-Desk can always be stopped.
 ACROSS_VERSIONS = frozenset({"status", "stop", "kill"})
 STOP_TIMEOUT = 30.0  # how long a stop waits for the guest before it pulls the plug
 WAIT_SERIAL = 60.0
+CLIPBOARD_WAIT = 10.0
+AGENT_WAIT = 2.0  # guest_info: how long a guest agent that is not there is waited for
+EXEC_WAIT = 60.0
+TEXT = "text/plain;charset=utf-8"
 
 _NEEDED = None  # a field without a default must be sent
 # Each op's fields beyond op and version: name -> (type, default).
@@ -45,7 +49,15 @@ FIELDS: dict[str, dict[str, tuple[type, object]]] = {
     "snapshot_load": {"tag": (str, _NEEDED)},
     "snapshot_delete": {"tag": (str, _NEEDED)},
     "wait_serial": {"pattern": (str, _NEEDED), "wait": (float, WAIT_SERIAL)},
-}
+    # the guests' agents (supervisor/guest_channels.py); clipboard data is base64
+    "clipboard_get": {"selection": (str, "clipboard"), "type": (str, ""),
+                      "wait": (float, CLIPBOARD_WAIT)},
+    "clipboard_set": {"data": (str, _NEEDED), "type": (str, TEXT), "selection": (str, "clipboard")},
+    "clipboard_watch": {"seen": (int, -1), "wait": (float, 30.0)},
+    "display_size": {"width": (int, _NEEDED), "height": (int, _NEEDED)},
+    "guest_info": {"wait": (float, AGENT_WAIT)},
+    "guest_exec": {"argv": (list, _NEEDED), "input": (str, ""), "wait": (float, EXEC_WAIT)},
+}  # fmt: skip
 
 if TYPE_CHECKING:
     # -- requests (what decode_request returns) -----------------------------------------
@@ -111,10 +123,50 @@ if TYPE_CHECKING:
         pattern: str
         wait: float
 
+    class ClipboardGetRequest(TypedDict):
+        op: Literal["clipboard_get"]
+        version: int
+        selection: str  # clipboard or primary
+        type: str  # a MIME type, or "" for the guest's best
+        wait: float
+
+    class ClipboardSetRequest(TypedDict):
+        op: Literal["clipboard_set"]
+        version: int
+        data: str  # base64
+        type: str
+        selection: str
+
+    class ClipboardWatchRequest(TypedDict):
+        op: Literal["clipboard_watch"]
+        version: int
+        seen: int  # the generation the caller has seen
+        wait: float
+
+    class DisplaySizeRequest(TypedDict):
+        op: Literal["display_size"]
+        version: int
+        width: int
+        height: int
+
+    class GuestInfoRequest(TypedDict):
+        op: Literal["guest_info"]
+        version: int
+        wait: float
+
+    class GuestExecRequest(TypedDict):
+        op: Literal["guest_exec"]
+        version: int
+        argv: list[str]
+        input: str  # base64 stdin, or ""
+        wait: float
+
     Request: TypeAlias = (
         StatusRequest | StopRequest | KillRequest | PauseRequest | ResumeRequest
         | RebootRequest | ScreenshotRequest | SuspendRequest | WindowRequest
         | SnapshotSaveRequest | SnapshotLoadRequest | SnapshotDeleteRequest | WaitSerialRequest
+        | ClipboardGetRequest | ClipboardSetRequest | ClipboardWatchRequest
+        | DisplaySizeRequest | GuestInfoRequest | GuestExecRequest
     )  # fmt: skip
 
     # -- replies (each also carries "ok": true on the wire) ------------------------------
@@ -150,6 +202,7 @@ if TYPE_CHECKING:
 
     class SnapshotReply(TypedDict):
         seconds: float
+        quiesced: bool  # the guest's file systems were frozen around a disk-only snapshot
 
     SnapshotSaveReply: TypeAlias = SnapshotReply
     SnapshotLoadReply: TypeAlias = SnapshotReply
@@ -158,9 +211,43 @@ if TYPE_CHECKING:
     class WaitSerialReply(TypedDict):
         match: str
 
+    class ClipboardReply(TypedDict):
+        owner: str  # guest, host or none
+        types: list[str]  # what the owner offers
+        type: str | None
+        data: str | None  # base64; None for an empty clipboard
+        generation: int
+
+    class ClipboardSetReply(TypedDict):
+        delivered: bool  # the guest's agent is there to hear it (else: when it comes)
+
+    class ClipboardWatchReply(TypedDict):
+        generation: int
+        owner: str
+        types: list[str]
+
+    class DisplaySizeReply(TypedDict):
+        sent: bool
+
+    class GuestInfoReply(TypedDict):
+        agent: Literal["connected", "not answering"]
+        addresses: list[dict[str, Any]]
+        ipv4: str | None
+        ipv6: str | None
+        os: dict[str, str | None] | None
+        host_name: str | None
+
+    class GuestExecReply(TypedDict):
+        exit_code: int | None
+        signal: int | None
+        stdout: str  # base64
+        stderr: str
+        truncated: bool
+
     Reply: TypeAlias = (
         StatusReply | StopReply | KillReply | ScreenshotReply | SuspendReply | WindowReply
-        | SnapshotReply | WaitSerialReply
+        | SnapshotReply | WaitSerialReply | ClipboardReply | ClipboardSetReply
+        | ClipboardWatchReply | DisplaySizeReply | GuestInfoReply | GuestExecReply
     )  # fmt: skip
 
     class Hello(TypedDict):

@@ -16,5 +16,8 @@ def capabilities() -> Capabilities:
         usb_passthrough=sys.platform == "linux",
         share_kinds=("virtiofs", "9p") if sys.platform == "linux" else ("9p",),
         snapshots_with_ram=True,
+        # spice-vdagent's and qemu-ga's channels, spoken by the supervisor (vmdesk.integration)
+        clipboard=True,
+        guest_agent=True,
         agent_sockets=True,
     )

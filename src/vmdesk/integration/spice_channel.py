@@ -1,0 +1,190 @@
+"""The SPICE agent's host side on one VM's socket: the clipboard and the display size.
+
+The VM's supervisor owns one :class:`SpiceChannel`: it connects to the engine's end of the
+``com.redhat.spice.0`` port, feeds what it reads to an :class:`AgentSession` and writes
+back what that says. The guest's agent comes and goes (a guest reboot, a restart of
+spice-vdagentd, a resume): the engine reports the port opening and closing, and each
+opening starts the conversation afresh while the host's offer is kept and announced again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from vmdesk.core.errors import GuestTimeout
+from vmdesk.integration import spice_agent as agent
+from vmdesk.integration import spice_wire as wire
+from vmdesk.integration.spice_agent import AgentNotReady, Owner
+from vmdesk.integration.spice_wire import ClipboardType, Selection
+
+# What VM-Desk passes either way; spice-gtk's own default is 100 MiB.
+MAX_CLIPBOARD = 64 << 20
+# The order in which a guest's offer is taken: text first, then the image types.
+PREFERRED = (ClipboardType.UTF8_TEXT, ClipboardType.IMAGE_PNG, ClipboardType.IMAGE_BMP,
+             ClipboardType.IMAGE_JPG, ClipboardType.IMAGE_TIFF)  # fmt: skip
+TYPE_NAMES = {
+    ClipboardType.UTF8_TEXT: "text/plain;charset=utf-8",
+    ClipboardType.IMAGE_PNG: "image/png",
+    ClipboardType.IMAGE_BMP: "image/bmp",
+    ClipboardType.IMAGE_JPG: "image/jpeg",
+    ClipboardType.IMAGE_TIFF: "image/tiff",
+}
+_NO_AGENT_HINT = (
+    "is spice-vdagent running in the guest's desktop session? (`systemctl status "
+    "spice-vdagentd` in the guest; Debian and Ubuntu: `apt install spice-vdagent`)"
+)
+
+
+class SpiceChannel:
+    def __init__(self, path: Path, *, max_clipboard: int = MAX_CLIPBOARD) -> None:
+        self.path = path
+        self.session = agent.AgentSession(max_clipboard=max_clipboard)
+        self._writer: asyncio.StreamWriter | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()  # the guest's agent announced its capabilities
+        self._changed = asyncio.Condition()  # a guest grab or release, for --sync
+        self._generation = 0  # counts the guest's grabs and releases
+        self._waiting: dict[tuple[int, int], asyncio.Future[bytes]] = {}
+        self.restarts = 0  # how often the guest's agent came back (for status)
+
+    # -- the connection --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect to the engine's end of the port and say hello: a guest agent that is
+        there already (after a resume) answers; one that starts later announces itself."""
+        reader, self._writer = await asyncio.open_unix_connection(str(self.path))
+        self._pump = asyncio.create_task(self._read(reader))
+        await self._send(self.session.connected())
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pump
+        if self._writer is not None:
+            self._writer.close()
+        self._fail_waiting("the VM is ending")
+
+    async def port_changed(self, opened: bool) -> None:
+        """The guest opened (its agent started) or closed (it stopped) the port."""
+        self._ready.clear()
+        self._fail_waiting("the guest's agent went away")
+        if opened:
+            self.restarts += 1
+            await self._send(self.session.connected())
+        else:
+            self.session.reset()
+        await self._bump()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def wait_ready(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            raise GuestTimeout(
+                f"the guest's SPICE agent did not answer within {timeout:.0f} s",
+                hint=_NO_AGENT_HINT,
+            ) from None
+
+    async def _send(self, data: bytes) -> None:
+        if data and self._writer is not None:
+            self._writer.write(data)
+            await self._writer.drain()
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while data := await reader.read(1 << 16):
+            try:
+                received = self.session.receive(data)
+            except wire.SpiceProtocolError:  # broken framing: start the conversation again
+                await self._send(self.session.connected())
+                continue
+            await self._send(received.reply)
+            for event in received.events:
+                await self._on(event)
+
+    async def _on(self, event: agent.Event) -> None:
+        if isinstance(event, agent.GuestCapabilities):
+            self._ready.set()
+        elif isinstance(event, agent.ClipboardData):
+            waiting = self._waiting.pop((event.selection, event.type), None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(event.data)
+        elif isinstance(event, agent.GuestGrabbed | agent.GuestReleased):
+            await self._bump()
+
+    async def _bump(self) -> None:
+        async with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    def _fail_waiting(self, why: str) -> None:
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(AgentNotReady(why, hint=_NO_AGENT_HINT))
+        self._waiting.clear()
+
+    # -- the clipboard -----------------------------------------------------------------------
+
+    def owner(self, selection: int = Selection.CLIPBOARD) -> tuple[str, tuple[int, ...]]:
+        state = self.session.selection(selection)
+        return state.owner.value, state.types
+
+    async def offer(self, data: Mapping[int, bytes], selection: int = Selection.CLIPBOARD) -> None:
+        """The host's clipboard is ``data`` now (type -> bytes); the guest pastes it."""
+        await self._send(self.session.offer(selection, data))
+
+    async def fetch(
+        self, selection: int = Selection.CLIPBOARD, wanted: int | None = None, timeout: float = 10
+    ) -> tuple[int, bytes] | None:
+        """The guest's clipboard as (type, bytes): ``wanted`` or the first of
+        :data:`PREFERRED` it offers; the host's own offer if the host owns it; None when
+        the clipboard is empty."""
+        state = self.session.selection(selection)
+        if state.owner is Owner.NONE:
+            return None
+        order = [wanted] if wanted is not None else [*PREFERRED, *state.types]
+        kind = next((t for t in order if t in state.types), None)
+        if kind is None:
+            return None
+        if state.owner is Owner.HOST:
+            return kind, self.session.host_data(selection, kind)
+        future = self._waiting.get((selection, kind))
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[(selection, kind)] = future
+            await self._send(self.session.request(selection, kind))
+        try:
+            return kind, await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            self._waiting.pop((selection, kind), None)
+            raise GuestTimeout(
+                f"the guest's agent did not send its clipboard within {timeout:.0f} s",
+                hint=_NO_AGENT_HINT,
+            ) from None
+
+    async def changed(self, seen: int, timeout: float) -> int:
+        """Wait until the guest grabs or releases a selection after ``seen`` (a
+        :attr:`generation`), or ``timeout``; returns the generation then."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._generation != seen), timeout
+                )
+            return self._generation
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    # -- the display -------------------------------------------------------------------------
+
+    async def resize(self, width: int, height: int) -> None:
+        """Ask the guest for one output of ``width`` x ``height`` (sent again whenever the
+        guest's agent comes back)."""
+        await self._send(self.session.set_monitors([(width, height)]))
