@@ -18,6 +18,8 @@ PACKAGES=(
     # its schema (the tests run cloud-init's checker from its unpacked package: no services)
     python3-jsonschema python3-configobj python3-requests python3-jsonpatch python3-jinja2
     python3-netifaces
+    # vmdesk clipboard --sync on an X11 desktop, and the X server its test runs it against
+    xclip xvfb
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

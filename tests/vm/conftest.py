@@ -7,13 +7,16 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from vmdesk.core.arch import Arch
 from vmdesk.core.states import ENDED
 from vmdesk.engines.qemu.process import SerialConsole
+from vmdesk.images import desktop
 from vmdesk.supervisor import status as vmstatus
 
 
@@ -53,3 +56,18 @@ def cli(tmp_path: Path) -> Iterator[CLI]:
     for bundle in runner.home.glob("*.vmdesk"):  # never leave a VM running
         if vmstatus.derive(bundle)["status"] not in ENDED:
             runner("stop", bundle.name.removesuffix(".vmdesk"), "--force", ok=None)
+
+
+@pytest.fixture(scope="session")
+def desktop_image() -> Callable[[Arch], desktop.DesktopImage]:
+    """``desktop_image("x86_64")``: the built image (built on first use, then cached)."""
+    built: dict[Arch, desktop.DesktopImage] = {}
+
+    def get(arch: Arch) -> desktop.DesktopImage:
+        if arch not in built:
+            started = time.monotonic()
+            built[arch] = desktop.build(arch)
+            print(f"debian-desktop {arch}: ready in {time.monotonic() - started:.1f} s")
+        return built[arch]
+
+    return get

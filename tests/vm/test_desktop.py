@@ -42,21 +42,6 @@ WANTED = ("cloud-init", "openssh-server", "xfce4-session", "lightdm", "xpra", "s
           "qemu-guest-agent", "systemd")  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def desktop_image() -> Callable[[Arch], desktop.DesktopImage]:
-    """``desktop_image("x86_64")``: the built image (built on first use, then cached)."""
-    built: dict[Arch, desktop.DesktopImage] = {}
-
-    def get(arch: Arch) -> desktop.DesktopImage:
-        if arch not in built:
-            started = time.monotonic()
-            built[arch] = desktop.build(arch)
-            print(f"debian-desktop {arch}: ready in {time.monotonic() - started:.1f} s")
-        return built[arch]
-
-    return get
-
-
 def _output(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
 

@@ -92,8 +92,9 @@ def test_cli_and_api_agree_in_every_state(
         assert got.status_code == 200, got.text
         assert shown == got.json(), name
         assert shown["status"] == name
-        # QEMU shares no clipboard yet: a new VM does not claim one
-        assert shown["config"]["clipboard"] is False
+        # QEMU shares the clipboard (the SPICE agent's channel): on for a new VM, and given
+        assert shown["config"]["clipboard"] is True
+        assert {f["name"]: f["available"] for f in shown["features"]}["clipboard"] is True
     _same_error(root, api, "broken", 422, 2)  # a damaged description (ConfigError)
     _same_error(root, api, "nosuchvm", 404, 4)
 

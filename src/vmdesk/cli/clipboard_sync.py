@@ -37,8 +37,11 @@ class HostClipboard(Protocol):
 class _Tools:
     """A clipboard read and written by command-line tools (xclip, wl-clipboard)."""
 
-    def __init__(self, list_types: list[str], read: list[str], write: list[str]) -> None:
+    def __init__(
+        self, list_types: list[str], read: list[str], write: list[str], text: str = TEXT
+    ) -> None:
         self._list, self._read, self._write = list_types, read, write
+        self._text = text  # what the tool calls text: X11 clients ask for UTF8_STRING
 
     def _run(self, argv: list[str]) -> bytes | None:
         done = subprocess.run(argv, capture_output=True, timeout=_TOOL_TIMEOUT, check=False)
@@ -57,7 +60,8 @@ class _Tools:
     def write(self, kind: str, data: bytes) -> None:
         # The tool forks to serve the selection until another owner takes it: its output
         # must not be a pipe we wait on.
-        subprocess.run([*self._write, kind], input=data, stdout=subprocess.DEVNULL,
+        target = self._text if kind == TEXT else kind
+        subprocess.run([*self._write, target], input=data, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=_TOOL_TIMEOUT, check=False)  # fmt: skip
 
 
@@ -98,7 +102,8 @@ def host_clipboard(selection: str = "clipboard") -> HostClipboard:
                       ["wl-copy", *primary, "--type"])  # fmt: skip
     if os.environ.get("DISPLAY") and shutil.which("xclip"):
         base = ["xclip", "-selection", selection]
-        return _Tools([*base, "-o", "-t", "TARGETS"], [*base, "-o", "-t"], [*base, "-i", "-t"])
+        return _Tools([*base, "-o", "-t", "TARGETS"], [*base, "-o", "-t"], [*base, "-i", "-t"],
+                      text="UTF8_STRING")  # fmt: skip
     raise HostToolMissing(
         "no clipboard tool for this desktop was found",
         hint="install wl-clipboard (Wayland) or xclip (X11), e.g. `sudo apt install xclip`",

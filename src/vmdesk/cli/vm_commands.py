@@ -51,6 +51,11 @@ def _vm_options(func: F) -> F:
         click.option("--vnc/--no-vnc", default=None, help="Serve the screen over VNC."),
         click.option("--tpm/--no-tpm", default=None, help="Emulated TPM 2.0."),
         click.option("--clipboard/--no-clipboard", default=None, help="Clipboard sharing."),
+        click.option(
+            "--guest-agent/--no-guest-agent",
+            default=None,
+            help="A channel for the guest's qemu-guest-agent (vmdesk ip, exec).",
+        ),
         click.option("--usb", "usbs", multiple=True, help="USB passthrough VENDOR:PRODUCT."),
         click.option(
             "--isolation", type=click.Choice(["isolated", "unrestricted"]),
@@ -220,6 +225,14 @@ def show(vm: str, as_json: bool) -> None:
     console.print(f"  extras   {_extras(config, found['features'])}")
     if runtime.get("reason"):
         console.print(f"  [red]last exit[/] {escape(str(runtime['reason']))}")
+    if runtime.get("agents"):
+        agents = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in runtime["agents"].items())
+        console.print(f"  agents   {escape(agents)}")
+    guest = found.get("guest")
+    if guest:
+        os_name = (guest.get("os") or {}).get("name") or "unknown OS"
+        address = guest.get("ipv4") or guest.get("ipv6") or "no address yet"
+        console.print(f"  guest    {escape(os_name)}, {escape(address)} ({guest['host_name']})")
     if runtime.get("accel"):
         console.print(f"  accel    {escape(str(runtime['accel']))}")
     if runtime.get("vnc"):
@@ -267,7 +280,8 @@ def _devices(c: dict[str, Any]) -> list[str]:
 
 def _extras(config: dict[str, Any], features: list[dict[str, Any]]) -> str:
     """TPM, clipboard and USB as asked for, each marked when its engine can't give it."""
-    names = {"tpm": "TPM", "clipboard": "clipboard", "usb_passthrough": "USB"}
+    names = {"tpm": "TPM", "clipboard": "clipboard", "guest_agent": "guest agent",
+             "usb_passthrough": "USB"}  # fmt: skip
     shown = []
     for feature in features:
         if feature["name"] not in names:

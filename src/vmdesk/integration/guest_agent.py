@@ -248,11 +248,22 @@ class GuestAgent:
         *,
         timeout: float | None = None,
     ) -> object:
-        """Run one command on a synced connection, within ``timeout`` (syncing included)."""
-        async with self._lock:
-            deadline = self._deadline(timeout)
+        """Run one command on a synced connection, within ``timeout`` (the wait behind
+        another call and the sync included)."""
+        deadline = self._deadline(timeout)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise GuestAgentTimeout(
+                f"the guest agent is still busy with another call: {command} was not sent",
+                _NOT_ANSWERING,
+            ) from None
+        try:
             client = await self._session(deadline)
             return await self._exchange(client, command, arguments, deadline)
+        finally:
+            self._lock.release()
 
     async def _exchange(
         self,

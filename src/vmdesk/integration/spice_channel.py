@@ -148,7 +148,7 @@ class SpiceChannel:
         state = self.session.selection(selection)
         if state.owner is Owner.NONE:
             return None
-        order = [wanted] if wanted is not None else [*PREFERRED, *state.types]
+        order = [wanted] if wanted is not None else list(PREFERRED)  # the types we can name
         kind = next((t for t in order if t in state.types), None)
         if kind is None:
             return None

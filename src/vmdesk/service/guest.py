@@ -15,10 +15,13 @@ TEXT = "text/plain;charset=utf-8"
 _SLACK = 5.0  # the control socket waits this much longer than the supervisor's own wait
 
 
-def _call(library: Library, ref: str, op: str, wait: float, **args: Any) -> dict[str, Any]:
+def _call(
+    library: Library, ref: str, op: str, wait: float, slack: float = 0.0, **args: Any
+) -> dict[str, Any]:
     from vmdesk.supervisor import client
 
-    return client.call(find(library, ref), op, timeout=wait + _SLACK, wait=wait, **args)
+    timeout = wait + slack + _SLACK
+    return client.call(find(library, ref), op, timeout=timeout, wait=wait, **args)
 
 
 def info(library: Library, ref: str, wait: float = 2.0) -> dict[str, Any]:
@@ -54,7 +57,8 @@ def clipboard(
     library: Library, ref: str, *, kind: str = "", selection: str = "clipboard", wait: float = 10
 ) -> tuple[str | None, bytes | None, str]:
     """The guest's clipboard: (MIME type, bytes, owner); (None, None, owner) when empty."""
-    reply = _call(library, ref, "clipboard_get", wait, type=kind, selection=selection)
+    # the supervisor may wait twice: for the agent, then for its data
+    reply = _call(library, ref, "clipboard_get", wait, type=kind, selection=selection, slack=wait)
     data = reply["data"]
     return reply["type"], None if data is None else base64.b64decode(data), str(reply["owner"])
 

@@ -15,7 +15,7 @@ from vmdesk.core.errors import VMDeskError
 from vmdesk.core.host_paths import expand
 
 # Plain values that replace the description's own.
-_SCALARS = ("arch", "engine", "cpus", "memory", "clipboard", "tpm", "isolation")
+_SCALARS = ("arch", "engine", "cpus", "memory", "clipboard", "guest_agent", "tpm", "isolation")
 
 
 class Settings(TypedDict, total=False):
@@ -27,6 +27,7 @@ class Settings(TypedDict, total=False):
     cpus: int | None
     memory: str | int | None
     clipboard: bool | None
+    guest_agent: bool | None
     tpm: bool | None
     isolation: str | None
     boot: str | None  # uefi, bios, linux

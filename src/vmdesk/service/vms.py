@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vmdesk.core import listing
+from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import ConfigError, Conflict, Problem
 from vmdesk.core.library import Library
 from vmdesk.service import image_vms, images
@@ -93,7 +94,26 @@ def get(library: Library, ref: str) -> dict[str, Any]:
         "engine": engine,
         # what it asks for that is optional, and whether its engine gives it
         "features": features.of(config, capabilities, engine["reason"]),
+        "guest": _guest(bundle, runtime),
     }
+
+
+GUEST_WAIT = 1.0  # `show` of a running VM asks its guest agent, briefly
+
+
+def _guest(bundle: Bundle, runtime: dict[str, Any]) -> dict[str, Any] | None:
+    """What a running guest's agent says of it (OS, addresses), when one answers now."""
+    if runtime.get("agents", {}).get("guest_agent") != "connected":
+        return None
+    from vmdesk.core.errors import VMDeskError
+    from vmdesk.supervisor import client
+
+    try:
+        reply = client.call(bundle, "guest_info", timeout=GUEST_WAIT + 2, wait=GUEST_WAIT)
+    except VMDeskError:  # it went away meanwhile: nothing to say
+        return None
+    reply.pop("ok", None)
+    return reply if reply.get("agent") == "connected" else None
 
 
 def schema() -> dict[str, Any]:
@@ -173,8 +193,9 @@ def create(
         approved += vmsettings.apply(data, settings)
     populate = _new_disk(data, s.get("disk_size")) if pulled is None else None
     config = build(data, approved)
-    if "clipboard" not in data:  # on where the engine shares a clipboard, else off
-        config.clipboard = _engine_gives(config, "clipboard")
+    for optional in ("clipboard", "guest_agent"):  # on where the engine gives it, else off
+        if optional not in data:
+            setattr(config, optional, _engine_gives(config, optional))
     if pulled is None:
         return library.create(config, files, populate).load()
     with image_vms.made(library, pulled, config) as fill:

@@ -244,6 +244,7 @@ class Supervisor:
             "vnc": str(self.sockets.vnc) if self.sockets.vnc.exists() else None,
             "console": str(self.sockets.console),
             "protocol": protocol.PROTOCOL_VERSION,
+            "agents": self.guests.state(),
         }
 
     async def _stop(self, request: protocol.StopRequest) -> protocol.StopReply:
@@ -340,7 +341,7 @@ class Supervisor:
     async def _snapshot_load(self, request: protocol.SnapshotLoadRequest) -> protocol.SnapshotReply:
         load = self.session.load_snapshot(request["tag"])
         reply = await self._snapshot(request["op"], request["tag"], load)
-        self._background(self.guests.set_time())  # the clock is the snapshot's now
+        self._background(self.guests.after_revert())  # its clock is the snapshot's now
         return reply
 
     async def _snapshot_delete(

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
 import time
 from typing import Any
 
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import GuestAgentError, GuestTimeout, Unsupported, VMDeskError
+from vmdesk.core.errors import (
+    GuestAgentError,
+    GuestTimeout,
+    ProtocolError,
+    Unsupported,
+    VMDeskError,
+)
 from vmdesk.core.layout import Sockets
 from vmdesk.engines.base import Capabilities
 from vmdesk.integration.guest_agent import GuestAgent, primary_address
@@ -41,6 +48,7 @@ class GuestChannels:
         self.spice = SpiceChannel(sockets.spice_agent) if ours else None
         self.agent = GuestAgent(sockets.guest_agent) if ours and config.guest_agent else None
         self.agent_open: bool | None = None  # the guest's side of qemu-ga's port, if known
+        self._probe: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         if self.spice is not None:
@@ -48,8 +56,25 @@ class GuestChannels:
                 await self.spice.open()
             else:
                 self.spice = None  # the engine made no such port (no clipboard, no screen)
+        if self.agent is not None:  # one already there (a resumed guest) sends no event
+            self._probe = asyncio.create_task(self._probe_agent())
+
+    async def _probe_agent(self) -> None:
+        assert self.agent is not None
+        with contextlib.suppress(VMDeskError):
+            if await self.agent.ping(timeout=INFO_WAIT) and self.agent_open is None:
+                self.agent_open = True
+
+    def state(self) -> dict[str, str]:
+        """Which agents answer right now: connected, waiting (not yet, or not installed in
+        the guest), or none (the VM has no such channel)."""
+        spice = "none" if self.spice is None else "connected" if self.spice.ready else "waiting"
+        agent = "none" if self.agent is None else "connected" if self.agent_open else "waiting"
+        return {"guest_agent": agent, "spice_agent": spice}
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
         if self.spice is not None:
             await self.spice.close()
         if self.agent is not None:
@@ -101,7 +126,7 @@ class GuestChannels:
         self, request: protocol.ClipboardSetRequest
     ) -> protocol.ClipboardSetReply:
         spice = self._clipboard()
-        data = base64.b64decode(request["data"], validate=True)
+        data = _base64(request["data"], "clipboard_set's data")
         await spice.offer({_type(request["type"]): data}, _selection(request["selection"]))
         return {"delivered": spice.ready}
 
@@ -174,7 +199,7 @@ class GuestChannels:
         argv = request["argv"]
         if not argv or not all(isinstance(a, str) for a in argv):
             raise Unsupported("exec needs a command", hint="vmdesk exec NAME -- COMMAND [ARGS]")
-        stdin = base64.b64decode(request["input"]) if request["input"] else None
+        stdin = _base64(request["input"], "guest_exec's input") if request["input"] else None
         done = await self._agent().exec(argv, input=stdin, timeout=request["wait"])
         return {
             "exit_code": done.exit_code,
@@ -183,6 +208,13 @@ class GuestChannels:
             "stderr": base64.b64encode(done.stderr).decode("ascii"),
             "truncated": done.stdout_truncated or done.stderr_truncated,
         }
+
+    async def after_revert(self) -> None:
+        """The guest is back where a snapshot left it: its agents' state (clipboard
+        serials, what they were told) is that moment's, and its clock stood still since."""
+        if self.spice is not None:
+            await self.spice.port_changed(True)  # start the conversation afresh
+        await self.set_time()
 
     async def set_time(self) -> bool:
         """After a resume or a snapshot's revert the guest's clock is where it stopped:
@@ -222,6 +254,15 @@ class GuestChannels:
             return
         async with self.agent.quiesced(required=False) as frozen:
             yield frozen
+
+
+def _base64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise ProtocolError(
+            f"{what} is not base64", hint="send the bytes base64-encoded (RFC 4648)"
+        ) from None
 
 
 def _selection(name: str) -> int:

@@ -180,6 +180,7 @@ if TYPE_CHECKING:
         vnc: str | None
         console: str
         protocol: int
+        agents: dict[str, str]  # guest_agent, spice_agent: connected, waiting or none
 
     class StopReply(TypedDict):
         forced: bool
