@@ -148,3 +148,25 @@ def test_settings_give_the_same_vm_through_either_door(live: LiveServer, api: ht
         assert [f["guest_port"] for f in config["nics"][0]["forwards"]] == [80]
     bad = api.post("/api/vms", json={"config": {"name": "typo"}, "settings": {"forward": []}})
     assert bad.status_code == 422
+
+
+def test_cli_and_api_agree_on_the_guest(
+    live: LiveServer, api: httpx.Client, tiny_image: ImageGetter
+) -> None:
+    """`vmdesk ip NAME --json` and GET /api/vms/NAME/guest: the same error for a stopped VM,
+    the same answer (of the same shape) for a running one, here one without qemu-ga."""
+    tiny_image("aarch64")
+    root = live.root
+    _ok(root, "create", "quiet", "--image", "tiny-linux", "--arch", "aarch64")
+    done = _cli(root, "ip", "quiet", "--json")
+    answer = api.get("/api/vms/quiet/guest")
+    assert (done.returncode, answer.status_code) == (5, 409), done.stderr
+    body = answer.json()
+    assert f"error: {body['error']}" in done.stderr and body["hint"] in done.stderr
+
+    _ok(root, "start", "quiet")
+    shown = json.loads(_ok(root, "ip", "quiet", "--json", "--wait", "0.5"))
+    served = api.get("/api/vms/quiet/guest", params={"wait": 0.5}).json()
+    assert shown == served
+    assert set(served) == {"agent", "addresses", "ipv4", "ipv6", "os", "host_name"}
+    assert served["agent"] == "not answering"

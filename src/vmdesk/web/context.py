@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 
 from vmdesk.core.library import Library
@@ -19,6 +20,9 @@ class Context:
     library: Library
     jobs: Jobs = field(default_factory=Jobs)
     watch: StatusWatch = field(init=False)
+    # Threads for calls that wait on a guest's agents (a clipboard long poll per open
+    # console): their own, so they never hold the threads the other routes run in.
+    agent_calls: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(32))
 
     def __post_init__(self) -> None:
         self.watch = StatusWatch(self.library)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import base64
+import binascii
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from vmdesk.service.settings import Settings
 
@@ -57,3 +67,62 @@ class DiskRequest(_Body):
     size: str | int = Field(description="virtual size, e.g. 20GiB (a bare number is GiB)")
     format: Literal["qcow2", "raw"] = "qcow2"
     interface: Literal["virtio-blk", "nvme", "usb"] = "virtio-blk"
+
+
+# -- inside a running guest (api_guest.py) -------------------------------------------------
+
+MAX_DATA = 32 << 20  # bytes of stdin or a clipboard offer (the supervisor's line is 128 MiB)
+# The MIME types the guests' agents carry (vmdesk.supervisor.guest_channels.TYPES).
+ClipboardType = Literal[
+    "text/plain;charset=utf-8", "text/plain", "image/png", "image/bmp", "image/jpeg", "image/tiff"
+]
+Selection = Literal["clipboard", "primary"]
+
+
+def _from_base64(value: object) -> object:
+    """RFC 4648 base64 (with padding, no stray characters) to bytes."""
+    if not isinstance(value, str):
+        return value  # the bytes validator says what is wrong with it
+    if len(value) > (MAX_DATA + 2) // 3 * 4:
+        raise PydanticCustomError("too_long", f"is more than {MAX_DATA >> 20} MiB")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise PydanticCustomError("base64", "is not base64 (RFC 4648, padded with =)") from None
+
+
+Base64 = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+
+
+class ExecRequest(_Body):
+    argv: list[str] = Field(min_length=1, description='the command and its arguments: ["ls", "/"]')
+    stdin: Base64 | None = Field(default=None, description="its standard input, base64")
+    timeout: float = Field(default=60.0, gt=0, le=3600, description="seconds to wait for it")
+    output: Literal["text", "base64"] = Field(
+        default="text",
+        description="stdout and stderr as UTF-8 text, or base64 (output that is not UTF-8 "
+        "comes as base64 anyway: the reply's encoding says which)",
+    )
+
+    @field_validator("argv")
+    @classmethod
+    def _names_a_program(cls, argv: list[str]) -> list[str]:
+        if not argv[0]:
+            raise PydanticCustomError("no_program", "its first item names no program")
+        return argv
+
+
+class ClipboardRequest(_Body):
+    type: ClipboardType = "text/plain;charset=utf-8"
+    data: Base64 = Field(description="the bytes, base64")
+    selection: Selection = "clipboard"
+
+
+class DisplayRequest(_Body):
+    # the bounds of a VM description's display
+    width: int = Field(ge=320, le=8192)
+    height: int = Field(ge=200, le=8192)
