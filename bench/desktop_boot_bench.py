@@ -36,9 +36,10 @@ from bench.common import (
     vmdesk_env,
     vmdesk_stop,
 )
+from vmdesk.core.arch import Arch
 
 GOAL_RATIO = 1.05
-ARCH = "x86_64"
+ARCH: Arch = "x86_64"
 START, BARE = "vmdesk start", "bare qemu"
 LIMIT = 900.0  # seconds for one boot to the session: a loaded 2-core machine under TCG
 

@@ -1,4 +1,4 @@
-"""Run the benchmarks (P1..P13): prerequisites, warm-up, rounds, summaries, the JSON result
+"""Run the benchmarks (P1..P15): prerequisites, warm-up, rounds, summaries, the JSON result
 and the report (BENCHMARKS.md with a chart). Needs only this repository's Python; each
 measure imports VM-Desk itself and is skipped, with the reason, when it cannot run here.
 
@@ -48,6 +48,8 @@ MODULES = (
     "memory_bench",
     "web_bench",
     "pull_bench",
+    "clipboard_bench",
+    "agent_bench",
 )
 
 

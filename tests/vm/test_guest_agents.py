@@ -90,6 +90,17 @@ def _wait_session(cli: CLI, action: Callable[[], object] | None = None) -> None:
            120, "both agents connected")  # fmt: skip
 
 
+def _settled(cli: CLI) -> None:
+    """Right after the session starts, its agent may take an offer without serving it yet:
+    offer until a paste in the guest gets it."""
+
+    def pasted() -> bool:
+        cli("clipboard", VM, "--set", "settled")
+        return _guest_paste(cli) == b"settled"
+
+    _until(pasted, 90, "the session's first paste")
+
+
 @pytest.fixture(scope="module")
 def guest(
     tmp_path_factory: pytest.TempPathFactory, desktop_image: Callable[[Arch], desktop.DesktopImage]
@@ -101,6 +112,7 @@ def guest(
     cli("start", VM)
     try:
         _wait_session(cli)  # the session's marker is a minute away yet
+        _settled(cli)
         yield cli
     finally:
         if vmstatus.derive(cli.bundle(VM))["status"] not in ENDED:

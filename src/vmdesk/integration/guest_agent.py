@@ -46,7 +46,8 @@ PING_TIMEOUT = 1.0
 FREEZE_TIMEOUT = 60.0  # freezing syncs every file system first
 EXEC_TIMEOUT = 60.0
 SHUTDOWN_WAIT = 2.0  # how long guest-shutdown may take to be refused (success is silence)
-_POLL_FIRST, _POLL_MAX = 0.01, 0.5  # guest-exec-status backoff, doubling
+_POLL_FIRST, _POLL_MAX = 0.005, 0.5  # guest-exec-status backoff, growing by half:
+# a short command (`true`) ends within tens of ms, and each look is one round trip
 _SYNC_ATTEMPTS = 8  # replies that may come back stale before the agent is given up on
 _SESSIONS = 3  # connections tried when stale bytes break the first ones
 # qemu-ga captures up to 16 MiB of each of stdout and stderr; base64 makes a status line of
@@ -383,7 +384,7 @@ class GuestAgent:
                     hint="it is still running there; give it a longer timeout",
                 )
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            delay = min(delay * 2, _POLL_MAX)
+            delay = min(delay * 1.5, _POLL_MAX)
 
     async def freeze(self, *, timeout: float = FREEZE_TIMEOUT) -> int:
         """Sync and freeze the guest's local file systems; the number frozen (0: nothing

@@ -420,6 +420,10 @@ class AgentSession:
         if self.guest_has(Cap.MAX_CLIPBOARD):
             out += wire.encode_max_clipboard(self.max_clipboard)
         for selection, state in self._selections.items():
+            # spice-vdagentd announces again when the session's agent comes (or goes):
+            # an offer grabbed before then reached no one, so grab it again.
+            if state.owner is Owner.HOST:
+                state.announced = False
             out += self._announce(selection, state)
         out += self._send_monitors()
         return bytes(out)
