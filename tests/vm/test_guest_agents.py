@@ -200,6 +200,8 @@ def test_sync_bridges_the_host_desktop_clipboard_both_ways(guest: CLI, host_disp
     sync = subprocess.Popen([sys.executable, "-m", "vmdesk.cli.main", "clipboard", VM, "--sync"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
+        assert sync.stdout is not None
+        assert b"follows" in sync.stdout.readline()  # it bridges from now on
         subprocess.run([*xclip, "-i"], input=b"copied on the host", env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         _until(lambda: _guest_paste(guest) == b"copied on the host", 30, "the host's copy")

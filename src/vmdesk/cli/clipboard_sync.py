@@ -160,7 +160,8 @@ class Bridge:
         """Long-poll the guest's clipboard until ``stop``."""
         from vmdesk.service import guest
 
-        seen = -1
+        # What the guest holds when the bridge starts stays there: the host's side wins.
+        seen = int(guest.watch_clipboard(self.library, self.vm, -1, wait=0.0)["generation"])
         while not stop.is_set():
             changed = guest.watch_clipboard(self.library, self.vm, seen, wait=10.0)
             if changed["generation"] != seen:
@@ -183,6 +184,7 @@ def run(library: Library, vm: str, selection: str = "clipboard") -> None:
             failed.append(exc)
             stop.set()
 
+    bridge.host_changed()  # the host's clipboard first, before the guest's side listens
     threading.Thread(target=guest_side, daemon=True).start()
     console.print(f"[green]✓[/] {vm}'s clipboard follows this desktop's, both ways (Ctrl-C ends)")
     try:
