@@ -928,7 +928,9 @@ def test_a_run_without_the_spice_agents_port_has_no_clipboard_or_resizing(
 
     clipboard, display = run(test)
     assert type(clipboard) is errors.Unsupported
-    assert clipboard.message == "VM 'vm' has no clipboard channel in this run"
+    assert clipboard.message == (
+        "VM 'vm' has no clipboard channel that VM-Desk speaks on in this run"
+    )
     assert "`vmdesk stop vm`" in (clipboard.hint or "")
     assert type(display) is errors.Unsupported and "no SPICE agent channel" in display.message
 

@@ -118,8 +118,9 @@ def test_capabilities_as_data() -> None:
     assert caps.share_kinds == ("virtiofs",)
     assert not caps.tpm and not caps.port_forwards
     assert caps.save_state and not capabilities(MAC13).save_state
-    # The optional features: a native window and the SPICE agent's clipboard, no guest agent.
-    assert caps.window and caps.clipboard and not caps.guest_agent
+    # The optional features: a native window, the SPICE agent's clipboard (macOS serves it)
+    # and the guest agent, whose channel the session relays to the agent's socket.
+    assert caps.window and caps.clipboard and caps.guest_agent and caps.agent_sockets
     qemu = registry.engine_for(config(engine="qemu"), MAC14).capabilities()
     assert qemu.tpm and qemu.port_forwards and qemu.save_state
     assert not qemu.window  # its screen is served over VNC

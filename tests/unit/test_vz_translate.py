@@ -29,6 +29,7 @@ CASES: dict[str, dict[str, Any]] = {
         "cpus": 1,
         "memory": "256MiB",
         "clipboard": False,
+        "guest_agent": False,  # no console ports at all
         "display": {"device": "none"},
         "input": {"usb_keyboard": False, "usb_tablet": False},
         "nics": [{"mac": MAC}],
@@ -91,7 +92,10 @@ def build(
     fw = fw or fake.FakeFramework(interfaces=("en0", "en1"))
     config = from_dict({"name": "example", "engine": "vz", "arch": "aarch64", **description})
     serial = (10, 11) if config.serial.enabled else None
-    inputs = inputs or Inputs(serial_fds=serial, machine_identifier=b"fake-machine-id-1")
+    agent = 12 if config.guest_agent else None  # the session's socket pair, guest end
+    inputs = inputs or Inputs(
+        serial_fds=serial, guest_agent_fd=agent, machine_identifier=b"fake-machine-id-1"
+    )
     return translate(config, BUNDLE, fw, host, inputs), fw
 
 

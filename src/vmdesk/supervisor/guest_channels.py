@@ -38,6 +38,7 @@ SELECTIONS = {"clipboard": Selection.CLIPBOARD, "primary": Selection.PRIMARY}
 TYPES = {name: kind for kind, name in TYPE_NAMES.items()}
 TYPES.update({"text": ClipboardType.UTF8_TEXT, "text/plain": ClipboardType.UTF8_TEXT,
               "png": ClipboardType.IMAGE_PNG})  # fmt: skip
+PROBE_EVERY = 5.0  # seconds between pings of an agent whose port state is unknown
 INFO_WAIT = 2.0  # how long `show` and `vmdesk ip` wait for a guest agent that is not there
 
 
@@ -60,10 +61,15 @@ class GuestChannels:
             self._probe = asyncio.create_task(self._probe_agent())
 
     async def _probe_agent(self) -> None:
+        """Until the guest's side of the port is known (no event says so after a resume,
+        nor on an engine without VSERPORT_CHANGE), ask the agent now and then."""
         assert self.agent is not None
-        with contextlib.suppress(VMDeskError):
-            if await self.agent.ping(timeout=INFO_WAIT) and self.agent_open is None:
-                self.agent_open = True
+        while self.agent_open is None:
+            with contextlib.suppress(VMDeskError):
+                if await self.agent.ping(timeout=INFO_WAIT) and self.agent_open is None:
+                    self.agent_open = True
+                    return
+            await asyncio.sleep(PROBE_EVERY)
 
     def state(self) -> dict[str, str]:
         """Which agents answer right now: connected, waiting (not yet, or not installed in
@@ -102,8 +108,9 @@ class GuestChannels:
             )
         if self.spice is None:
             raise Unsupported(
-                f"VM {name!r} has no clipboard channel in this run",
-                hint=f"restart it (`vmdesk stop {name}`, then `vmdesk start {name}`)",
+                f"VM {name!r} has no clipboard channel that VM-Desk speaks on in this run",
+                hint="on the vz engine macOS shares the clipboard itself: copy and paste as "
+                f"usual; on QEMU restart the VM (`vmdesk stop {name}`, then `vmdesk start {name}`)",
             )
         return self.spice
 

@@ -24,6 +24,7 @@ from vmdesk.engines.qemu.options import (
     share_9p,
     socket_chardev,
 )
+from vmdesk.integration.ports import GUEST_AGENT_PORT, SPICE_AGENT_PORT
 
 
 @dataclass(frozen=True)
@@ -357,10 +358,6 @@ def _display(config: VMConfig, runtime: Runtime) -> list[str]:
     if display.device != "none" and display.vnc and runtime.vnc_socket is not None:
         argv += ["-vnc", f"unix:{esc(runtime.vnc_socket)}"]
     return argv
-
-
-GUEST_AGENT_PORT = "org.qemu.guest_agent.0"  # the names the guests' agents look for
-SPICE_AGENT_PORT = "com.redhat.spice.0"
 
 
 def has_spice_agent(config: VMConfig) -> bool:

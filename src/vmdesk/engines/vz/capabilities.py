@@ -14,7 +14,8 @@ Decisions recorded here:
   the feature. A userspace forwarder to the guest's leased address is possible later.
 - Save/restore of the machine state: macOS 14 or later on Apple silicon only.
 - Clipboard: a SPICE agent port (``VZSpiceAgentPortAttachment``, macOS 13+, which the engine
-  requires) shares the clipboard with the guest's spice-vdagent. No guest agent channel.
+  requires) shares the clipboard with the guest's spice-vdagent. The guest agent (qemu-ga)
+  gets a virtio console port of its own, relayed to the supervisor's guest agent socket.
 - No VNC, screenshots or reboot: VZ shows the screen only in a native window of the process
   that owns the VM (``VZVirtualMachineView``, opened by the supervisor on request: see
   :mod:`vmdesk.engines.vz.window`) and has no reset.
@@ -121,7 +122,10 @@ def capabilities(host: HostFacts) -> Capabilities:
         # The SPICE agent port with setSharesClipboard_ (translate._console), when the VM
         # asks for it: macOS shares the clipboard with the guest's spice-vdagent itself.
         clipboard=True,
-        guest_agent=False,  # no qemu-ga channel is wired on vz
+        # qemu-ga on a virtio console port, relayed by the session to the agent's socket,
+        # where the supervisor speaks to it as on QEMU (no SPICE socket: macOS has that one)
+        guest_agent=True,
+        agent_sockets=True,
     )
 
 

@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import functools
 import os
+import socket
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +34,7 @@ from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.vz import translate as vz_translate
 from vmdesk.engines.vz import window as vz_window
 from vmdesk.engines.vz.capabilities import HostFacts
+from vmdesk.integration.relay import Relay
 
 if TYPE_CHECKING:
     import asyncio
@@ -194,6 +196,9 @@ class VzSession:
         self._pump_task: asyncio.Task[None] | None = None
         self._app: Any = None  # NSApp, once a window was opened
         self._window: Any = None
+        # the guest agent's channel: our end of the socket pair, relayed to its socket
+        self._agent_channel: socket.socket | None = None
+        self._agent_relay: Relay | None = None
 
     # -- properties the supervisor reads ----------------------------------------------
 
@@ -307,8 +312,14 @@ class VzSession:
             self._guest_fds = [guest_reads, guest_writes]
             os.set_blocking(self._serial_out, False)
             serial = (guest_reads, guest_writes)
+        agent_fd = None
+        if self.config.guest_agent:
+            self._agent_channel, guest_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            agent_fd = guest_end.detach()  # the VM's file handle reads and writes it
+            self._guest_fds.append(agent_fd)
         return vz_translate.Inputs(
             serial_fds=serial,
+            guest_agent_fd=agent_fd,
             machine_identifier=stored.read_bytes() if stored.exists() else None,
             nvram_exists=vz_translate.efi_vars_path(self.files.root).exists(),
         )
@@ -385,6 +396,9 @@ class VzSession:
             self._events.put_nowait(None)
         if self._main and self._pump_task is None:  # before anything waits on the VM
             self._pump_task = asyncio.create_task(self._pump())
+        if self._agent_channel is not None and self._agent_relay is None:
+            self._agent_relay = Relay(self.sockets.guest_agent, self._agent_channel)
+            await self._agent_relay.start()
         if self._restoring:
             return  # finish_restore waits for the restore
         try:
@@ -621,6 +635,9 @@ class VzSession:
                 os.write(self._serial_in, data)
 
     async def close(self) -> None:
+        if self._agent_relay is not None:
+            await self._agent_relay.close()
+            self._agent_relay = None
         for fd in (self._serial_in, self._serial_out, *self._guest_fds):
             if fd is not None:
                 with contextlib.suppress(OSError):

@@ -24,6 +24,7 @@ from vmdesk.core.layout import Layout
 from vmdesk.core.units import MiB, format_size
 from vmdesk.engines.vz import capabilities as caps
 from vmdesk.engines.vz.capabilities import HostFacts
+from vmdesk.integration.ports import GUEST_AGENT_PORT
 
 EFI_VARS = "vz-efivars.fd"  # in the bundle's nvram/, next to QEMU's own variable stores
 MACHINE_ID = "vz-machine-identifier.bin"  # in nvram/: a clone's fresh nvram/ is a new machine
@@ -43,6 +44,8 @@ class Inputs:
     """What translation reads from the bundle and the session, decided by the caller."""
 
     serial_fds: tuple[int, int] | None = None  # (the guest reads from, the guest writes to)
+    # the guest agent's end of a socket pair (the session relays the other end)
+    guest_agent_fd: int | None = None
     machine_identifier: bytes | None = None  # as stored in nvram/; None: make one
     nvram_exists: bool = False  # the EFI variable store is already there
 
@@ -241,18 +244,32 @@ def _shares(config: VMConfig, fw: Any) -> list[Any]:
     return devices
 
 
-def _console(config: VMConfig, fw: Any) -> list[Any]:
-    """Clipboard sharing: the SPICE agent on a virtio console port, named as the class says."""
-    if not config.clipboard:
+def _console(config: VMConfig, fw: Any, inputs: Inputs) -> list[Any]:
+    """The virtio console's ports: clipboard sharing (the SPICE agent, served by macOS
+    itself, on the port the class names) and the guest agent (qemu-ga, on a socket pair
+    whose other end the session relays to the supervisor)."""
+    ports = []
+    if config.clipboard:
+        agent = fw.VZSpiceAgentPortAttachment.alloc().init()
+        agent.setSharesClipboard_(True)
+        port = fw.VZVirtioConsolePortConfiguration.alloc().init()
+        port.setName_(fw.VZSpiceAgentPortAttachment.spiceAgentPortName())
+        port.setAttachment_(agent)
+        ports.append(port)
+    if config.guest_agent and inputs.guest_agent_fd is not None:
+        handle = fw.NSFileHandle.alloc().initWithFileDescriptor_(inputs.guest_agent_fd)
+        channel = fw.VZFileHandleSerialPortAttachment.alloc()
+        channel = channel.initWithFileHandleForReading_fileHandleForWriting_(handle, handle)
+        port = fw.VZVirtioConsolePortConfiguration.alloc().init()
+        port.setName_(GUEST_AGENT_PORT)
+        port.setAttachment_(channel)
+        ports.append(port)
+    if not ports:
         return []
-    agent = fw.VZSpiceAgentPortAttachment.alloc().init()
-    agent.setSharesClipboard_(True)
-    port = fw.VZVirtioConsolePortConfiguration.alloc().init()
-    port.setName_(fw.VZSpiceAgentPortAttachment.spiceAgentPortName())
-    port.setAttachment_(agent)
     console = fw.VZVirtioConsoleDeviceConfiguration.alloc().init()
-    # ports() is a VZVirtioConsolePortConfigurationArray: set by index, not replaced
-    console.ports().setObject_atIndexedSubscript_(port, 0)
+    for index, port in enumerate(ports):
+        # ports() is a VZVirtioConsolePortConfigurationArray: set by index, not replaced
+        console.ports().setObject_atIndexedSubscript_(port, index)
     return [console]
 
 
@@ -302,7 +319,7 @@ def translate(
         vm.setPointingDevices_([pointer])
     vm.setSerialPorts_(_serial(fw, inputs))
     vm.setDirectorySharingDevices_(_shares(config, fw))
-    vm.setConsoleDevices_(_console(config, fw))
+    vm.setConsoleDevices_(_console(config, fw, inputs))
     vm.setEntropyDevices_([fw.VZVirtioEntropyDeviceConfiguration.alloc().init()])
     balloon = fw.VZVirtioTraditionalMemoryBalloonDeviceConfiguration.alloc().init()
     vm.setMemoryBalloonDevices_([balloon])
