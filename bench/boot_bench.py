@@ -74,6 +74,12 @@ def _bare_argv(engine_log: Path, tmp: Path) -> list[str]:
         elif option == "-vnc":
             out += ["-vnc", f"unix:{tmp / 'bare-vnc.sock'}"]
             i += 2
+        elif option == "-chardev" and ("id=qga0" in value or "id=vdagent0" in value):
+            # the agents' listening sockets, inherited from our supervisor: named here
+            name = value.split("id=", 1)[1].split(",", 1)[0]
+            fd = value.split("fd=", 1)[1].split(",", 1)[0]
+            out += ["-chardev", value.replace(f"fd={fd}", f"path={tmp / f'bare-{name}.sock'}")]
+            i += 2
         else:
             out.append(option)
             i += 1
