@@ -13,8 +13,8 @@ export class ApiError extends Error {
   }
 }
 
-export async function request(method, path, body, { raw = false } = {}) {
-  const init = { method, headers: {}, credentials: "same-origin" };
+export async function request(method, path, body, { raw = false, signal } = {}) {
+  const init = { method, headers: {}, credentials: "same-origin", signal };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -46,6 +46,7 @@ export async function request(method, path, body, { raw = false } = {}) {
 
 export const get = (path, opts) => request("GET", path, undefined, opts);
 export const post = (path, body = {}) => request("POST", path, body);
+export const put = (path, body) => request("PUT", path, body);
 export const patch = (path, body) => request("PATCH", path, body);
 export const del = (path) => request("DELETE", path);
 

@@ -4,6 +4,7 @@ import RFB from "/static/vendor/novnc/core/rfb.js";
 import { Terminal } from "/static/vendor/xterm/xterm.mjs";
 import { FitAddon } from "/static/vendor/xterm/addon-fit.mjs";
 import { get, vmPath, wsURL } from "./api.js";
+import { guestControls } from "./console_guest.js";
 import { badge, clear, fill, errorBox, h, link } from "./dom.js";
 import { subscribe } from "./events.js";
 
@@ -46,6 +47,8 @@ export async function render(root, name) {
     h("label.check", scaleBox, " fit to window"),
     h("button.btn.btn-small#send-cad", { type: "button", on: { click: () => rfb && rfb.sendCtrlAltDel() } }, "Ctrl+Alt+Del"),
     h("button.btn.btn-small#vnc-reconnect", { type: "button", on: { click: () => connectVNC() } }, "Reconnect"));
+  // the clipboard and the display's size, through the guest's SPICE agent
+  const guest = hasDisplay ? guestControls({ name, detail, screen, onFollow: () => applyScale() }) : null;
   root.append(h("section.page.console-page", { dataset: { vm: name } },
     h("div.page-head",
       h("div", h("div.crumbs", link("/", {}, "Library"), " / ",
@@ -53,7 +56,8 @@ export async function render(root, name) {
       h("h1", "Console ", statusBadge)),
       h("div.spacer"),
       link(`/vms/${wsName}`, { class: "btn" }, "VM settings")),
-    hasDisplay ? h("section.panel.display-panel", h("h2", "Display"), vncButtons, screen)
+    hasDisplay ? h("section.panel.display-panel", h("h2", "Display"), vncButtons, guest.toolbar,
+      guest.notice, screen)
       : screenKind === "window" ? h("section.panel#native-window",
         h("h2", "Display"),
         h("p", "This VM runs on the vz engine (Apple Virtualization.framework), which shows "
@@ -90,7 +94,7 @@ export async function render(root, name) {
     rfb = client;
     window.vmdeskRFB = client; // for diagnostics in the browser's console
     client.scaleViewport = scaleBox.checked;
-    client.resizeSession = false;
+    client.resizeSession = false; // the guest's SPICE agent resizes it (console_guest.js)
     client.focusOnClick = true;
     client.background = "#111";
     client.addEventListener("connect", () => {
@@ -113,6 +117,13 @@ export async function render(root, name) {
     });
   }
 
+  // Shown 1:1 once the guest follows the window at its size; until then, as the user chose.
+  function applyScale() {
+    if (!rfb) return;
+    const canvas = screen.querySelector("canvas");
+    rfb.scaleViewport = scaleBox.checked && !(canvas && guest && guest.fits(canvas.width, canvas.height));
+  }
+
   // noVNC has no resize event: watch its canvas, whose size is the guest's framebuffer.
   function watchSize() {
     if (sizeWatch) sizeWatch.disconnect();
@@ -123,6 +134,7 @@ export async function render(root, name) {
         resolution.textContent = `${canvas.width} × ${canvas.height}`;
         resolution.dataset.width = canvas.width;
         resolution.dataset.height = canvas.height;
+        applyScale();
       }
     };
     show();
@@ -130,9 +142,7 @@ export async function render(root, name) {
     sizeWatch.observe(canvas, { attributes: true, attributeFilter: ["width", "height"] });
   }
 
-  scaleBox.addEventListener("change", () => {
-    if (rfb) rfb.scaleViewport = scaleBox.checked;
-  });
+  scaleBox.addEventListener("change", applyScale);
 
   // -- serial console (xterm.js) ----------------------------------------------------------
 
@@ -197,6 +207,7 @@ export async function render(root, name) {
   const running = (status) => ["running", "paused", "starting", "stopping"].includes(status);
   function onStatus(status) {
     fill(statusBadge, badge(status));
+    if (guest) guest.setStatus(status);
     if (running(status)) {
       if (!rfb || vncState.dataset.state !== "connected") {
         if (status !== "starting") connectVNC();
@@ -220,6 +231,7 @@ export async function render(root, name) {
   return () => {
     closed = true;
     unsubscribe();
+    if (guest) guest.close();
     if (sizeWatch) sizeWatch.disconnect();
     resizeObserver.disconnect();
     typing.dispose();

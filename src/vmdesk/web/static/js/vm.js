@@ -16,6 +16,9 @@ export async function render(root, name) {
   let thumbTimer = null;
 
   const head = h("div.page-head.vm-head");
+  const agentsLine = h("div.muted.agents#vm-agents");
+  let agentsTimer = null;
+  let closed = false;
   const preview = h("div.vm-preview#vm-preview");
   const sections = {
     settings: h("section.panel#settings"),
@@ -64,7 +67,8 @@ export async function render(root, name) {
         // which engine runs the VM here, and why (engine: auto says what decided it)
         detail.engine ? h("div.muted.engine#vm-engine", { title: detail.engine.hint || "" },
           `Engine: ${detail.engine.text}`) : null,
-        drawFeatures()),
+        drawFeatures(),
+        drawAgents()),
       h("div.spacer"),
       h("div.actions#vm-actions",
         actionButtons(cfg.name, detail.status,
@@ -93,6 +97,54 @@ export async function render(root, name) {
       ...wanted.map((f, i) => h(`span.feature${f.available ? "" : ".unavailable"}`,
         { dataset: { feature: f.name }, title: f.reason || "" },
         (i ? ", " : "") + f.label + (f.available ? "" : ` (unavailable: ${f.reason})`))));
+  }
+
+  // Which of the guest's agents answer now, and what the guest agent says of the guest:
+  // only while the VM runs, and only what an agent has said (the line stays in the head,
+  // empty until then).
+  function drawAgents() {
+    const agents = detail.runtime && detail.runtime.agents;
+    if (!LIVE.includes(detail.status) || !agents) return clear(agentsLine);
+    const why = {
+      waiting: "not answering yet: the guest may still be starting, or the agent is not installed in it",
+      none: "this VM has no channel for it",
+    };
+    const guest = detail.guest;
+    const os = guest && ((guest.os && guest.os.name) || "an OS it does not name");
+    const address = guest && (guest.ipv4 || guest.ipv6 || "no address yet");
+    return fill(agentsLine,
+      h("div", "Agents: ", ...[["guest_agent", "guest agent"], ["spice_agent", "SPICE agent"]]
+        .filter(([key]) => agents[key])
+        .map(([key, label], i) => [i ? " · " : "", h("span.agent", {
+          dataset: { agent: key, state: agents[key] }, title: why[agents[key]] || "",
+        }, `${label}: ${agents[key]}`)])),
+      guest ? h("div#vm-guest", "Guest: ", h("span#vm-guest-os", os), " · ",
+        h("span#vm-guest-address", address), guest.host_name ? ` (${guest.host_name})` : "") : null);
+  }
+
+  // Agents come and go without a status change: ask again.
+  function pollAgents() {
+    clearTimeout(agentsTimer);
+    if (closed) return;
+    const agents = detail && detail.runtime && detail.runtime.agents;
+    const live = detail && LIVE.includes(detail.status);
+    // often while an agent is awaited, or its state is not known yet (a busy supervisor)
+    const settled = !live || (agents && !Object.values(agents).includes("waiting")
+      && (agents.guest_agent !== "connected" || detail.guest));
+    agentsTimer = setTimeout(async () => {
+      if (detail && LIVE.includes(detail.status) && !document.hidden) {
+        try {
+          const fresh = await get(base);
+          if (fresh.status !== detail.status) await refresh();
+          else {
+            detail.runtime = fresh.runtime;
+            detail.guest = fresh.guest;
+            drawAgents();
+          }
+        } catch { /* the next event or poll tells */ }
+      }
+      pollAgents();
+    }, settled ? 15000 : 3000);
   }
 
   function drawPreview() {
@@ -519,6 +571,7 @@ export async function render(root, name) {
   drawDisks();
   drawSnapshots();
   drawLogs();
+  pollAgents();
   const unsubscribe = subscribe((event) => {
     if (event.reconnected || event.vm === name) {
       if (event.event === "removed" || event.event === "deleted") { navigate("/"); return; }
@@ -527,8 +580,10 @@ export async function render(root, name) {
     }
   });
   return () => {
+    closed = true;
     unsubscribe();
     clearInterval(thumbTimer);
+    clearTimeout(agentsTimer);
   };
 }
 
