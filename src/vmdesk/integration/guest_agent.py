@@ -370,11 +370,17 @@ class GuestAgent:
                                         "capture-output": True}  # fmt: skip
         if input is not None:
             arguments["input-data"] = base64.b64encode(input).decode("ascii")
-        pid = _Reply("guest-exec", await self._call("guest-exec", arguments)).number("pid")
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + timeout, _POLL_FIRST
+        # Every call within the command's own timeout (an agent that never answers gives
+        # a GuestAgentTimeout in time, not the next layer's timeout).
+        started = await self._call("guest-exec", arguments, timeout=min(timeout, self._timeout))
+        pid = _Reply("guest-exec", started).number("pid")
         while True:
-            reply = await self._call("guest-exec-status", {"pid": pid})
+            left = max(deadline - loop.time(), PING_TIMEOUT)
+            reply = await self._call(
+                "guest-exec-status", {"pid": pid}, timeout=min(left, self._timeout)
+            )
             status = _Reply("guest-exec-status", reply)
             if status.flag("exited"):
                 return _exec_result(status)
