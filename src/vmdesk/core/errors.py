@@ -29,7 +29,11 @@ class VMDeskError(Exception):
     def to_wire(self) -> dict[str, Any]:
         """JSON data for another process: the message and hint (``error`` and ``hint``, as
         clients from before error kinds read them), the class and its VMDeskError bases."""
-        bases = [c.__name__ for c in type(self).__mro__[1:] if issubclass(c, VMDeskError)]
+        bases = [
+            c.__name__
+            for c in type(self).__mro__[1:]
+            if issubclass(c, VMDeskError) and not c.__name__.startswith("_")
+        ]
         return {"error": self.message, "hint": self.hint, "kind": type(self).__name__,
                 "bases": bases}  # fmt: skip
 
@@ -57,9 +61,9 @@ class EngineError(VMDeskError):
     """The hypervisor process failed or misbehaved."""
 
 
-class QMPError(EngineError):
-    """QEMU refused a QMP command; ``error_class`` is QEMU's own (``GenericError``,
-    ``DeviceNotFound``...), so callers decide on it, never on the message's text."""
+class _WithErrorClass(EngineError):
+    """An engine-side refusal that carries its speaker's own ``error_class`` across the
+    socket, so callers decide on it, never on the message's text."""
 
     def __init__(self, message: str, hint: str | None = None, error_class: str = "") -> None:
         super().__init__(message, hint)
@@ -74,30 +78,21 @@ class QMPError(EngineError):
         return cls(
             str(data.get("error")), _text(data.get("hint")), kind if isinstance(kind, str) else ""
         )
+
+
+class QMPError(_WithErrorClass):
+    """QEMU refused a QMP command; ``error_class`` is QEMU's own (``GenericError``,
+    ``DeviceNotFound``...)."""
 
 
 class GuestTimeout(EngineError):
     """The guest did not reach an expected state in time."""
 
 
-class GuestAgentError(EngineError):
+class GuestAgentError(_WithErrorClass):
     """The guest agent (qemu-ga in the guest) refused a command or could not be reached;
     ``error_class`` is qemu-ga's own when it refused (``GenericError``, ``CommandNotFound``...)
-    and empty when it never answered, so callers decide on it, never on the message's text."""
-
-    def __init__(self, message: str, hint: str | None = None, error_class: str = "") -> None:
-        super().__init__(message, hint)
-        self.error_class = error_class
-
-    def to_wire(self) -> dict[str, Any]:
-        return {**super().to_wire(), "error_class": self.error_class}
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Self:
-        kind = data.get("error_class")
-        return cls(
-            str(data.get("error")), _text(data.get("hint")), kind if isinstance(kind, str) else ""
-        )
+    and empty when it never answered."""
 
 
 class GuestAgentTimeout(GuestAgentError, GuestTimeout):
