@@ -12,14 +12,13 @@ two under TCG (about 75 s a boot here).
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bench import desktop_guest
 from bench.boot_bench import _bare_argv, wait_for
 from bench.common import (
     Context,
@@ -28,7 +27,6 @@ from bench.common import (
     Pair,
     Round,
     Status,
-    missing,
     ms_since,
     paired,
     vmdesk,
@@ -39,7 +37,7 @@ from bench.common import (
 from vmdesk.core.arch import Arch
 
 GOAL_RATIO = 1.05
-ARCH: Arch = "x86_64"
+ARCH: Arch = desktop_guest.ARCH
 START, BARE = "vmdesk start", "bare qemu"
 LIMIT = 900.0  # seconds for one boot to the session: a loaded 2-core machine under TCG
 
@@ -98,22 +96,6 @@ def session(ctx: Context) -> Iterator[Round]:
         vmdesk_stop(home, "desk")
 
 
-def _requires(ctx: Context) -> str | None:
-    from vmdesk.core.errors import VMDeskError
-    from vmdesk.images import desktop
-
-    found = missing(programs=[f"qemu-system-{ARCH}"])
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("mmdebstrap"):
-        return None  # builds it (a minute or two) unless it is cached
-    try:
-        desktop.find(ARCH)
-    except VMDeskError:
-        return f"no {desktop.IMAGE_NAME} image: build it as root (`vmdesk image build`)"
-    return None
-
-
 def judge(fig: Figures) -> tuple[str, Status]:
     ratio = fig.ratio(f"{START} / {BARE}")
     took = fig.median(START) / 1000
@@ -127,7 +109,7 @@ MEASURE = Measure(
     goal=f"ratio <= {GOAL_RATIO}",
     session=session,
     judge=judge,
-    requires=_requires,
+    requires=desktop_guest.requires,
     rounds=4,
     warmup=1,  # each boot follows a killed one, as in every round
     pairs=[Pair(f"{START} / {BARE}", START, BARE, GOAL_RATIO)],
