@@ -49,7 +49,7 @@ def test_create_list_show_json(vmdesk: Run, tmp_path: Path) -> None:
     ]
     table = vmdesk("list").stdout
     assert table.splitlines()[0].split() == [
-        "NAME", "STATUS", "ARCH", "CPUS", "MEMORY", "ENGINE", "ISOLATION"
+        "NAME", "STATUS", "ARCH", "CPUS", "MEMORY", "ENGINE", "ISOLATION", "OS"
     ]  # fmt: skip
     shown = json.loads(vmdesk("show", "dev", "--json").stdout)
     config = shown["config"]

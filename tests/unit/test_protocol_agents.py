@@ -24,7 +24,7 @@ import pytest
 
 from tests.unit.test_protocol import FakeSession, raw, run
 from vmdesk.core import config as vmconfig
-from vmdesk.core import errors
+from vmdesk.core import errors, listing
 from vmdesk.core.bundle import Bundle
 from vmdesk.engines.base import Capabilities
 from vmdesk.engines.registry import QemuEngine
@@ -722,6 +722,38 @@ def test_guest_info_gives_the_guests_addresses_os_and_host_name(tmp_path: Path) 
                "kernel": "6.1.0-18-amd64"},
         "host_name": "desk-guest",
     }  # fmt: skip
+
+
+def test_the_os_the_agent_reports_is_recorded_for_lists_once_its_port_opens(
+    tmp_path: Path,
+) -> None:
+    session = GuestSession()
+
+    async def test() -> tuple[bool, Any]:
+        async with served(tmp_path, session) as rig:
+            record = rig.supervisor.files.guest_os
+            before = record.exists()
+            await session.port("qga0", True)
+            await until_file(record)
+            return before, json.loads(record.read_text())
+
+    before, record = run(test)
+    assert before is False
+    assert (record["name"], record["id"], record["version"]) == (
+        "Debian GNU/Linux 12 (bookworm)", "debian", "12")  # fmt: skip
+    assert abs(record["seen"] - time.time()) < 60
+    # The VM has stopped; the list still says what it last ran.
+    library = tmp_path
+    [row] = listing.summaries(library)
+    assert row["os"] == "Debian GNU/Linux 12 (bookworm)"
+    assert listing.table([row]).splitlines()[1].endswith("Debian GNU/Linux 12 (bookworm)")
+
+
+async def until_file(path: Path) -> None:
+    deadline = time.monotonic() + WAIT
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} within {WAIT} s"
+        await asyncio.sleep(0.01)
 
 
 def test_guest_info_from_an_agent_that_stopped_answering_says_so_within_the_wait(

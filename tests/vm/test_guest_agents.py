@@ -70,6 +70,11 @@ def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def _listed_os(cli: CLI) -> str | None:
+    [row] = [r for r in json.loads(cli("list", "--json")) if r["name"] == VM]
+    return row["os"]  # type: ignore[no-any-return]
+
+
 def _agents(cli: CLI) -> dict[str, str]:
     return dict(cli.status(VM).get("agents", {}))
 
@@ -126,6 +131,7 @@ def test_ip_os_and_exec_come_from_the_guest_agent(guest: CLI) -> None:
     assert shown["guest"]["ipv4"] == "10.0.2.15" and shown["guest"]["host_name"] == VM
     assert {f["name"]: f["available"] for f in shown["features"]}["guest_agent"] is True
     assert "guest    Debian GNU/Linux 12 (bookworm), 10.0.2.15" in guest("show", VM)
+    _until(lambda: _listed_os(guest) == "Debian GNU/Linux 12 (bookworm)", 30, "the OS listed")
 
     done = _vmdesk(guest, "exec", VM, "--", "sh", "-c", "echo out; echo err >&2; exit 7")
     assert (done.returncode, done.stdout, done.stderr) == (7, b"out\n", b"err\n")
@@ -214,7 +220,11 @@ def test_sync_bridges_the_host_desktop_clipboard_both_ways(guest: CLI, host_disp
         _until(on_host, 30, "the guest's copy on the host's desktop")
     finally:
         sync.send_signal(signal.SIGINT)
-        out, _ = sync.communicate(timeout=30)
+        try:
+            out, _ = sync.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            sync.kill()
+            out = b"did not end on Ctrl-C: " + sync.communicate()[0]
     assert b"stopped after" in out, out
 
 
@@ -288,3 +298,4 @@ def test_stop_asks_the_guest_agent_when_the_power_button_is_ignored(guest: CLI) 
     out = guest("stop", VM, "--timeout", "60")
     assert "powered off" in out and "forced" not in out, out
     assert os.path.exists(guest.bundle(VM) / "logs/last-exit.json")
+    assert _listed_os(guest) == "Debian GNU/Linux 12 (bookworm)"  # what it last ran

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ TEXT = "text/plain;charset=utf-8"
 PNG = "image/png"
 POLL = 0.4  # seconds between looks at the host's clipboard
 _TOOL_TIMEOUT = 5.0
+_ENDING = (signal.SIGINT, signal.SIGTERM)
 
 
 class HostClipboard(Protocol):
@@ -184,17 +186,21 @@ def run(library: Library, vm: str, selection: str = "clipboard") -> None:
             failed.append(exc)
             stop.set()
 
-    bridge.host_changed()  # the host's clipboard first, before the guest's side listens
-    threading.Thread(target=guest_side, daemon=True).start()
-    console.print(f"[green]✓[/] {vm}'s clipboard follows this desktop's, both ways (Ctrl-C ends)")
+    # Ctrl-C (or a TERM) only asks the loop to end: an interrupt raised in the middle of a
+    # tool's run or a supervisor call could leave either half done.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _ENDING}
     try:
+        bridge.host_changed()  # the host's clipboard first, before the guest's side listens
+        threading.Thread(target=guest_side, daemon=True).start()
+        console.print(f"[green]✓[/] {vm}'s clipboard follows this desktop's, both ways "
+                      "(Ctrl-C ends)")  # fmt: skip
         while not stop.is_set():
             bridge.host_changed()
             stop.wait(POLL)
-    except KeyboardInterrupt:
-        pass
     finally:
         stop.set()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if failed:
         raise failed[0]
     console.print(f"[green]✓[/] stopped after {bridge.copied} copies")

@@ -97,6 +97,11 @@ class Layout:
         return self.logs / "last-exit.json"
 
     @property
+    def guest_os(self) -> Path:
+        """What the guest's agent last said its OS is (the list shows it while stopped)."""
+        return self.logs / "guest-os.json"
+
+    @property
     def supervisor_pid(self) -> Path:
         return self.run / "supervisor.pid"
 

@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # not typing's: `typing` stays off the VM start path
 if TYPE_CHECKING:
     from typing import Any
 
-COLUMNS = ("name", "status", "arch", "cpus", "memory", "engine", "isolation")
+COLUMNS = ("name", "status", "arch", "cpus", "memory", "engine", "isolation", "os")
 
 
 def is_locked(lock_file: Path) -> bool:
@@ -54,9 +54,19 @@ def summary(bundle_dir: Path) -> dict[str, Any]:
         memory=data.get("memory"),
         engine=data.get("engine"),
         isolation=data.get("isolation"),
+        os=guest_os(files),
         path=str(bundle_dir),
     )
     return row
+
+
+def guest_os(files: layout.Layout) -> str | None:
+    """The OS name the guest's agent last reported (supervisor/guest_channels.py), if any."""
+    try:
+        name = json.loads(files.guest_os.read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name else None
 
 
 def summaries(root: Path) -> list[dict[str, Any]]:

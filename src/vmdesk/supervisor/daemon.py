@@ -62,7 +62,7 @@ class Supervisor:
         self.sockets = Sockets(self.files.sockets(str(config.uuid)))
         self.session = session
         self.capabilities = capabilities  # the engine's: what this session can do
-        self.guests = GuestChannels(config, self.sockets, capabilities)
+        self.guests = GuestChannels(config, self.sockets, capabilities, self.files.guest_os)
         self.handlers = self._handlers()
         self.stopping = False
         self.ending_as = ""  # "stopping" or "being suspended", for refusals meanwhile

@@ -13,9 +13,12 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import time
+from pathlib import Path
 from typing import Any
 
+from vmdesk.core import atomic
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import (
     GuestAgentError,
@@ -40,16 +43,21 @@ TYPES.update({"text": ClipboardType.UTF8_TEXT, "text/plain": ClipboardType.UTF8_
               "png": ClipboardType.IMAGE_PNG})  # fmt: skip
 PROBE_EVERY = 5.0  # seconds between pings of an agent whose port state is unknown
 INFO_WAIT = 2.0  # how long `show` and `vmdesk ip` wait for a guest agent that is not there
+RECORD_WAIT = 30.0  # how long the OS record waits for an agent that opened its port
 
 
 class GuestChannels:
-    def __init__(self, config: VMConfig, sockets: Sockets, capabilities: Capabilities) -> None:
+    def __init__(
+        self, config: VMConfig, sockets: Sockets, capabilities: Capabilities, os_record: Path
+    ) -> None:
         self.config = config
+        self.os_record = os_record  # Layout.guest_os: rewritten whenever the agent answers
         ours = capabilities.agent_sockets
         self.spice = SpiceChannel(sockets.spice_agent) if ours else None
         self.agent = GuestAgent(sockets.guest_agent) if ours and config.guest_agent else None
         self.agent_open: bool | None = None  # the guest's side of qemu-ga's port, if known
         self._probe: asyncio.Task[None] | None = None
+        self._recording: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         if self.spice is not None:
@@ -67,7 +75,7 @@ class GuestChannels:
         while self.agent_open is None:
             with contextlib.suppress(VMDeskError):
                 if await self.agent.ping(timeout=INFO_WAIT) and self.agent_open is None:
-                    self.agent_open = True
+                    self._agent_opened()
                     return
             await asyncio.sleep(PROBE_EVERY)
 
@@ -79,8 +87,9 @@ class GuestChannels:
         return {"guest_agent": agent, "spice_agent": spice}
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
+        for task in (self._probe, self._recording):
+            if task is not None:
+                task.cancel()
         if self.spice is not None:
             await self.spice.close()
         if self.agent is not None:
@@ -95,7 +104,28 @@ class GuestChannels:
         if data.get("id") == SPICE_AGENT_PORT_ID and self.spice is not None:
             await self.spice.port_changed(opened)
         elif data.get("id") == GUEST_AGENT_PORT_ID:
-            self.agent_open = opened
+            if opened:
+                self._agent_opened()
+            else:
+                self.agent_open = False
+
+    def _agent_opened(self) -> None:
+        self.agent_open = True
+        if self._recording is None or self._recording.done():
+            self._recording = asyncio.create_task(self._record_os())
+
+    async def _record_os(self) -> None:
+        """Write down the OS the guest's agent reports, for lists that do not ask a
+        running guest (and show it while the VM is stopped)."""
+        assert self.agent is not None
+        try:  # a guest whose agent has just opened its port may still be starting it
+            info = await self.agent.os_info(timeout=RECORD_WAIT)
+        except VMDeskError:
+            return
+        record = {"name": info.pretty_name or info.name, "id": info.id,
+                  "version": info.version_id or info.version, "seen": time.time()}  # fmt: skip
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(atomic.write_text, self.os_record, json.dumps(record) + "\n")
 
     # -- the clipboard -------------------------------------------------------------------
 

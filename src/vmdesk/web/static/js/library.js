@@ -172,6 +172,7 @@ export async function render(root) {
 const OS_NAMES = { linux: "Linux", windows: "Windows", macos: "macOS" };
 
 function osName(vm) {
+  if (vm.os) return vm.os;  // what the guest's agent last reported
   const hint = vm.os_hint || (vm.boot === "linux" ? "linux" : "");
   return OS_NAMES[hint] || hint;
 }
