@@ -30,6 +30,13 @@ def _size(value: str) -> int:
 @contextmanager
 def _progress_bar(title: str) -> Iterator[Callable[[float], None]]:
     """A bar fed with percentages (a plain start/end line when not on a terminal)."""
+    with _stepped_bar(title) as report:
+        yield lambda percent: report(title, percent)
+
+
+@contextmanager
+def _stepped_bar(title: str) -> Iterator[Callable[[str, float], None]]:
+    """A bar fed with what is being done and the percentage of all of it."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
 
     with Progress(
@@ -41,7 +48,7 @@ def _progress_bar(title: str) -> Iterator[Callable[[float], None]]:
         transient=True,
     ) as bar:
         task = bar.add_task(escape(title), total=100)
-        yield lambda percent: bar.update(task, completed=percent)
+        yield lambda step, percent: bar.update(task, description=escape(step), completed=percent)
 
 
 # -- vmdesk disk ------------------------------------------------------------------------
@@ -166,6 +173,36 @@ def disk_grow(vm: str, disk_ref: str, size: str, shrink: bool, yes: bool) -> Non
         click.confirm("Shrinking cuts off everything past the new end. Go on?", abort=True)
     info = storage.disk_grow(_library(), vm, disk_ref, _size(size), shrink=shrink)
     console.print(f"[green]✓[/] {escape(info.path)}: {escape(info.summary())}")
+
+
+@disk.command("compact")
+@click.argument("vm")
+@click.argument("disk_ref", metavar="[DISK]", required=False)
+@JSON_OUTPUT
+def disk_compact(vm: str, disk_ref: str | None, as_json: bool) -> None:
+    """Give the host back the space a stopped VM's disks hold in zeroed blocks (every disk,
+    or DISK: its index, file name or path). What the guest reads stays the same."""
+    from vmdesk.core.units import human_size
+    from vmdesk.service import storage
+
+    started = time.monotonic()
+    if as_json:
+        print_json(storage.disk_compact(_library(), vm, disk_ref).as_dict())
+        return
+    with _stepped_bar(f"compacting {vm}'s disks") as progress:
+        report = storage.disk_compact(_library(), vm, disk_ref, progress=progress)
+    if not report.disks:
+        console.print(f"{escape(vm)} has no disks to compact")
+        return
+    for d in report.disks:
+        if d.method == "skipped":
+            console.print(f"  {escape(d.file)}: left alone, it {escape(d.reason)}")
+            continue
+        sizes = f"{human_size(d.before)} -> {human_size(d.after)} on disk"
+        note = "" if d.reclaimed else " (already compact)"
+        console.print(f"[green]✓[/] {escape(d.file)}: {sizes}{note}")
+    took = time.monotonic() - started
+    console.print(f"reclaimed {human_size(report.reclaimed)} in {took:.1f} s")
 
 
 @disk.command("convert")

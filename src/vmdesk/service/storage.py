@@ -8,7 +8,7 @@ from typing import Any
 from vmdesk.core.library import Library
 from vmdesk.service import snapshots as live
 from vmdesk.service.library import find, name_of
-from vmdesk.storage import images, snapshots, vm_media
+from vmdesk.storage import compact, images, snapshots, vm_media
 from vmdesk.storage.images import ImageInfo
 
 TYPE_CHECKING = False  # the config model (pydantic) only where a description is built
@@ -103,6 +103,18 @@ def disk_grow(
     library: Library, ref: str, which: str, size: int, *, shrink: bool = False
 ) -> ImageInfo:
     return vm_media.grow(library, _name(library, ref), which, size, shrink=shrink)
+
+
+def disk_compact(
+    library: Library,
+    ref: str,
+    which: str | None = None,
+    *,
+    progress: compact.CompactProgress | None = None,
+) -> compact.Report:
+    """Give the host back the space the stopped VM's disks (or only ``which``) hold in
+    zeroed blocks; what the guest reads stays the same (see vmdesk.storage.compact)."""
+    return compact.compact(library, _name(library, ref), which, progress)
 
 
 # -- CD-ROMs and boot order ---------------------------------------------------------------

@@ -44,6 +44,29 @@ def run(args: Sequence[str], *, what: str) -> str:
 
 def run_with_progress(args: Sequence[str], *, what: str, progress: Progress | None) -> None:
     """Run a long qemu-img command with ``-p``, reporting its percentage as it goes."""
+    code, _, errors = _reporting(args, progress)
+    if code != 0:
+        raise StorageError(f"{what} failed: {_message(errors)}", hint=_hint(errors))
+
+
+def compare(first: Path, second: Path, fmt: str, *, progress: Progress | None = None) -> str:
+    """``qemu-img compare`` of two images as a guest reads them (backing files included):
+    "" when they are the same, else qemu-img's words for where they differ."""
+    code, out, errors = _reporting(
+        ["compare", "-f", fmt, "-F", fmt, str(first), str(second)], progress
+    )
+    if code == 0:
+        return ""
+    if code == 1:  # the images differ (2 is an error): the mismatch is told on stdout
+        return _message(out)
+    raise StorageError(
+        f"comparing {first} with {second} failed: {_message(errors)}", hint=_hint(errors)
+    )
+
+
+def _reporting(args: Sequence[str], progress: Progress | None) -> tuple[int, str, str]:
+    """Run ``qemu-img ARGS[0] -p ARGS[1:]``: its exit code, the tail of its stdout, its
+    stderr. An exception here (Ctrl-C) kills qemu-img first, so it never writes on."""
     proc = subprocess.Popen(
         [binary(), *args[:1], "-p", *args[1:]],
         stdin=subprocess.DEVNULL,
@@ -51,15 +74,23 @@ def run_with_progress(args: Sequence[str], *, what: str, progress: Progress | No
         stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    buffer = b""
-    while chunk := os.read(proc.stdout.fileno(), 4096):
-        buffer = (buffer + chunk)[-256:]
-        found = _PERCENT.findall(buffer)
-        if found and progress is not None:
-            progress(float(found[-1]))
-    errors = proc.stderr.read().decode(errors="replace")
-    if proc.wait() != 0:
-        raise StorageError(f"{what} failed: {_message(errors)}", hint=_hint(errors))
+    try:
+        buffer = b""
+        while chunk := os.read(proc.stdout.fileno(), 4096):
+            buffer = (buffer + chunk)[-256:]
+            found = _PERCENT.findall(buffer)
+            if found and progress is not None:
+                progress(float(found[-1]))
+        errors = proc.stderr.read().decode(errors="replace")
+        code = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    return code, buffer.decode(errors="replace"), errors
 
 
 def info(path: Path, *, chain: bool = False) -> Any:

@@ -184,6 +184,12 @@ def _pick(items: Sequence[Disk | CdRom], which: str, bundle: Bundle, kind: str) 
     )
 
 
+def pick_disk(bundle: Bundle, config: VMConfig, which: str) -> int:
+    """The index of the disk ``which`` names: its 0-based number, file name or path (as
+    `vmdesk disk rm` and `vmdesk disk grow` take it)."""
+    return _pick(config.disks, which, bundle, "disk")
+
+
 def detach(library: Library, ref: str, which: str, *, delete: bool = False) -> Path:
     """Detach a disk; with ``delete`` also remove its file if it lives in the bundle.
     Returns the file's path."""

@@ -202,6 +202,33 @@ def disk_add(ctx: Ctx, name: str, body: DiskRequest) -> dict[str, Any]:
     return {**disk.model_dump(mode="json"), "image": info.as_dict()}
 
 
+@router.post(
+    "/{name}/disks/compact",
+    summary="Reclaim the host space a stopped VM's disks hold in zeroed blocks "
+    "(202 with a job while it runs)",
+)
+def disks_compact(ctx: Ctx, name: str) -> Any:
+    return _compact_job(ctx, name, None)
+
+
+@router.post(
+    "/{name}/disks/{disk}/compact",
+    summary="Reclaim the host space one disk (its index or file name) of a stopped VM holds "
+    "in zeroed blocks (202 with a job while it runs)",
+)
+def disk_compact(ctx: Ctx, name: str, disk: str) -> Any:
+    return _compact_job(ctx, name, disk)
+
+
+def _compact_job(ctx: Context, name: str, which: str | None) -> Any:
+    def work(job: Job) -> dict[str, Any]:
+        job.report("compacting disks", 0)
+        report = storage.disk_compact(ctx.library, name, which, progress=job.report)
+        return report.as_dict()
+
+    return _job_response(ctx.jobs.start("compact", work), 200)
+
+
 # -- screen and logs ----------------------------------------------------------------------
 
 
