@@ -27,11 +27,14 @@ MAXIMAL: dict[str, Any] = {
     "boot": {"kind": "uefi", "secure_boot": True},
     "disks": [
         {"file": "disks/root.qcow2", "format": "qcow2", "interface": "virtio-blk",
-         "cache": "none", "read_only": False, "boot_order": 1},
+         "cache": "none", "aio": "native", "discard": True, "iothread": True, "queues": 4,
+         "read_only": False, "boot_order": 1},
         {"file": "/srv/data.img", "format": "raw", "interface": "nvme",
-         "cache": "writeback", "read_only": True, "boot_order": None},
+         "cache": "writeback", "aio": "threads", "discard": False, "iothread": False,
+         "queues": None, "read_only": True, "boot_order": None},
         {"file": "disks/stick.img", "format": "raw", "interface": "usb",
-         "cache": "unsafe", "read_only": False, "boot_order": None},
+         "cache": "unsafe", "aio": "auto", "discard": True, "iothread": True, "queues": None,
+         "read_only": False, "boot_order": None},
     ],
     "cdroms": [{"file": "/isos/installer.iso", "boot_order": 2}],
     "nics": [

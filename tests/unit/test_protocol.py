@@ -94,6 +94,12 @@ class FakeSession:
         self._record("kill")
         self.end(-9)
 
+    async def memory(self, target: int | None = None) -> int:
+        self._record("memory", target)
+        if target is not None:
+            self.balloon = target
+        return getattr(self, "balloon", 2048 << 20)
+
     async def screenshot(self, path: Path) -> None:
         self._record("screenshot", path)
         path.write_bytes(b"\x89PNG")
@@ -290,6 +296,37 @@ def test_screenshot(tmp_path: Path) -> None:
 
     assert run(test) == target and target.read_bytes() == b"\x89PNG"
     assert ("screenshot", target) in session.calls
+
+
+def test_memory_moves_the_balloon_within_the_boot_size(tmp_path: Path) -> None:
+    session = FakeSession()
+
+    async def test() -> tuple[dict[str, Any], dict[str, Any], list[errors.VMDeskError]]:
+        async with served(tmp_path, session) as (supervisor, _):
+            before = await call(supervisor, "memory")
+            after = await call(supervisor, "memory", target=512 << 20)
+            errs = [await refused(supervisor, "memory", target=4 << 30),
+                    await refused(supervisor, "memory", target=64 << 20)]  # fmt: skip
+            return before, after, errs
+
+    before, after, errs = run(test)
+    assert (before["booted"], before["guest"]) == (2048 << 20, 2048 << 20)  # the default VM
+    assert after["guest"] == 512 << 20
+    assert isinstance(after["host_rss"], int) or after["host_rss"] is None
+    assert session.calls.count(("memory", None)) == 1 and ("memory", 512 << 20) in session.calls
+    for error in errs:  # asked for more than it booted with, or too little: nothing moved
+        assert type(error) is errors.Conflict and "between 128 MiB and the 2048 MiB" in str(error)
+        assert "vmdesk edit vm --memory" in (error.hint or "")
+    assert ("memory", 4 << 30) not in session.calls
+
+
+def test_memory_without_a_balloon_is_unsupported(tmp_path: Path) -> None:
+    async def test() -> errors.VMDeskError:
+        async with served(tmp_path, FakeWindowSession(), VZ) as (supervisor, _):
+            return await refused(supervisor, "memory", target=512 << 20)
+
+    error = run(test)
+    assert type(error) is errors.Unsupported and "no memory balloon" in error.message
 
 
 def test_suspend_saves_the_state_into_the_bundle_then_ends(tmp_path: Path) -> None:

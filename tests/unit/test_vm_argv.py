@@ -16,8 +16,10 @@ import pytest
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from tests import golden_files
-from vmdesk.core.config import VMConfig, from_dict
+from vmdesk.core.config import Disk, VMConfig, from_dict
 from vmdesk.core.errors import EngineError
+from vmdesk.engines.qemu import disk_io
+from vmdesk.engines.qemu.disk_io import DiskIO
 from vmdesk.engines.qemu.firmware import select as select_firmware
 from vmdesk.engines.qemu.options import Accel, machine
 from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, boot_order, build_vm, has_spice_agent
@@ -76,6 +78,18 @@ CASES: dict[str, tuple[dict[str, Any], str, bool]] = {
                  "cache": "writethrough", "read_only": True},
                 {"file": "/srv/d.img", "format": "raw", "cache": "directsync"},
                 {"file": "disks/e.qcow2", "cache": "unsafe", "boot_order": 1},
+            ],
+        },
+        "tcg", False,
+    ),
+    "tuned-disks": (
+        {
+            "arch": "x86_64", "boot": {"kind": "bios"}, "cpus": 4,
+            "disks": [
+                {"file": "disks/a.qcow2"},  # every default: auto
+                {"file": "disks/b.qcow2", "aio": "native", "cache": "none", "queues": 2,
+                 "iothread": False, "discard": False},
+                {"file": "disks/c.img", "format": "raw", "aio": "threads"},
             ],
         },
         "tcg", False,
@@ -169,7 +183,16 @@ def _runtime(config: VMConfig, accel: str, uefi: bool, **paths: Path) -> Runtime
         },
         guest_agent_fd=30 if config.guest_agent else None,
         spice_agent_fd=31 if has_spice_agent(config) else None,
+        disk_io=tuple(_verdict(disk) for disk in config.disks),
     )
+
+
+def _verdict(disk: Disk) -> DiskIO:
+    """What disk_io.choose says on a host with io_uring and O_DIRECT everywhere (the
+    probes' own tests are in test_disk_io.py)."""
+    direct = disk.cache in ("auto", "none", "directsync")
+    aio = "io_uring" if disk.aio == "auto" else disk.aio
+    return DiskIO(aio, direct, 8 << 20 if disk.format == "qcow2" else None)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -428,8 +451,11 @@ def test_qemu_accepts_the_argv(name: str, tmp_path: Path) -> None:
     serial_sock = socket.socket(socket.AF_UNIX)
     serial_sock.bind(str(serial_path))
     serial_sock.listen(1)
+    io_uring = disk_io.io_uring_usable(Path(shutil.which(f"qemu-system-{config.arch}") or "/"))
+    verdicts = tuple(disk_io.choose(d, Path(d.file), io_uring) for d in config.disks)
     runtime = Runtime("tcg", qmp_sock.fileno(), serial_sock.fileno(),
-                      paths["vnc"], _runtime(config, "tcg", uefi, **paths).firmware)  # fmt: skip
+                      paths["vnc"], _runtime(config, "tcg", uefi, **paths).firmware,
+                      disk_io=verdicts)  # fmt: skip
     argv = [f"qemu-system-{config.arch}", *build_vm(config, bundle, runtime), "-S"]
     proc = subprocess.Popen(argv, pass_fds=(qmp_sock.fileno(), serial_sock.fileno()),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip

@@ -52,7 +52,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "vmdesk.cli.doctor_command:doctor",
         "Check QEMU, firmware, the accelerator, swtpm, virtiofsd and free disk space.",
     ),
-    "edit": (_VM, "Change a stopped VM's settings."),
+    "edit": (_VM, "Change a stopped VM's settings (a running VM's memory alone changes live)."),
     "exec": (
         _GUEST,
         "Run a command in a running guest through its agent (vmdesk exec NAME -- CMD).",

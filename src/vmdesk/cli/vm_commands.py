@@ -220,7 +220,7 @@ def show(vm: str, as_json: bool) -> None:
     console.print(f"  bundle   {escape(found['path'])}")
     engine = found["engine"]
     console.print(f"  engine   {escape(engine['text'])}")
-    for line in _devices(config):
+    for line in _devices(config, found.get("disk_io") or {}):
         console.print(f"  {escape(line)}")
     console.print(f"  extras   {_extras(config, found['features'])}")
     if runtime.get("reason"):
@@ -233,6 +233,10 @@ def show(vm: str, as_json: bool) -> None:
         os_name = (guest.get("os") or {}).get("name") or "unknown OS"
         address = guest.get("ipv4") or guest.get("ipv6") or "no address yet"
         console.print(f"  guest    {escape(os_name)}, {escape(address)} ({guest['host_name']})")
+    if found.get("memory"):
+        mem = found["memory"]
+        host = f", the host spends {_mib(mem['host_rss'])}" if mem.get("host_rss") else ""
+        console.print(f"  memory   guest {_mib(mem['guest'])} of {_mib(mem['booted'])}{host}")
     if runtime.get("accel"):
         console.print(f"  accel    {escape(str(runtime['accel']))}")
     if runtime.get("vnc"):
@@ -241,6 +245,10 @@ def show(vm: str, as_json: bool) -> None:
         console.print(f"  console  `vmdesk console {escape(config['name'])}`")
     if engine["display"]["kind"] == "window":
         console.print(f"  screen   `{escape(engine['display']['command'])}` (a native window)")
+
+
+def _mib(size: int) -> str:
+    return f"{size >> 20} MiB"
 
 
 def _summary(c: dict[str, Any]) -> str:
@@ -252,12 +260,13 @@ def _summary(c: dict[str, Any]) -> str:
     )
 
 
-def _devices(c: dict[str, Any]) -> list[str]:
-    """The disks, CDs, NICs, shares and display of a description's JSON form."""
-    lines = [
-        f"disk{i}    {d['file']} ({d['format']}, {d['interface']})"
-        for i, d in enumerate(c["disks"])
-    ]
+def _devices(c: dict[str, Any], disk_io: dict[str, Any]) -> list[str]:
+    """The disks, CDs, NICs, shares and display of a description's JSON form (with how
+    each disk's I/O ran at the last start, when known)."""
+    lines = []
+    for i, d in enumerate(c["disks"]):
+        lines.append(f"disk{i}    {d['file']} ({d['format']}, {d['interface']})")
+        lines.append(f"         I/O {_disk_io_text(d, disk_io.get(d['file']))}")
     lines += [f"cdrom    {cd['file']}" for cd in c["cdroms"]]
     for i, nic in enumerate(c["nics"]):
         fwd = ", ".join(
@@ -276,6 +285,23 @@ def _devices(c: dict[str, Any]) -> list[str]:
     vnc = "on" if d["vnc"] else "off"
     lines.append(f"display  {d['device']} {d['width']}x{d['height']}, VNC {vnc}")
     return lines
+
+
+def _disk_io_text(disk: dict[str, Any], io: dict[str, Any] | None) -> str:
+    """What a disk asks for, and what it got at the last start."""
+    asked = [f"cache {disk.get('cache', 'auto')}", f"aio {disk.get('aio', 'auto')}"]
+    if disk.get("interface") == "virtio-blk":
+        asked.append("iothread" if disk.get("iothread", True) else "no iothread")
+        asked.append(f"{disk['queues']} queues" if disk.get("queues") else "a queue per vCPU")
+    asked.append("discard" if disk.get("discard", True) else "no discard")
+    text = ", ".join(asked)
+    if io is None:
+        return text
+    got = [f"aio={io['aio']}", "O_DIRECT" if io["direct"] else "page cache"]
+    if io.get("l2_cache"):
+        got.append(f"L2 cache {io['l2_cache'] >> 20} MiB")
+    note = f"; {io['note']}" if io.get("note") else ""
+    return f"{text}; last start: {', '.join(got)}{note}"
 
 
 def _extras(config: dict[str, Any], features: list[dict[str, Any]]) -> str:
@@ -315,11 +341,17 @@ def edit(
     remove_usbs: tuple[str, ...],
     **options: Any,
 ) -> None:
-    """Change a stopped VM's settings."""
-    from vmdesk.service import vms
+    """Change a stopped VM's settings (a running VM's memory alone changes live)."""
+    from vmdesk.service import memory, vms
 
     removals = {"shares": remove_shares, "forwards": remove_forwards, "usbs": remove_usbs}
-    before, saved = vms.change(_library(), vm, _settings(options), removals)  # type: ignore[arg-type]
+    settings = _settings(options)
+    if not any(removals.values()) and memory.applies_live(_library(), vm, settings):
+        now = memory.set_memory(_library(), vm, settings["memory"])
+        console.print(f"[green]✓[/] {escape(vm)}'s guest now has {_mib(now['guest'])} of the "
+                      f"{_mib(now['booted'])} it booted with, for this run")  # fmt: skip
+        return
+    before, saved = vms.change(_library(), vm, settings, removals)  # type: ignore[arg-type]
     console.print(f"[green]✓[/] updated VM [bold]{escape(saved.name)}[/] ({_describe(saved)})")
     if before.isolation != saved.isolation:
         console.print(f"  isolation is now [bold]{saved.isolation}[/]")

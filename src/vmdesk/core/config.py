@@ -98,7 +98,19 @@ class Disk(_Model):
     file: str = Field(min_length=1, description="relative to the bundle, or absolute")
     format: Literal["qcow2", "raw"] = "qcow2"
     interface: Literal["virtio-blk", "nvme", "usb"] = "virtio-blk"
-    cache: Literal["writeback", "none", "writethrough", "directsync", "unsafe"] = "writeback"
+    cache: Literal["auto", "writeback", "none", "writethrough", "directsync", "unsafe"] = Field(
+        default="auto", description="auto: O_DIRECT where the file system takes it"
+    )
+    aio: Literal["auto", "io_uring", "native", "threads"] = Field(
+        default="auto", description="auto: io_uring where the host has it"
+    )
+    discard: bool = Field(
+        default=True, description="the guest's trims and written zeroes free the host's space"
+    )
+    iothread: bool = Field(default=True, description="virtio-blk: its own I/O thread")
+    queues: int | None = Field(
+        default=None, ge=1, le=64, description="virtio-blk queues; empty: one per vCPU"
+    )
     read_only: bool = False
     boot_order: int | None = Field(default=None, ge=1)
 

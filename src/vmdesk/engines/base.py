@@ -28,8 +28,11 @@ class Capabilities:
     save_state: bool = True  # suspend: the running machine's state saved to the bundle
     # Optional features: True only where the engine really gives them. A session gives the
     # ones that need more than the core Session through an optional protocol: window ->
-    # WindowSession.
+    # WindowSession, balloon -> BalloonSession.
     window: bool = False  # a native window on the host's desktop, opened by the supervisor
+    # a memory balloon: freed guest memory goes back to the host, and a running VM's memory
+    # can be lowered (and raised again up to what it booted with)
+    balloon: bool = False
     clipboard: bool = False  # host <-> guest clipboard sharing
     guest_agent: bool = False  # a guest agent channel (IP, OS, exec, quiesced snapshots)
     # The guests' agents' channels are sockets the supervisor speaks on (Sockets.guest_agent
@@ -134,6 +137,14 @@ class WindowSession(Session, Protocol):
 
     async def open_window(self) -> bool:
         """Open the window (True), or bring the one already open to the front (False)."""
+
+
+class BalloonSession(Session, Protocol):
+    """A session whose VM has a memory balloon (``capabilities().balloon``)."""
+
+    async def memory(self, target: int | None = None) -> int:
+        """Set the guest's memory to ``target`` bytes first if given; the bytes it has now
+        (what it booted with, less what the balloon holds)."""
 
 
 class Engine(Protocol):

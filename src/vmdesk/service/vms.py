@@ -95,7 +95,37 @@ def get(library: Library, ref: str) -> dict[str, Any]:
         # what it asks for that is optional, and whether its engine gives it
         "features": features.of(config, capabilities, engine["reason"]),
         "guest": _guest(bundle, runtime),
+        "memory": _memory(bundle, runtime, capabilities),
+        # how each disk's I/O ran at the VM's last start, by file (engines/qemu/disk_io.py)
+        "disk_io": _disk_io(bundle),
     }
+
+
+def _memory(bundle: Bundle, runtime: dict[str, Any], capabilities: Any) -> dict[str, Any] | None:
+    """A running VM's memory as its guest has it and as the host spends it (the balloon)."""
+    if runtime.get("status") not in ("running", "paused") or not getattr(
+        capabilities, "balloon", False
+    ):
+        return None
+    from vmdesk.core.errors import VMDeskError
+    from vmdesk.supervisor import client
+
+    try:
+        reply = client.call(bundle, "memory", timeout=3.0)
+    except VMDeskError:  # it went away meanwhile, or runs an older supervisor
+        return None
+    reply.pop("ok", None)
+    return reply
+
+
+def _disk_io(bundle: Bundle) -> dict[str, Any]:
+    import json
+
+    try:
+        plan = json.loads(bundle.files.launch_plan.read_bytes())
+        return {io["file"]: io for io in plan["spec"].get("disk_io", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 GUEST_WAIT = 1.0  # `show` of a running VM asks its guest agent, briefly

@@ -22,7 +22,7 @@ from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import Conflict, EngineError, GuestTimeout, Unsupported, VMDeskError
 from vmdesk.core.layout import Sockets
-from vmdesk.engines.base import Capabilities, Session, WindowSession
+from vmdesk.engines.base import BalloonSession, Capabilities, Session, WindowSession
 from vmdesk.supervisor import protocol
 from vmdesk.supervisor import status as vmstatus
 from vmdesk.supervisor.guest_channels import GuestChannels
@@ -30,6 +30,8 @@ from vmdesk.supervisor.guest_channels import GuestChannels
 SERIAL_KEEP = 1 << 20  # bytes of console output kept in memory for wait_serial and replays
 REPLAY = 4096  # what a newly attached console client sees first
 MAX_REQUEST = 128 << 20  # a control request's line: a clipboard image, base64
+MIB = 1 << 20
+MIN_GUEST_MEMORY = 128 * MIB  # the least a running guest is shrunk to by its balloon
 # Requests that end the VM: answered even while the supervisor winds down (see run()).
 ENDING_OPS = frozenset({"stop", "kill", "suspend"})
 # What would change the VM under a stop or suspend that is under way: refused meanwhile.
@@ -222,6 +224,7 @@ class Supervisor:
             "display_size": self.guests.display_size,
             "guest_info": self.guests.guest_info,
             "guest_exec": self.guests.guest_exec,
+            "memory": self._memory,
         }
 
     async def _status(self, _request: protocol.StatusRequest) -> protocol.StatusReply:
@@ -321,6 +324,25 @@ class Supervisor:
         opened = await cast(WindowSession, self.session).open_window()
         return {"window": "opened" if opened else "already open"}
 
+    async def _memory(self, request: protocol.MemoryRequest) -> protocol.MemoryReply:
+        """The guest's memory now (and the host's share of it); a target moves the balloon:
+        lower gives memory back to the host, up to the boot size gives it to the guest."""
+        name, booted = self.config.name, self.config.memory * MIB
+        if not self.capabilities.balloon:
+            raise Unsupported(
+                f"VM {name!r} has no memory balloon on this engine",
+                hint=f"stop it to change its memory: `vmdesk stop {name}`",
+            )
+        target = request["target"]
+        if target and not MIN_GUEST_MEMORY <= target <= booted:
+            raise Conflict(
+                f"a running VM {name!r} can have between {MIN_GUEST_MEMORY // MIB} MiB and the "
+                f"{booted // MIB} MiB it booted with",
+                hint=f"for more, stop it and `vmdesk edit {name} --memory SIZE`",
+            )
+        guest = await cast(BalloonSession, self.session).memory(target or None)
+        return {"booted": booted, "guest": guest, "host_rss": _rss(self.session.pid)}
+
     async def _snapshot(self, op: str, tag: str, action: Awaitable[None]) -> protocol.SnapshotReply:
         started = time.monotonic()
         await action
@@ -399,3 +421,16 @@ class Supervisor:
             writer.write(reply)
             await writer.drain()
             writer.close()
+
+
+def _rss(pid: int | None) -> int | None:
+    """Resident bytes of process ``pid`` (Linux's /proc), None where unknown."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -10,7 +10,8 @@ A plan holds only while all of these are unchanged:
 - the bytes of config.json, the bundle's path, and the environment that steers paths and
   the accelerator;
 - VM-Desk's own code (size and mtime of every module), the host's boot (the KVM probe
-  verdict is per boot), the user's uid and groups (who may open /dev/kvm);
+  verdict is per boot), whether the kernel allows io_uring, the user's uid and groups
+  (who may open /dev/kvm);
 - the files in the spec's ``watch`` list (QEMU, the probe cache, /dev/kvm, firmware);
 - the isolation verdict's inputs: every path the policy judged still resolves to the same
   place and is still (or still is not) a device.
@@ -57,6 +58,7 @@ def key(bundle_dir: Path, config: bytes) -> str:
         sys.platform,
         sys.executable,
         _boot_id(),
+        _io_uring_sysctl(),  # disks' aio=io_uring is chosen by it (engines/qemu/disk_io.py)
         f"{os.getuid()}:{sorted(os.getgroups())}",
         _code_stamp(),
         *(f"{name}={os.environ.get(name, '')}" for name in _ENVIRONMENT),
@@ -70,6 +72,13 @@ def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:  # not Linux: the probe cache in the watch list covers re-probes
+        return ""
+
+
+def _io_uring_sysctl() -> str:
+    try:
+        return Path("/proc/sys/kernel/io_uring_disabled").read_text().strip()
+    except OSError:
         return ""
 
 

@@ -57,6 +57,7 @@ FIELDS: dict[str, dict[str, tuple[type, object]]] = {
     "display_size": {"width": (int, _NEEDED), "height": (int, _NEEDED)},
     "guest_info": {"wait": (float, AGENT_WAIT)},
     "guest_exec": {"argv": (list, _NEEDED), "input": (str, ""), "wait": (float, EXEC_WAIT)},
+    "memory": {"target": (int, 0)},  # bytes for the guest; 0: only ask
 }  # fmt: skip
 
 if TYPE_CHECKING:
@@ -161,12 +162,17 @@ if TYPE_CHECKING:
         input: str  # base64 stdin, or ""
         wait: float
 
+    class MemoryRequest(TypedDict):
+        op: Literal["memory"]
+        version: int
+        target: int
+
     Request: TypeAlias = (
         StatusRequest | StopRequest | KillRequest | PauseRequest | ResumeRequest
         | RebootRequest | ScreenshotRequest | SuspendRequest | WindowRequest
         | SnapshotSaveRequest | SnapshotLoadRequest | SnapshotDeleteRequest | WaitSerialRequest
         | ClipboardGetRequest | ClipboardSetRequest | ClipboardWatchRequest
-        | DisplaySizeRequest | GuestInfoRequest | GuestExecRequest
+        | DisplaySizeRequest | GuestInfoRequest | GuestExecRequest | MemoryRequest
     )  # fmt: skip
 
     # -- replies (each also carries "ok": true on the wire) ------------------------------
@@ -245,10 +251,15 @@ if TYPE_CHECKING:
         stderr: str
         truncated: bool
 
+    class MemoryReply(TypedDict):
+        booted: int  # bytes the VM started with: the most the balloon can give back
+        guest: int  # bytes the guest has now (booted less the balloon)
+        host_rss: int | None  # bytes of the host's memory the hypervisor uses now
+
     Reply: TypeAlias = (
         StatusReply | StopReply | KillReply | ScreenshotReply | SuspendReply | WindowReply
         | SnapshotReply | WaitSerialReply | ClipboardReply | ClipboardSetReply
-        | ClipboardWatchReply | DisplaySizeReply | GuestInfoReply | GuestExecReply
+        | ClipboardWatchReply | DisplaySizeReply | GuestInfoReply | GuestExecReply | MemoryReply
     )  # fmt: skip
 
     class Hello(TypedDict):

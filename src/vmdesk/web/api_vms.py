@@ -9,10 +9,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from vmdesk.core.units import human_size, parse_size
 from vmdesk.service import lifecycle, storage, vms
+from vmdesk.service import memory as vm_memory
 from vmdesk.service.jobs import Job
 from vmdesk.web.context import Context, Ctx
 from vmdesk.web.hot_path import LIST_MAX_AGE
-from vmdesk.web.models import CloneRequest, CreateRequest, DiskRequest, SnapshotRequest, StopRequest
+from vmdesk.web.models import (
+    CloneRequest,
+    CreateRequest,
+    DiskRequest,
+    MemoryRequest,
+    SnapshotRequest,
+    StopRequest,
+)
 
 router = APIRouter(prefix="/api/vms", tags=["vms"])
 
@@ -165,6 +173,16 @@ for _action in lifecycle.SIMPLE_ACTIONS:
 
 
 # -- snapshots and disks ------------------------------------------------------------------
+
+
+@router.get("/{name}/memory", summary="A running VM's memory: the guest's and the host's view")
+def memory(ctx: Ctx, name: str) -> dict[str, Any]:
+    return vm_memory.memory(ctx.library, name)
+
+
+@router.put("/{name}/memory", summary="Give a running guest less (or back up to its boot size)")
+def set_memory(ctx: Ctx, name: str, body: MemoryRequest) -> dict[str, Any]:
+    return vm_memory.set_memory(ctx.library, name, body.memory)
 
 
 @router.get("/{name}/snapshots", summary="The VM's snapshots (a tree by parent)")

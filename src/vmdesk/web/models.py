@@ -122,6 +122,11 @@ class ClipboardRequest(_Body):
     selection: Selection = "clipboard"
 
 
+class MemoryRequest(_Body):
+    memory: str | int = Field(description="the guest's memory for this run, e.g. 1GiB (MiB "
+                              "when a bare number), at most what it booted with")  # fmt: skip
+
+
 class DisplayRequest(_Body):
     # the bounds of a VM description's display
     width: int = Field(ge=320, le=8192)

@@ -20,4 +20,5 @@ def capabilities() -> Capabilities:
         clipboard=True,
         guest_agent=True,
         agent_sockets=True,
+        balloon=True,  # virtio-balloon with free page reporting (vm_argv.py)
     )

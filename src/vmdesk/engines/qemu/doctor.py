@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -180,6 +181,33 @@ def _free_disk() -> Check:
     return Check("free disk", True, detail, "", "warning")
 
 
+def _disk_io() -> Check:
+    """What new disks in the library get (engines/qemu/disk_io.py): io_uring, O_DIRECT."""
+    from vmdesk.engines.qemu import disk_io
+
+    local = host_arch() or "x86_64"
+    io_uring = disk_io.io_uring_usable(binaries.system_binary(local))
+    where = paths.library_dir()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    with tempfile.NamedTemporaryFile(dir=where, prefix=".vmdesk-direct-") as probe:
+        probe.write(b"\0" * 4096)
+        probe.flush()
+        direct = disk_io.direct_io_works(Path(probe.name))
+    aio = "io_uring" if io_uring else "native" if direct else "threads"
+    detail = f"aio={aio}, {'O_DIRECT' if direct else 'the page cache'} at {where}"
+    if io_uring and direct:
+        return Check("disk I/O", True, detail, "", "warning")
+    fixes = []
+    if not io_uring:
+        fixes.append("io_uring: a QEMU built with liburing, and `sysctl kernel.io_uring_disabled"
+                     "=0` (a container's seccomp profile may block it too)")  # fmt: skip
+    if not direct:
+        fixes.append("O_DIRECT: a library on a local file system such as ext4, xfs or btrfs "
+                     "(set VMDESK_HOME)")  # fmt: skip
+    return Check("disk I/O", False, detail, "; ".join(fixes), "warning")
+
+
 def _safely(name: str, run: Callable[[], Check], severity: Severity = "error") -> Check:
     try:
         return run()
@@ -229,4 +257,5 @@ def checks(*, probe_accel: bool = True, firmware_dirs: Sequence[Path] | None = N
         )
     out.append(_safely("virtiofsd", _virtiofsd, "warning"))
     out.append(_safely("free disk", _free_disk, "warning"))
+    out.append(_safely("disk I/O", _disk_io, "warning"))
     return out

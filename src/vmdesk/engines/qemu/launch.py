@@ -21,10 +21,11 @@ from vmdesk.core.config import Share, VMConfig
 from vmdesk.core.errors import HostToolMissing, NotFound
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.qemu import accel as qemu_accel
+from vmdesk.engines.qemu import disk_io, spawn
 from vmdesk.engines.qemu import doctor as qemu_doctor
 from vmdesk.engines.qemu import firmware as qemu_firmware
-from vmdesk.engines.qemu import spawn
 from vmdesk.engines.qemu.binaries import system_binary
+from vmdesk.engines.qemu.disk_io import DiskIO
 from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, build_vm, has_spice_agent
 from vmdesk.networking import bridges
 
@@ -47,6 +48,7 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
     virtiofsd = qemu_doctor.find_virtiofsd() if sys.platform == "linux" else None
     modes = {share.tag: share_mode(config, share, virtiofsd) for share in config.shares}
     taps, bridge_helper = bridges.plan(config.name, config.nics)
+    binary = system_binary(config.arch)
     runtime = Runtime(
         accel=choice.accel,
         qmp_fd=spawn.QMP_FD,
@@ -64,8 +66,8 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
         bridge_helper=bridge_helper,
         guest_agent_fd=spawn.GUEST_AGENT_FD if config.guest_agent else None,
         spice_agent_fd=spawn.SPICE_AGENT_FD if has_spice_agent(config) else None,
+        disk_io=disk_verdicts(config, files, binary),
     )
-    binary = system_binary(config.arch)
     swtpm = swtpm_helper(config, files) if config.tpm else None
     helpers = [] if swtpm is None else [swtpm]
     for index, share in enumerate(config.shares):
@@ -95,7 +97,18 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
         "watch": _watch(config, binary, firmware, swtpm),
         "accel_reason": f"{choice.accel}: {choice.reason}",
         "virtiofs": sorted(runtime.virtiofs_fds),
+        "disk_io": [
+            {"file": disk.file, **io.to_json()}
+            for disk, io in zip(config.disks, runtime.disk_io, strict=True)
+        ],
     }
+
+
+def disk_verdicts(config: VMConfig, files: Layout, binary: Path) -> tuple[DiskIO, ...]:
+    """How each disk's I/O runs on this host (probed: see disk_io.py)."""
+    wants_uring = any(disk.aio in ("auto", "io_uring") for disk in config.disks)
+    io_uring = wants_uring and disk_io.io_uring_usable(binary)
+    return tuple(disk_io.choose(disk, files.root / disk.file, io_uring) for disk in config.disks)
 
 
 def _watch(

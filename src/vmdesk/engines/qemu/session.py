@@ -178,6 +178,12 @@ class QemuSession:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
 
+    async def memory(self, target: int | None = None) -> int:
+        if target is not None:
+            await self._execute("balloon", {"value": target})
+        reply = await self._execute("query-balloon")
+        return int(reply["actual"])
+
     async def screenshot(self, path: Path) -> None:
         await self._execute("screendump", {"filename": str(path), "format": "png"})
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vmdesk.core.config import CdRom, Disk, LinuxBoot, Nic, PortForward, UefiBoot, VMConfig
 from vmdesk.core.errors import EngineError
+from vmdesk.engines.qemu.disk_io import DiskIO
 from vmdesk.engines.qemu.options import (
     RAM_BACKEND,
     Accel,
@@ -60,20 +61,13 @@ class Runtime:
     # Listening sockets of the guests' agents' virtio-serial ports (None: no such port)
     guest_agent_fd: int | None = None
     spice_agent_fd: int | None = None
+    # per disk (config.disks' order), how its I/O runs here (disk_io.py); missing: unprobed
+    disk_io: tuple[DiskIO, ...] = ()
 
 
+BALLOON_ID = "balloon0"
 AHCI_PORTS = 6  # q35's built-in ICH9 AHCI controller: buses ide.0 .. ide.5
 XHCI_BUS = "xhci.0"
-
-# cache mode -> (protocol node options, device options); write-cache=off on the device is
-# how -blockdev spells the "writethrough" half of the old -drive cache= modes.
-_CACHE: dict[str, tuple[str, str]] = {
-    "writeback": ("cache.direct=off,cache.no-flush=off", ""),
-    "none": ("cache.direct=on,cache.no-flush=off", ""),
-    "writethrough": ("cache.direct=off,cache.no-flush=off", ",write-cache=off"),
-    "directsync": ("cache.direct=on,cache.no-flush=off", ",write-cache=off"),
-    "unsafe": ("cache.direct=off,cache.no-flush=on", ""),
-}
 
 
 def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
@@ -109,12 +103,17 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     argv += _usb(config)
     order = boot_order(config)
     for index, disk in enumerate(config.disks):
-        argv += _disk(index, disk, bundle_dir, order.disks[index])
+        argv += _disk(index, disk, bundle_dir, order.disks[index], runtime, config.cpus)
     argv += _cdroms(config, bundle_dir, order.cdroms)
     for index, nic in enumerate(config.nics):
         argv += _nic(index, nic, runtime, order.nics[index], firmware=order.firmware)
     argv += _network_boot(config, order)
     argv += ["-device", "virtio-rng-pci"]
+    # Memory the guest frees goes back to the host (free page reporting), and a live
+    # `edit --memory` below the boot size inflates it; the guest takes memory back under
+    # pressure rather than run out (deflate-on-oom).
+    argv += ["-device", f"virtio-balloon-pci,id={BALLOON_ID},free-page-reporting=on,"
+             "deflate-on-oom=on"]  # fmt: skip
     argv += _tpm(config, runtime)
     argv += _display(config, runtime)
     argv += _shares(config, runtime)
@@ -261,24 +260,44 @@ def _usb(config: VMConfig) -> list[str]:
     return argv
 
 
-def _disk(index: int, disk: Disk, bundle_dir: Path, order: int | None) -> list[str]:
-    """A protocol node (host cache policy), a format node, and the guest-visible device."""
+def _disk(index: int, disk: Disk, bundle_dir: Path, order: int | None, runtime: Runtime,
+          cpus: int) -> list[str]:  # fmt: skip
+    """A protocol node (host I/O: aio, O_DIRECT, trims), a format node, and the device."""
     node = f"disk{index}"
-    protocol, device_options = _CACHE[disk.cache]
+    io = runtime.disk_io[index] if index < len(runtime.disk_io) else unprobed(disk)
     ro = ",read-only=on" if disk.read_only else ""
+    discard = ",discard=unmap" if disk.discard and not disk.read_only else ""
+    zeroes = ",detect-zeroes=unmap" if discard else ""  # written zeroes become holes too
+    l2 = f",l2-cache-size={io.l2_cache}" if io.l2_cache and disk.format == "qcow2" else ""
+    host = (f"aio={io.aio},cache.direct={'on' if io.direct else 'off'},"
+            f"cache.no-flush={'on' if disk.cache == 'unsafe' else 'off'}")  # fmt: skip
     filename = esc(_path(bundle_dir, disk.file))
+    fmt = f"node-name={node},driver={disk.format},file={node}-file"
     argv = [
-        "-blockdev", f"node-name={node}-file,driver=file,filename={filename},{protocol}{ro}",
-        "-blockdev", f"node-name={node},driver={disk.format},file={node}-file{ro}",
+        "-blockdev", f"node-name={node}-file,driver=file,filename={filename},{host}{discard}{ro}",
+        "-blockdev", f"{fmt}{discard}{zeroes}{l2}{ro}",
     ]  # fmt: skip
-    common = f"drive={node},id={node}-dev{device_options}{_bootindex(order)}"
+    # write-cache=off on the device is how -blockdev spells the "writethrough" half of the
+    # old -drive cache= modes.
+    write_cache = ",write-cache=off" if disk.cache in ("writethrough", "directsync") else ""
+    common = f"drive={node},id={node}-dev{write_cache}{_bootindex(order)}"
     if disk.interface == "virtio-blk":
-        device = f"virtio-blk-pci,{common}"
+        queues = f",num-queues={disk.queues or cpus}"
+        if disk.iothread:
+            argv += ["-object", f"iothread,id={node}-io"]
+            queues += f",iothread={node}-io"
+        device = f"virtio-blk-pci,{common}{queues}"
     elif disk.interface == "nvme":
         device = f"nvme,{common},serial=vmdesk-{node}"  # QEMU requires an NVMe serial
     else:
         device = f"usb-storage,{common},bus={XHCI_BUS}"
     return [*argv, "-device", device]
+
+
+def unprobed(disk: Disk) -> DiskIO:
+    """What a disk gets without the host's probes (disk_io.py): QEMU's own defaults, with
+    O_DIRECT only where the disk's cache mode names it."""
+    return DiskIO(aio="threads", direct=disk.cache in ("none", "directsync"))
 
 
 def _cdroms(config: VMConfig, bundle_dir: Path, orders: list[int | None]) -> list[str]:

@@ -31,6 +31,7 @@ MACHINE_ID = "vz-machine-identifier.bin"  # in nvram/: a clone's fresh nvram/ is
 
 # Disk cache modes of the description -> (VZDiskImageCachingMode, VZDiskImageSynchronizationMode)
 _CACHE = {
+    "auto": ("VZDiskImageCachingModeAutomatic", "VZDiskImageSynchronizationModeFull"),
     "writeback": ("VZDiskImageCachingModeAutomatic", "VZDiskImageSynchronizationModeFull"),
     "writethrough": ("VZDiskImageCachingModeCached", "VZDiskImageSynchronizationModeFull"),
     "none": ("VZDiskImageCachingModeUncached", "VZDiskImageSynchronizationModeFull"),

@@ -119,7 +119,8 @@ export async function render(root, name) {
           dataset: { agent: key, state: agents[key] }, title: why[agents[key]] || "",
         }, `${label}: ${agents[key]}`)])),
       guest ? h("div#vm-guest", "Guest: ", h("span#vm-guest-os", os), " · ",
-        h("span#vm-guest-address", address), guest.host_name ? ` (${guest.host_name})` : "") : null);
+        h("span#vm-guest-address", address), guest.host_name ? ` (${guest.host_name})` : "") : null,
+      memoryLine(detail.memory));
   }
 
   // Agents come and go without a status change: ask again.
@@ -592,4 +593,14 @@ function describeBoot(boot) {
   if (boot.kind === "linux") return "direct kernel boot";
   if (boot.kind === "uefi") return boot.secure_boot ? "UEFI, secure boot" : "UEFI";
   return "BIOS";
+}
+
+// A running VM's memory as its guest has it (less what the balloon holds) and as the host
+// spends it (the hypervisor's resident memory: what the guest touched and kept).
+function memoryLine(memory) {
+  if (!memory) return null;
+  const mib = (bytes) => `${Math.round(bytes / 1048576)} MiB`;
+  return h("div#vm-memory", "Memory: ", h("span#vm-memory-guest", `guest ${mib(memory.guest)}`),
+    ` of ${mib(memory.booted)}`,
+    memory.host_rss ? [" · ", h("span#vm-memory-host", `host ${mib(memory.host_rss)}`)] : null);
 }
