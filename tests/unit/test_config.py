@@ -53,6 +53,7 @@ MAXIMAL: dict[str, Any] = {
     "serial": {"enabled": True, "log": False},
     "shares": [{"tag": "src", "path": "/home/me/src", "read_only": True, "mode": "9p"}],
     "clipboard": False,
+    "balloon": False,
     "guest_agent": False,
     "tpm": True,
     "usb_devices": [{"vendor_id": "046d", "product_id": "c52b"}],

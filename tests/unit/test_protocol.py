@@ -326,7 +326,7 @@ def test_memory_without_a_balloon_is_unsupported(tmp_path: Path) -> None:
             return await refused(supervisor, "memory", target=512 << 20)
 
     error = run(test)
-    assert type(error) is errors.Unsupported and "no memory balloon" in error.message
+    assert type(error) is errors.Unsupported and "without a memory balloon" in error.message
 
 
 def test_suspend_saves_the_state_into_the_bundle_then_ends(tmp_path: Path) -> None:

@@ -56,6 +56,11 @@ def _vm_options(func: F) -> F:
             default=None,
             help="A channel for the guest's qemu-guest-agent (vmdesk ip, exec).",
         ),
+        click.option(
+            "--balloon/--no-balloon",
+            default=None,
+            help="A memory balloon: freed guest memory goes back to the host.",
+        ),
         click.option("--usb", "usbs", multiple=True, help="USB passthrough VENDOR:PRODUCT."),
         click.option(
             "--isolation", type=click.Choice(["isolated", "unrestricted"]),
@@ -307,6 +312,7 @@ def _disk_io_text(disk: dict[str, Any], io: dict[str, Any] | None) -> str:
 def _extras(config: dict[str, Any], features: list[dict[str, Any]]) -> str:
     """TPM, clipboard and USB as asked for, each marked when its engine can't give it."""
     names = {"tpm": "TPM", "clipboard": "clipboard", "guest_agent": "guest agent",
+             "balloon": "memory balloon",
              "usb_passthrough": "USB"}  # fmt: skip
     shown = []
     for feature in features:

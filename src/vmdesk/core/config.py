@@ -248,6 +248,9 @@ class VMConfig(_Model):
     clipboard: bool = True
     # A qemu-ga channel (IP, OS, exec, time, quiesced snapshots) for the guest's own agent.
     guest_agent: bool = True
+    # A memory balloon: freed guest memory goes back to the host, a running VM's memory
+    # can be lowered live (off for guests that must keep every page, e.g. real-time ones).
+    balloon: bool = True
     tpm: bool = False
     usb_devices: list[UsbDevice] = Field(default_factory=list)
     isolation: Literal["isolated", "unrestricted"] = "isolated"

@@ -20,6 +20,7 @@ _FEATURES: tuple[tuple[str, str, Wanted, Given], ...] = (
     ("tpm", "TPM 2.0", lambda c: bool(c["tpm"]), lambda e: e.tpm),
     ("clipboard", "clipboard sharing", lambda c: bool(c["clipboard"]), lambda e: e.clipboard),
     ("guest_agent", "guest agent", lambda c: bool(c.get("guest_agent")), lambda e: e.guest_agent),
+    ("balloon", "a memory balloon", lambda c: bool(c.get("balloon")), lambda e: e.balloon),
     ("usb_passthrough", "USB passthrough", lambda c: bool(c["usb_devices"]),
      lambda e: e.usb_passthrough),
     ("port_forwards", "port forwards", lambda c: any(n["forwards"] for n in c["nics"]),

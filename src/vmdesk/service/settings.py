@@ -15,7 +15,8 @@ from vmdesk.core.errors import VMDeskError
 from vmdesk.core.host_paths import expand
 
 # Plain values that replace the description's own.
-_SCALARS = ("arch", "engine", "cpus", "memory", "clipboard", "guest_agent", "tpm", "isolation")
+_SCALARS = ("arch", "engine", "cpus", "memory", "clipboard", "guest_agent", "balloon", "tpm",
+            "isolation")  # fmt: skip
 
 
 class Settings(TypedDict, total=False):
@@ -28,6 +29,7 @@ class Settings(TypedDict, total=False):
     memory: str | int | None
     clipboard: bool | None
     guest_agent: bool | None
+    balloon: bool | None
     tpm: bool | None
     isolation: str | None
     boot: str | None  # uefi, bios, linux

@@ -95,17 +95,19 @@ def get(library: Library, ref: str) -> dict[str, Any]:
         # what it asks for that is optional, and whether its engine gives it
         "features": features.of(config, capabilities, engine["reason"]),
         "guest": _guest(bundle, runtime),
-        "memory": _memory(bundle, runtime, capabilities),
+        "memory": _memory(
+            bundle,
+            runtime,
+            bool(capabilities and capabilities.balloon and config.get("balloon", True)),
+        ),
         # how each disk's I/O ran at the VM's last start, by file (engines/qemu/disk_io.py)
         "disk_io": _disk_io(bundle),
     }
 
 
-def _memory(bundle: Bundle, runtime: dict[str, Any], capabilities: Any) -> dict[str, Any] | None:
+def _memory(bundle: Bundle, runtime: dict[str, Any], balloon: bool) -> dict[str, Any] | None:
     """A running VM's memory as its guest has it and as the host spends it (the balloon)."""
-    if runtime.get("status") not in ("running", "paused") or not getattr(
-        capabilities, "balloon", False
-    ):
+    if runtime.get("status") not in ("running", "paused") or not balloon:
         return None
     from vmdesk.core.errors import VMDeskError
     from vmdesk.supervisor import client
@@ -223,7 +225,7 @@ def create(
         approved += vmsettings.apply(data, settings)
     populate = _new_disk(data, s.get("disk_size")) if pulled is None else None
     config = build(data, approved)
-    for optional in ("clipboard", "guest_agent"):  # on where the engine gives it, else off
+    for optional in ("clipboard", "guest_agent", "balloon"):  # on where the engine gives it
         if optional not in data:
             setattr(config, optional, _engine_gives(config, optional))
     if pulled is None:

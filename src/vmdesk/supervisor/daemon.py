@@ -328,10 +328,11 @@ class Supervisor:
         """The guest's memory now (and the host's share of it); a target moves the balloon:
         lower gives memory back to the host, up to the boot size gives it to the guest."""
         name, booted = self.config.name, self.config.memory * MIB
-        if not self.capabilities.balloon:
+        if not (self.capabilities.balloon and self.config.balloon):
             raise Unsupported(
-                f"VM {name!r} has no memory balloon on this engine",
-                hint=f"stop it to change its memory: `vmdesk stop {name}`",
+                f"VM {name!r} runs without a memory balloon",
+                hint=f"stop it to change its memory (`vmdesk stop {name}`); `vmdesk edit {name}"
+                " --balloon` gives it one from the next start, where its engine has one",
             )
         target = request["target"]
         if target and not MIN_GUEST_MEMORY <= target <= booted:

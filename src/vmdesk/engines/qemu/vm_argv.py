@@ -112,8 +112,9 @@ def build_vm(config: VMConfig, bundle_dir: Path, runtime: Runtime) -> list[str]:
     # Memory the guest frees goes back to the host (free page reporting), and a live
     # `edit --memory` below the boot size inflates it; the guest takes memory back under
     # pressure rather than run out (deflate-on-oom).
-    argv += ["-device", f"virtio-balloon-pci,id={BALLOON_ID},free-page-reporting=on,"
-             "deflate-on-oom=on"]  # fmt: skip
+    if config.balloon:
+        argv += ["-device", f"virtio-balloon-pci,id={BALLOON_ID},free-page-reporting=on,"
+                 "deflate-on-oom=on"]  # fmt: skip
     argv += _tpm(config, runtime)
     argv += _display(config, runtime)
     argv += _shares(config, runtime)
