@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,33 +37,43 @@ def requires(ctx: Context) -> str | None:
     return None
 
 
-def agents(home: Path) -> dict[str, str]:
-    done = subprocess.run([vmdesk_cli(), "status", NAME, "--json"], env=vmdesk_env(home),
+def agents(home: Path, name: str = NAME) -> dict[str, str]:
+    done = subprocess.run([vmdesk_cli(), "status", name, "--json"], env=vmdesk_env(home),
                           capture_output=True, text=True, check=True)  # fmt: skip
     return dict(json.loads(done.stdout).get("agents", {}))
 
 
 @contextmanager
-def running(ctx: Context) -> Iterator[Path]:
-    """The library holding the running guest ``desk``; stopped on the way out."""
+def running(
+    ctx: Context,
+    before_start: Callable[[Path], None] | None = None,
+    names: tuple[str, ...] = (NAME,),
+) -> Iterator[Path]:
+    """The library holding the running guests ``names`` (``before_start`` may change the
+    VMs in that library first); stopped on the way out."""
     from vmdesk.images import desktop
 
     home = ctx.tmp / "library"
     try:
         desktop.build(ARCH)  # cached after the first time
-        vmdesk(home, "create", NAME, "--image", desktop.IMAGE_NAME, "--arch", ARCH,
-               "--user", "alice", "--cpus", "2", "--memory", "2GiB")  # fmt: skip
-        vmdesk(home, "start", NAME)
-        deadline = time.monotonic() + BOOT_LIMIT
-        serial = home / f"{NAME}.vmdesk" / "logs" / "serial.log"
-        # The session is up (its clipboard is served), and both agents answer.
-        while desktop.DESKTOP_MARKER.encode() not in serial.read_bytes() or agents(home) != {
-            "guest_agent": "connected",
-            "spice_agent": "connected",
-        }:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the guest's agents did not answer in {BOOT_LIMIT:.0f} s")
-            time.sleep(1.0)
+        for name in names:
+            vmdesk(home, "create", name, "--image", desktop.IMAGE_NAME, "--arch", ARCH,
+                   "--user", "alice", "--cpus", "2", "--memory", "2GiB")  # fmt: skip
+        if before_start is not None:
+            before_start(home)
+        for name in names:
+            vmdesk(home, "start", name)
+        deadline = time.monotonic() + BOOT_LIMIT * len(names)
+        for name in names:
+            serial = home / f"{name}.vmdesk" / "logs" / "serial.log"
+            # The session is up (its clipboard is served), and both agents answer.
+            while desktop.DESKTOP_MARKER.encode() not in serial.read_bytes() or agents(
+                home, name
+            ) != {"guest_agent": "connected", "spice_agent": "connected"}:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name}'s agents did not answer in time")
+                time.sleep(1.0)
         yield home
     finally:
-        vmdesk_stop(home, NAME)
+        for name in names:
+            vmdesk_stop(home, name)

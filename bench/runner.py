@@ -1,4 +1,4 @@
-"""Run the benchmarks (P1..P15): prerequisites, warm-up, rounds, summaries, the JSON result
+"""Run the benchmarks (P1..P23): prerequisites, warm-up, rounds, summaries, the JSON result
 and the report (BENCHMARKS.md with a chart). Needs only this repository's Python; each
 measure imports VM-Desk itself and is skipped, with the reason, when it cannot run here.
 
@@ -50,6 +50,9 @@ MODULES = (
     "pull_bench",
     "clipboard_bench",
     "agent_bench",
+    "balloon_bench",
+    "disk_io_bench",
+    "net_bench",
 )
 
 

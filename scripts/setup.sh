@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
     qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64
     swtpm swtpm-tools busybox-static cpio kmod mtools iproute2
+    passt  # NAT NICs' user-mode network (QEMU's slirp where it is missing)
     python3 python3-venv python3-pip ca-certificates make
     chromium
     wrk  # the load generator of benchmark P8 (make bench)
@@ -20,6 +21,8 @@ PACKAGES=(
     python3-netifaces
     # vmdesk clipboard --sync on an X11 desktop, and the X server its test runs it against
     xclip xvfb
+    # the I/O benchmarks' host side (bench/disk_io_bench.py, net_bench.py)
+    fio iperf3
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -68,6 +68,8 @@ PACKAGES: tuple[str, ...] = (
     "qemu-guest-agent", "spice-vdagent", "xpra",
     # what tests (and people) use to read and set the X clipboard from a shell
     "xclip",
+    # what the I/O benchmarks run in the guest (bench/disk_io_bench.py, net_bench.py)
+    "fio", "iperf3",
     # the display: X on virtio-gpu, logged in by LightDM, and a light Xfce session
     "xserver-xorg-core", "xserver-xorg-input-libinput", "lightdm", "x11-utils", "fontconfig",
     "xfce4-session", "xfwm4", "xfce4-panel", "xfdesktop4", "xfce4-terminal",

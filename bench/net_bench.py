@@ -1,0 +1,132 @@
+"""P22: TCP throughput through NAT, iperf3 both ways: two desktop guests (x86_64, TCG), one
+whose NIC uses passt and one QEMU's slirp, measured in turn (alternating which goes first)
+in every round. Guest -> host: the guest's iperf3 client to a host server on 127.0.0.1,
+reached at the guest's gateway; host -> guest: the host's client through a port forward
+to the guest's server. Goal: passt >= 2x slirp.
+
+    .venv/bin/python -m bench.net_bench [--rounds N]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench import desktop_guest
+from bench.common import Context, Figures, Measure, Round, Status, vmdesk_cli, vmdesk_env
+
+GOAL = 2.0
+BACKENDS = ("passt", "slirp")
+GUEST_PORT = 5201
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _in_guest(home: Path, name: str, command: str) -> str:
+    done = subprocess.run([vmdesk_cli(), "exec", name, "--timeout", "120", "--", "sh", "-c",
+                           command], env=vmdesk_env(home), capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    return done.stdout
+
+
+def _mbit(report: str) -> float:
+    end = json.loads(report[report.index("{") :])["end"]
+    return float(end["sum_received"]["bits_per_second"]) / 1e6
+
+
+def _prepare(forwards: dict[str, int]) -> Callable[[Path], None]:
+    """Each VM's NIC on its backend, with a forward to its iperf3 server."""
+
+    def prepare(home: Path) -> None:
+        from vmdesk.core.library import Library
+        from vmdesk.service import vms
+
+        library = Library(home)
+        for backend in BACKENDS:
+            nic = vms.get(library, backend)["config"]["nics"][0]
+            forward = {"protocol": "tcp", "host_address": "127.0.0.1",
+                       "host_port": forwards[backend], "guest_port": GUEST_PORT}  # fmt: skip
+            nic.update(backend=backend, forwards=[forward])
+            vms.edit(library, backend, {"nics": [nic]})
+
+    return prepare
+
+
+@contextmanager
+def session(ctx: Context) -> Iterator[Round]:
+    seconds = 2 if ctx.smoke else 5
+    forwards = {backend: _free_port() for backend in BACKENDS}
+    host_port = _free_port()
+    server = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(host_port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        with desktop_guest.running(ctx, _prepare(forwards), names=BACKENDS) as home:
+            gateways = {}
+            for backend in BACKENDS:
+                _in_guest(home, backend, f"iperf3 -s -D -p {GUEST_PORT}")
+                route = _in_guest(home, backend, "ip route show default").split()
+                gateways[backend] = route[route.index("via") + 1]
+
+            def one(round_: int) -> dict[str, float]:
+                got: dict[str, float] = {}
+                order = BACKENDS if round_ % 2 == 0 else BACKENDS[::-1]
+                for backend in order:
+                    out = _in_guest(home, backend, f"iperf3 -c {gateways[backend]} -p "
+                                    f"{host_port} -t {seconds} -J")  # fmt: skip
+                    got[f"guest->host {backend}"] = _mbit(out)
+                    done = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p",
+                                           str(forwards[backend]), "-t", str(seconds), "-J"],
+                                          capture_output=True, text=True, check=True)  # fmt: skip
+                    got[f"host->guest {backend}"] = _mbit(done.stdout)
+                for way in ("guest->host", "host->guest"):
+                    got[f"{way} gain"] = got[f"{way} passt"] / got[f"{way} slirp"]
+                return got
+
+            yield one
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def judge(fig: Figures) -> tuple[str, Status]:
+    out, into = fig.median("guest->host gain"), fig.median("host->guest gain")
+    status: Status = "pass" if min(out, into) >= GOAL else "fail"
+    passt_out, passt_in = fig.median("guest->host passt"), fig.median("host->guest passt")
+    return (f"passt {out:.2f}x slirp guest->host ({passt_out:.0f} Mbit/s), {into:.2f}x "
+            f"host->guest ({passt_in:.0f} Mbit/s)"), status  # fmt: skip
+
+
+def requires(ctx: Context) -> str | None:
+    for program in ("iperf3", "passt"):
+        if shutil.which(program) is None:
+            return f"{program} is not installed on the host (scripts/setup.sh installs it)"
+    return desktop_guest.requires(ctx)
+
+
+UNITS = {f"{way} {b}": "Mbit/s" for way in ("guest->host", "host->guest") for b in BACKENDS}
+MEASURE = Measure(
+    key="P22",
+    title="NAT throughput, iperf3: passt vs slirp",
+    goal=f"passt >= {GOAL:.0f}x slirp both ways",
+    session=session,
+    judge=judge,
+    requires=requires,
+    rounds=3,
+    units={**UNITS, "guest->host gain": "x", "host->guest gain": "x"},
+    references=[m for m in UNITS if m.endswith("slirp")],
+)
+
+if __name__ == "__main__":
+    from bench.runner import main
+
+    raise SystemExit(main(["--only", MEASURE.key, *sys.argv[1:]]))
