@@ -86,6 +86,13 @@ def _facts(doc: dict[str, Any]) -> str:
         )
     if doc["options"]["smoke"]:
         text += " A smoke run: one round, small sizes, the figures mean nothing."
+    for added in doc.get("added", []):
+        keys = [k for k, e in doc["measures"].items() if e.get("run") == added]
+        text += (
+            f" {', '.join(keys)} come from a later run on the same machine "
+            f"({added['date'][:16].replace('T', ' ')} UTC, revision {added['git']['short']}, "
+            f"{added['took_s'] / 60:.0f} min)."
+        )
     return text
 
 
@@ -127,7 +134,12 @@ def markdown(doc: dict[str, Any], json_path: Path, md_path: Path, png_path: Path
             f"### {key}: {entry['title']}",
             "",
             f"{_count(entry['rounds'], 'round')} after {entry['warmup']} warm-up, "
-            f"{entry['took_s']:.0f} s. Goal: {entry['goal']}.",
+            f"{entry['took_s']:.0f} s. Goal: {entry['goal']}."
+            + (
+                f" From the run at revision {entry['run']['git']['short']}."
+                if "run" in entry
+                else ""
+            ),
             "",
             "| figure | median | min | max | unit |",
             "|---|--:|--:|--:|---|",

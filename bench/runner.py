@@ -7,6 +7,8 @@ measure imports VM-Desk itself and is skipped, with the reason, when it cannot r
     .venv/bin/python -m bench --smoke --out DIR  one round, small sizes: the plumbing
     .venv/bin/python -m bench --compare OLD.json [NEW.json]   what got better or worse
     .venv/bin/python -m bench --report-from RESULT.json       rewrite the report only
+    .venv/bin/python -m bench --report-from FULL.json --add PART.json   a full run with some
+                                                 measures from a later partial run
 """
 
 from __future__ import annotations
@@ -93,10 +95,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="JSON",
         help="rewrite BENCHMARKS.md and its chart from this result file, run nothing",
     )
+    parser.add_argument(
+        "--add",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="with --report-from: measures from these (partial) runs replace or join the "
+        "full run's; each measure says which run it comes from (a merged JSON is written)",
+    )
     parser.add_argument("--list", action="store_true", help="list the measures and exit")
     args = parser.parse_args(argv)
     if args.compare and len(args.compare) > 2:
         parser.error("--compare takes OLD.json and optionally NEW.json")
+    if args.add and not args.report_from:
+        parser.error("--add needs --report-from FULL.json")
     return args
 
 
@@ -110,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         return _compare(args.compare)
     if args.report_from:
-        _report(json.loads(args.report_from.read_text()), args.report_from, args.out)
+        doc, path = json.loads(args.report_from.read_text()), args.report_from
+        if args.add:
+            doc = merged(doc, [json.loads(p.read_text()) for p in args.add])
+            path = (args.out or RESULTS) / f"{args.report_from.stem}-merged.json"
+            path.write_text(json.dumps(doc, indent=1) + "\n")
+            print(f"results: {_shown(path)}")
+        _report(doc, path, args.out)
         return 0
     wanted = {k.strip().upper() for k in args.only.split(",")} if args.only else None
     unknown = (wanted or set()) - {m.key for m in every}
@@ -235,6 +253,22 @@ def summarise_rounds(
                 "samples": values,
             }
     return metrics, ratios
+
+
+def merged(full: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """``full`` with the measures of each later partial run in ``parts`` in place of (or
+    beside) its own, each of those marked with the run it comes from."""
+    doc = json.loads(json.dumps(full))
+    for part in parts:
+        if part["options"].get("smoke"):
+            raise SystemExit("a smoke run's figures mean nothing: add a real run")
+        source = {"date": part["date"], "git": part["git"], "took_s": part["took_s"]}
+        for key, entry in part["measures"].items():
+            doc["measures"][key] = {**entry, "run": source}
+        doc.setdefault("added", []).append(source)
+    order = {m.key: i for i, m in enumerate(measures())}
+    doc["measures"] = dict(sorted(doc["measures"].items(), key=lambda kv: order.get(kv[0], 99)))
+    return doc
 
 
 def _compare(paths: list[Path]) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bench import common, compare, runner, web_bench
+from bench import common, compare, report, runner, web_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -247,3 +247,36 @@ def test_web_load_sends_the_token_and_reports_latencies(tmp_path: Path) -> None:
     assert found.requests > 10 and found.per_second > 10
     assert 0 < found.median_ms <= found.p99_ms < 1000
     assert seen == {"Bearer sekrit"}
+
+
+def test_a_partial_run_joins_a_full_one_and_the_report_says_where_each_comes_from(
+    tmp_path: Path,
+) -> None:
+    def run_doc(short: str, date: str, measures: dict[str, Any]) -> dict[str, Any]:
+        return {"date": date, "git": {"short": short, "dirty": False}, "took_s": 600.0,
+                "options": {"smoke": False}, "measures": measures}  # fmt: skip
+
+    def entry(result: str) -> dict[str, Any]:
+        return {"title": "t", "goal": "g", "result": result, "status": "pass", "rounds": 1,
+                "warmup": 0, "took_s": 1.0, "metrics": {}, "ratios": {}}  # fmt: skip
+
+    full = run_doc("aaaa", "2026-12-01T10:00:00+00:00", {"P1": entry("old"), "P3": entry("x")})
+    part = run_doc("bbbb", "2026-12-01T12:00:00+00:00", {"P23": entry("new"), "P1": entry("re")})
+    doc = runner.merged(full, [part])
+    assert list(doc["measures"]) == ["P1", "P3", "P23"]  # in the report's order
+    assert doc["measures"]["P1"]["result"] == "re" and doc["measures"]["P3"]["result"] == "x"
+    assert doc["measures"]["P23"]["run"]["git"]["short"] == "bbbb"
+    assert "run" not in doc["measures"]["P3"] and "added" not in full  # the input is kept
+    machine = {"arch": "x86_64", "cpu": "c", "cpus": 2, "memory_gib": 24, "os": "Debian",
+               "kernel": "6", "python": "3.11", "load_average_start": [0.1],
+               "load_average_end": [0.2]}  # fmt: skip
+    facts = report._facts(
+        {**doc, "machine": machine, "qemu": "7.2", "accelerator": "tcg", "kvm_device": "absent"}
+    )
+    assert (
+        "P1, P23 come from a later run on the same machine (2026-12-01 12:00 UTC, "
+        "revision bbbb, 10 min)" in facts
+    )
+    smoke = {**part, "options": {"smoke": True}}
+    with pytest.raises(SystemExit, match="smoke"):
+        runner.merged(full, [smoke])
