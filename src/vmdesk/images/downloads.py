@@ -18,7 +18,6 @@ import queue
 import re
 import shutil
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from vmdesk.core.errors import StorageError, VMDeskError
 from vmdesk.core.units import human_size
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpcore
     import httpx
 
@@ -350,7 +351,10 @@ def _download(
 @functools.cache
 def _tls() -> ssl.SSLContext:
     """httpx's own default (certifi's CAs), made once a process: loading the CAs costs ~20 ms,
-    a tenth of a 256 MiB pull on loopback."""
+    a tenth of a 256 MiB pull on loopback. (ssl itself is imported here: a VM created from
+    an image pulled already never needs it.)"""
+    import ssl
+
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
