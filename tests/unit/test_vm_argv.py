@@ -68,6 +68,22 @@ CASES: dict[str, tuple[dict[str, Any], str, bool]] = {
         },
         "tcg", False,
     ),
+    # the same NIC on passt: QEMU has its end of passt's socket pair; the forwards (an IPv6
+    # one too, which slirp cannot take) are on passt's command line (test_passt.py)
+    "port-forwards-passt": (
+        {
+            "boot": LINUX,
+            "nics": [{"mac": "52:54:00:12:34:56", "forwards": [
+                {"protocol": "tcp", "host_port": 2222, "guest_port": 22},
+                {"protocol": "udp", "host_address": "0.0.0.0", "host_port": 5353,
+                 "guest_port": 53},
+                {"protocol": "tcp", "host_address": "::1", "host_port": 8443, "guest_port": 443},
+            ]}, {"mode": "bridged", "bridge": "br0"}, {"mac": "52:54:00:12:34:57"}],
+            "display": {"device": "none"},
+            "isolation": "unrestricted",
+        },
+        "tcg", False,
+    ),
     "multiple-disks": (
         {
             "arch": "x86_64", "boot": {"kind": "bios"},
@@ -155,13 +171,16 @@ CASES: dict[str, tuple[dict[str, Any], str, bool]] = {
         "tcg", False,
     ),
 }  # fmt: skip
+PASST = {"port-forwards-passt"}  # cases whose NAT NICs the runtime puts on passt
 
 
 def _config(data: dict[str, Any]) -> VMConfig:
     return from_dict({"name": "example", "uuid": UUID, "arch": "aarch64", **data})
 
 
-def _runtime(config: VMConfig, accel: str, uefi: bool, **paths: Path) -> Runtime:
+def _runtime(
+    config: VMConfig, accel: str, uefi: bool, passt: bool = False, **paths: Path
+) -> Runtime:
     firmware = None
     if uefi:
         secure = bool(getattr(config.boot, "secure_boot", False))
@@ -181,6 +200,7 @@ def _runtime(config: VMConfig, accel: str, uefi: bool, **paths: Path) -> Runtime
         tap_fds={
             i: 40 + i for i, n in enumerate(config.nics) if (n.bridge or "").startswith("tap")
         },
+        nat_fds={i: 60 + i for i, n in enumerate(config.nics) if n.mode == "nat"} if passt else {},
         guest_agent_fd=30 if config.guest_agent else None,
         spice_agent_fd=31 if has_spice_agent(config) else None,
         disk_io=tuple(_verdict(disk) for disk in config.disks),
@@ -199,7 +219,7 @@ def _verdict(disk: Disk) -> DiskIO:
 def test_argv_matches_golden_file(name: str) -> None:
     data, accel, uefi = CASES[name]
     config = _config(data)
-    got = "\n".join(build_vm(config, BUNDLE, _runtime(config, accel, uefi))) + "\n"
+    got = "\n".join(build_vm(config, BUNDLE, _runtime(config, accel, uefi, name in PASST))) + "\n"
     golden_files.check(f"vm-argv/{name}.argv", got)
 
 
@@ -269,7 +289,7 @@ def test_builder_touches_no_files_environment_or_processes(
 ) -> None:
     data, accel, uefi = CASES[name]
     config = _config(data)
-    runtime = _runtime(config, accel, uefi)
+    runtime = _runtime(config, accel, uefi, name in PASST)
     expected = build_vm(config, BUNDLE, runtime)
     with _no_side_effects(monkeypatch):
         assert build_vm(config, BUNDLE, runtime) == expected
@@ -338,6 +358,9 @@ def test_ipv6_port_forwards_are_refused_because_qemu_7_2_cannot_parse_them() -> 
     with pytest.raises(EngineError, match="IPv6") as err:
         build_vm(config, BUNDLE, Runtime("tcg", 3, 4, None))
     assert err.value.hint
+    # passt takes them (its own command line has the forwards, see test_passt.py)
+    argv = build_vm(config, BUNDLE, Runtime("tcg", 3, 4, None, nat_fds={0: 60}))
+    assert "stream,id=net0,server=off,addr.type=fd,addr.str=60" in argv
 
 
 def test_more_cdroms_than_q35_ahci_ports_is_refused() -> None:
@@ -406,6 +429,7 @@ ACCEPTED = sorted(
         "tpm-x86_64",
         "tpm-aarch64",
         "shares-virtiofs-and-9p",
+        "port-forwards-passt",  # its passt: tests/vm/test_passt.py boots it for real
     }
 )
 

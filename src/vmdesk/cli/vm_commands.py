@@ -225,7 +225,7 @@ def show(vm: str, as_json: bool) -> None:
     console.print(f"  bundle   {escape(found['path'])}")
     engine = found["engine"]
     console.print(f"  engine   {escape(engine['text'])}")
-    for line in _devices(config, found.get("disk_io") or {}):
+    for line in _devices(config, found.get("disk_io") or {}, found.get("nat") or {}):
         console.print(f"  {escape(line)}")
     console.print(f"  extras   {_extras(config, found['features'])}")
     if runtime.get("reason"):
@@ -265,9 +265,11 @@ def _summary(c: dict[str, Any]) -> str:
     )
 
 
-def _devices(c: dict[str, Any], disk_io: dict[str, Any]) -> list[str]:
+def _devices(
+    c: dict[str, Any], disk_io: dict[str, Any], nat: dict[str, Any] | None = None
+) -> list[str]:
     """The disks, CDs, NICs, shares and display of a description's JSON form (with how
-    each disk's I/O ran at the last start, when known)."""
+    each disk's I/O ran, and what each NAT NIC ran on, at the last start, when known)."""
     lines = []
     for i, d in enumerate(c["disks"]):
         lines.append(f"disk{i}    {d['file']} ({d['format']}, {d['interface']})")
@@ -283,6 +285,8 @@ def _devices(c: dict[str, Any], disk_io: dict[str, Any]) -> list[str]:
             f"nic{i}     {nic['mode']}{bridge} {nic.get('mac') or ''}"
             + (f"  forwards {fwd}" if fwd else "")
         )
+        if nic["mode"] == "nat":
+            lines.append(f"         NAT {_nat_text(nic, (nat or {}).get(str(i)))}")
     for share in c["shares"]:
         ro = ", read-only" if share["read_only"] else ""
         lines.append(f"share    {share['tag']} -> {share['path']} ({share['mode']}{ro})")
@@ -290,6 +294,15 @@ def _devices(c: dict[str, Any], disk_io: dict[str, Any]) -> list[str]:
     vnc = "on" if d["vnc"] else "off"
     lines.append(f"display  {d['device']} {d['width']}x{d['height']}, VNC {vnc}")
     return lines
+
+
+def _nat_text(nic: dict[str, Any], ran: dict[str, Any] | None) -> str:
+    """What a NAT NIC asks for, and what it ran on at the last start."""
+    asked = {"auto": "passt where installed, else slirp", "passt": "passt",
+             "slirp": "slirp"}.get(nic.get("backend", "auto"), "?")  # fmt: skip
+    if ran is None:
+        return asked
+    return f"{asked}; last start: {ran['backend']} ({ran.get('reason', '')})"
 
 
 def _disk_io_text(disk: dict[str, Any], io: dict[str, Any] | None) -> str:

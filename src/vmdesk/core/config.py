@@ -149,6 +149,11 @@ class Nic(_Model):
     boot_order: int | None = Field(
         default=None, ge=1, description="boot from the network (only when asked for)"
     )
+    backend: Literal["auto", "passt", "slirp"] = Field(
+        default="auto",
+        description="NAT on QEMU: passt where it is installed (auto), always passt (an "
+        "error without it), or QEMU's built-in slirp",
+    )
 
     @field_validator("mac")
     @classmethod

@@ -102,6 +102,8 @@ def get(library: Library, ref: str) -> dict[str, Any]:
         ),
         # how each disk's I/O ran at the VM's last start, by file (engines/qemu/disk_io.py)
         "disk_io": _disk_io(bundle),
+        # what each NAT NIC ran on at the last start (passt or slirp), by NIC index
+        "nat": _nat(bundle),
     }
 
 
@@ -126,6 +128,16 @@ def _disk_io(bundle: Bundle) -> dict[str, Any]:
     try:
         plan = json.loads(bundle.files.launch_plan.read_bytes())
         return {io["file"]: io for io in plan["spec"].get("disk_io", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _nat(bundle: Bundle) -> dict[str, Any]:
+    import json
+
+    try:
+        plan = json.loads(bundle.files.launch_plan.read_bytes())
+        return {str(nat["nic"]): nat for nat in plan["spec"].get("nat", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 

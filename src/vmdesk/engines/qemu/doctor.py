@@ -166,6 +166,22 @@ def _virtiofsd() -> Check:
     )  # fmt: skip
 
 
+def _nat() -> Check:
+    """What NAT NICs get on this host: passt where it is installed, else QEMU's slirp."""
+    from vmdesk.networking import passt
+
+    found = passt.find()
+    if found:
+        return Check("NAT", True, f"NAT NICs get passt ({found}), unless one asks for slirp",
+                     "", "warning")  # fmt: skip
+    return Check(
+        "NAT", False, "passt not found on PATH: NAT NICs get QEMU's built-in slirp",
+        f"`{passt.INSTALL}`: NAT NICs then get passt (with IPv6; what Podman and libvirt "
+        "use), from their next start",
+        "warning",
+    )  # fmt: skip
+
+
 def _free_disk() -> Check:
     where = paths.library_dir()
     while not where.exists() and where != where.parent:
@@ -256,6 +272,7 @@ def checks(*, probe_accel: bool = True, firmware_dirs: Sequence[Path] | None = N
             )
         )
     out.append(_safely("virtiofsd", _virtiofsd, "warning"))
+    out.append(_safely("NAT", _nat, "warning"))
     out.append(_safely("free disk", _free_disk, "warning"))
     out.append(_safely("disk I/O", _disk_io, "warning"))
     return out

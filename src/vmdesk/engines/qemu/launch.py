@@ -1,11 +1,11 @@
 """Planning a QEMU launch: everything decided before QEMU runs, as a launch spec.
 
 Synchronous and free of asyncio and QMP: the accelerator, the UEFI firmware, the helper
-daemons (swtpm, a virtiofsd per VirtioFS share), the bridged NICs' taps, the files whose
-change makes the plan stale, and the command line. The result is plain JSON data that
-:mod:`spawn` runs and the supervisor may cache and replay (see
-vmdesk.supervisor.launch_plan). Choosing it has no side effects beyond creating missing
-UEFI variables and the TPM state directory.
+daemons (swtpm, a virtiofsd per VirtioFS share, a passt per NAT NIC where passt is
+installed), the bridged NICs' taps, the files whose change makes the plan stale, and the
+command line. The result is plain JSON data that :mod:`spawn` runs and the supervisor may
+cache and replay (see vmdesk.supervisor.launch_plan). Choosing it has no side effects
+beyond creating missing UEFI variables and the TPM state directory.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from vmdesk.engines.qemu import firmware as qemu_firmware
 from vmdesk.engines.qemu.binaries import system_binary
 from vmdesk.engines.qemu.disk_io import DiskIO
 from vmdesk.engines.qemu.vm_argv import Firmware, Runtime, build_vm, has_spice_agent
-from vmdesk.networking import bridges
+from vmdesk.networking import bridges, passt
 
 # virtiofsd tuning, measured against 9p by bench/share_bench.py. cache=always buys nothing
 # measurable over auto here; a thread pool is off because Debian 12's virtiofsd's seccomp
@@ -48,6 +48,7 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
     virtiofsd = qemu_doctor.find_virtiofsd() if sys.platform == "linux" else None
     modes = {share.tag: share_mode(config, share, virtiofsd) for share in config.shares}
     taps, bridge_helper = bridges.plan(config.name, config.nics)
+    nat = nat_choices(config)
     binary = system_binary(config.arch)
     runtime = Runtime(
         accel=choice.accel,
@@ -64,6 +65,7 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
         },
         tap_fds={index: spawn.TAP_FD + index for index in taps},
         bridge_helper=bridge_helper,
+        nat_fds={i: spawn.NAT_FD + i for i, c in nat.items() if c.backend == "passt"},
         guest_agent_fd=spawn.GUEST_AGENT_FD if config.guest_agent else None,
         spice_agent_fd=spawn.SPICE_AGENT_FD if has_spice_agent(config) else None,
         disk_io=disk_verdicts(config, files, binary),
@@ -74,6 +76,8 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
         if modes[share.tag] == "virtiofs":
             assert virtiofsd is not None
             helpers.append(virtiofsd_helper(files, virtiofsd, index, share))
+    for index in runtime.nat_fds:
+        helpers.append(passt_helper(config, files, index, nat[index]))
     argv = [str(binary), *build_vm(config, files.root, runtime)]
     state = files.suspended_state
     if state.exists():  # resume a suspended VM: QEMU runs the guest once it is read
@@ -94,14 +98,38 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
         "log": str(files.engine_log),
         "helpers": helpers,
         "taps": [{"bridge": config.nics[i].bridge, "engine_fd": spawn.TAP_FD + i} for i in taps],
-        "watch": _watch(config, binary, firmware, swtpm),
+        "watch": _watch(config, binary, firmware, swtpm, bool(nat)),
         "accel_reason": f"{choice.accel}: {choice.reason}",
         "virtiofs": sorted(runtime.virtiofs_fds),
         "disk_io": [
             {"file": disk.file, **io.to_json()}
             for disk, io in zip(config.disks, runtime.disk_io, strict=True)
         ],
+        # what each NAT NIC runs on (`vmdesk show` says it)
+        "nat": [{"nic": i, "backend": c.backend, "reason": c.reason} for i, c in nat.items()],
     }
+
+
+def nat_choices(config: VMConfig, path: str | None = None) -> dict[int, passt.Choice]:
+    """NIC index -> the backend of each NAT NIC: passt where it is on ``path`` (default:
+    PATH) unless the NIC asks for slirp, else QEMU's slirp (see networking/passt.py)."""
+    nics = [(i, nic) for i, nic in enumerate(config.nics) if nic.mode == "nat"]
+    if not nics:
+        return {}
+    found = passt.find(path) if sys.platform == "linux" else None
+    return {i: passt.choose(i, nic, found, config.name) for i, nic in nics}
+
+
+def passt_helper(config: VMConfig, files: Layout, index: int, choice: passt.Choice) -> Helper:
+    """passt for NAT NIC ``index``, on one end of a socket pair whose other end QEMU has
+    (so neither waits for the other, and passt exits as soon as QEMU closes it). Its
+    warnings and errors go to logs/passt-nicN.log. No pid file: it runs in the foreground
+    as our child, and run as root it changes to user nobody, who may not write in the
+    bundle."""
+    assert choice.binary is not None
+    log = files.logs / f"passt-nic{index}.log"
+    argv = passt.argv(choice.binary, config.nics[index].forwards, fd=spawn.HELPER_FD)
+    return {"argv": argv, "log": str(log), "engine_fd": spawn.NAT_FD + index}
 
 
 def disk_verdicts(config: VMConfig, files: Layout, binary: Path) -> tuple[DiskIO, ...]:
@@ -112,7 +140,7 @@ def disk_verdicts(config: VMConfig, files: Layout, binary: Path) -> tuple[DiskIO
 
 
 def _watch(
-    config: VMConfig, binary: Path, firmware: Firmware | None, swtpm: Helper | None
+    config: VMConfig, binary: Path, firmware: Firmware | None, swtpm: Helper | None, nat: bool
 ) -> list[str]:
     """The files whose change makes a cached spec stale."""
     watch = [str(binary), str(qemu_accel.probe_cache_path(config.arch)), "/dev/kvm"]
@@ -123,6 +151,9 @@ def _watch(
         watch.append(swtpm["argv"][0])
     # Installing or removing virtiofsd changes what "auto" shares become.
     watch += [str(path) for path in qemu_doctor.VIRTIOFSD_PLACES]
+    # Installing or removing passt anywhere on PATH changes what "auto" NAT NICs get.
+    if nat:
+        watch += [str(path) for path in passt.places()]
     if any(nic.mode == "bridged" for nic in config.nics):
         watch += [str(path) for path in bridges.BRIDGE_HELPERS]
     return watch

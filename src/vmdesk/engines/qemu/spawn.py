@@ -12,7 +12,8 @@ A spec is plain JSON data:
      "own_session": false}
 
 Each helper daemon gets its socket at fd 3 and QEMU the other side at the helper's
-``engine_fd``: one end of a socket pair (swtpm), or, for a daemon that insists on
+``engine_fd``: one end of a socket pair (swtpm, passt: connected before either starts, so
+neither waits for the other, and each sees the other go), or, for a daemon that insists on
 accepting its client (virtiofsd), a listening socket with no name in the file system that
 QEMU is already connected to. Helpers start first and are killed if QEMU cannot start.
 Each tap is a new tap device on the named bridge (which needs CAP_NET_ADMIN), handed to
@@ -48,6 +49,7 @@ SHARE_FD = 6  # the first virtiofs share's vhost-user socket; share N is at SHAR
 GUEST_AGENT_FD = 30  # qemu-ga's virtio-serial port
 SPICE_AGENT_FD = 31  # spice-vdagent's virtio-serial port
 TAP_FD = 40  # the first bridged NIC's tap; NIC N is at TAP_FD + N
+NAT_FD = 60  # QEMU's end of the first NIC's socket pair to its passt; NIC N at NAT_FD + N
 HELPER_FD = 3  # where a helper finds its end of the socket pair
 _PR_SET_PDEATHSIG = 1
 

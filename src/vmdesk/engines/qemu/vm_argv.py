@@ -58,6 +58,9 @@ class Runtime:
     # privilege to create it); other bridged NICs go through qemu-bridge-helper
     tap_fds: dict[int, int] = field(default_factory=dict)
     bridge_helper: Path | None = None
+    # NIC index -> QEMU's end of a socket pair to that NAT NIC's passt; NAT NICs not named
+    # here use QEMU's built-in slirp
+    nat_fds: dict[int, int] = field(default_factory=dict)
     # Listening sockets of the guests' agents' virtio-serial ports (None: no such port)
     guest_agent_fd: int | None = None
     spice_agent_fd: int | None = None
@@ -339,9 +342,10 @@ def _hostfwd(fwd: PortForward) -> str:
 
 
 def _nic(index: int, nic: Nic, runtime: Runtime, order: int | None, *, firmware: bool) -> list[str]:
-    """A netdev backend (slirp NAT; for bridged, a tap we opened or the setuid bridge
-    helper) and a virtio NIC: for a firmware boot, without its iPXE option ROM unless it
-    is a boot device (so the firmware never waits on a network boot nobody asked for)."""
+    """A netdev backend (NAT: a passt daemon's socket, or QEMU's slirp; for bridged, a tap
+    we opened or the setuid bridge helper) and a virtio NIC: for a firmware boot, without
+    its iPXE option ROM unless it is a boot device (so the firmware never waits on a
+    network boot nobody asked for)."""
     if nic.mode == "none":
         return []
     netdev = f"net{index}"
@@ -357,6 +361,8 @@ def _nic(index: int, nic: Nic, runtime: Runtime, order: int | None, *, firmware:
             backend = f"bridge,id={netdev},br={esc(nic.bridge)}"
             if runtime.bridge_helper is not None:
                 backend += f",helper={esc(runtime.bridge_helper)}"
+    elif index in runtime.nat_fds:  # passt: its forwards are on its own command line
+        backend = f"stream,id={netdev},server=off,addr.type=fd,addr.str={runtime.nat_fds[index]}"
     else:
         backend = ",".join([f"user,id={netdev}", *(_hostfwd(f) for f in nic.forwards)])
     device = f"virtio-net-pci,netdev={netdev},id={netdev}-dev"
