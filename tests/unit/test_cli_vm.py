@@ -147,6 +147,19 @@ def test_list_on_an_empty_library(vmdesk: Run) -> None:
     assert json.loads(vmdesk("list", "--json").stdout) == []
 
 
+def test_a_nat_nic_names_its_backend(vmdesk: Run) -> None:
+    vmdesk("create", "a", "--nic", "nat:slirp", "--forward", "tcp:2222:22")
+    vmdesk("create", "b", "--nic", "nat")
+    [a] = json.loads(vmdesk("show", "a", "--json").stdout)["config"]["nics"]
+    [b] = json.loads(vmdesk("show", "b", "--json").stdout)["config"]["nics"]
+    assert (a["backend"], a["forwards"][0]["host_port"], b["backend"]) == ("slirp", 2222, "auto")
+    vmdesk("edit", "b", "--nic", "nat:passt")
+    assert json.loads(vmdesk("show", "b", "--json").stdout)["config"]["nics"][0]["backend"] == (
+        "passt")  # fmt: skip
+    bad = vmdesk("create", "c", "--nic", "nat:vde", ok=False)
+    assert "'vde' is not a NAT backend" in bad.stderr and "nat:slirp" in bad.stderr
+
+
 def test_broken_bundle_shows_in_list(vmdesk: Run) -> None:
     vmdesk("create", "dev", "--cpus", "1")
     cfg = Path(vmdesk.env["VMDESK_HOME"]) / "dev.vmdesk" / "config.json"

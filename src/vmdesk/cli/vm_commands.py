@@ -32,7 +32,10 @@ def _vm_options(func: F) -> F:
         click.option("--cmdline", help="Kernel command line for --boot linux."),
         click.option("--disk", "disks", multiple=True, help="Attach a disk image (repeatable)."),
         click.option("--iso", "isos", multiple=True, help="Attach an ISO as a CD-ROM."),
-        click.option("--nic", "nics", multiple=True, help="nat, none or bridged:IFACE."),
+        click.option(
+            "--nic", "nics", multiple=True,
+            help="nat (nat:passt, nat:slirp: its backend), none or bridged:IFACE.",
+        ),
         click.option("--mac", help="MAC address of the first NIC."),
         click.option(
             "--forward", "forwards", multiple=True,

@@ -86,12 +86,18 @@ def usb(spec: str) -> dict[str, Any]:
 
 
 def nic(spec: str) -> dict[str, Any]:
-    """``nat``, ``none`` or ``bridged:INTERFACE``."""
-    mode, _, bridge = spec.strip().partition(":")
+    """``nat`` (``nat:passt``, ``nat:slirp``: its backend), ``none`` or ``bridged:IFACE``."""
+    mode, _, rest = spec.strip().partition(":")
     mode = mode.lower()
     if mode not in ("nat", "bridged", "none"):
-        raise VMDeskError(f"{spec!r} is not a network mode", hint="use nat, none or bridged:br0")
-    return {"mode": mode, "bridge": bridge or None}
+        raise VMDeskError(
+            f"{spec!r} is not a network mode", hint="use nat, nat:slirp, none or bridged:br0"
+        )
+    if mode == "nat" and rest:
+        if rest.lower() not in ("auto", "passt", "slirp"):
+            raise VMDeskError(f"{rest!r} is not a NAT backend", hint="use nat:passt or nat:slirp")
+        return {"mode": mode, "bridge": None, "backend": rest.lower()}
+    return {"mode": mode, "bridge": rest or None}
 
 
 def disk(path: str, *, read_only: bool = False) -> dict[str, Any]:
