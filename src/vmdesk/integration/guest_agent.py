@@ -19,6 +19,7 @@ import base64
 import binascii
 import contextlib
 import ipaddress
+import logging
 import os
 import secrets
 import socket
@@ -34,8 +35,11 @@ from qemu.qmp import (
     Runstate,
     StateError,
 )
+from qemu.qmp.qmp_client import BadReplyError
 
 from vmdesk.core.errors import GuestAgentError, GuestAgentTimeout, GuestTimeout
+
+log = logging.getLogger(__name__)
 
 Connector: TypeAlias = Callable[[], Awaitable[socket.socket]]
 Family: TypeAlias = Literal["ipv4", "ipv6"]
@@ -54,6 +58,7 @@ _SESSIONS = 3  # connections tried when stale bytes break the first ones
 # up to ~43 MB, and qemu.qmp drops the connection on a line longer than its buffer.
 _READ_BUFFER = 64 * 1024 * 1024
 _RANDOM_ID_LIMIT = 2**63 - 1  # qemu-ga's guest-sync id is an int64
+_SHOWN = 200  # characters of what the guest sent quoted in an error
 
 _NOT_ANSWERING = (
     "is qemu-guest-agent running in the guest? (`systemctl status qemu-guest-agent`); it "
@@ -62,6 +67,10 @@ _NOT_ANSWERING = (
 )
 _UNREACHABLE = "is the VM running, with a guest agent channel (org.qemu.guest_agent.0)?"
 _LOST = "the VM may have stopped or rebooted; the next call connects again"
+_MALFORMED = (
+    "the guest agent answered with something qemu-ga never sends: a broken or foreign agent "
+    "in the guest (`qemu-ga --version` there), or another program on its port"
+)
 _NOT_THERE = (
     "this guest agent lacks {cmd} or has it disabled (as it disables most commands while the "
     "guest's file systems are frozen: thaw them); `info()` lists what it can do"
@@ -286,11 +295,14 @@ class GuestAgent:
         except asyncio.CancelledError:
             self._synced = False
             raise
+        except BadReplyError as exc:
+            # An answer to this very request, neither a return nor a well-formed error.
+            raise _malformed(command, str(exc.error_message)) from exc
         except ExecuteError as exc:
             raise GuestAgentError(
-                f"the guest agent refused {command}: {exc} ({exc.error_class})",
+                f"the guest agent refused {command}: {_clip(str(exc))} ({_clip(exc.error_class)})",
                 _refusal_hint(command, exc.error_class),
-                error_class=exc.error_class,
+                error_class=_clip(exc.error_class),
             ) from exc
         except (ExecInterruptedError, StateError, EOFError, OSError) as exc:
             self._synced = False
@@ -569,5 +581,12 @@ def _number_of(command: str, value: object) -> int:
     return value
 
 
+def _clip(text: str) -> str:
+    """At most :data:`_SHOWN` characters of what the guest said (it may be megabytes)."""
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + f"... ({len(text)} characters)"
+
+
 def _malformed(command: str, what: str) -> GuestAgentError:
-    return GuestAgentError(f"the guest agent's reply to {command} is malformed: {what}")
+    message = f"the guest agent's reply to {command} is malformed: {_clip(what)}"
+    log.warning("%s", message)  # the supervisor's log: what the guest sent that was wrong
+    return GuestAgentError(message, _MALFORMED)

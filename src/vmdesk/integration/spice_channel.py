@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 from vmdesk.core.errors import GuestTimeout
 from vmdesk.integration import spice_agent as agent
-from vmdesk.integration import spice_wire as wire
 from vmdesk.integration.spice_agent import AgentNotReady, Owner
 from vmdesk.integration.spice_wire import ClipboardType, Selection
 
@@ -32,6 +32,10 @@ TYPE_NAMES = {
     ClipboardType.IMAGE_JPG: "image/jpeg",
     ClipboardType.IMAGE_TIFF: "image/tiff",
 }
+# Lines in the supervisor's log (its stderr) about a guest agent's bad bytes: every one of
+# the first few, then only the 2**n-th, so a guest that sends nothing else cannot fill it.
+_LOGGED_IN_FULL = 10
+log = logging.getLogger(__name__)
 _NO_AGENT_HINT = (
     "is spice-vdagent running in the guest's desktop session? (`systemctl status "
     "spice-vdagentd` in the guest; Debian and Ubuntu: `apt install spice-vdagent`)"
@@ -49,6 +53,7 @@ class SpiceChannel:
         self._generation = 0  # counts the guest's grabs and releases
         self._waiting: dict[tuple[int, int], asyncio.Future[bytes]] = {}
         self.restarts = 0  # how often the guest's agent came back (for status)
+        self.problems = 0  # how often the guest's bytes broke the agent protocol
 
     # -- the connection --------------------------------------------------------------------
 
@@ -98,15 +103,42 @@ class SpiceChannel:
             await self._writer.drain()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        while data := await reader.read(1 << 16):
-            try:
-                received = self.session.receive(data)
-            except wire.SpiceProtocolError:  # broken framing: start the conversation again
-                await self._send(self.session.connected())
-                continue
-            await self._send(received.reply)
-            for event in received.events:
-                await self._on(event)
+        """Feed the guest's bytes to the session for as long as the port's socket lasts.
+        Whatever the guest sends, this goes on: bytes that break the framing (or anything
+        the session cannot take) are logged and the conversation starts afresh."""
+        try:
+            while data := await reader.read(1 << 16):
+                try:
+                    received = self.session.receive(data)
+                except Exception as exc:  # broken framing: start the conversation again
+                    self._problem(exc)
+                    await self._restart()
+                    continue
+                await self._send(received.reply)
+                for event in received.events:
+                    await self._on(event)
+        except OSError as exc:  # the engine's end went away
+            log.warning("the SPICE agent's socket %s failed: %s", self.path, exc)
+        self._ready.clear()
+        self._fail_waiting("the SPICE agent's socket closed")
+
+    def _problem(self, exc: Exception) -> None:
+        self.problems += 1
+        count = self.problems
+        if count <= _LOGGED_IN_FULL or count & (count - 1) == 0:
+            hint = getattr(exc, "hint", None)
+            log.warning(
+                "the guest's SPICE agent sent bytes that break its protocol (%d so far): "
+                "%s: %s%s; starting the conversation again",
+                count, type(exc).__name__, exc, f" ({hint})" if hint else "",
+            )  # fmt: skip
+
+    async def _restart(self) -> None:
+        """What the guest said before is out of step now: forget it and ask again."""
+        self._ready.clear()
+        self._fail_waiting("the guest's SPICE agent broke its protocol")
+        await self._send(self.session.connected())
+        await self._bump()
 
     async def _on(self, event: agent.Event) -> None:
         if isinstance(event, agent.GuestCapabilities):

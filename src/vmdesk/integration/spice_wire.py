@@ -36,6 +36,11 @@ _U32 = struct.Struct("<I")
 _SELECTION = struct.Struct("<B3x")  # uint8 selection, 3 reserved bytes
 _MONITOR = struct.Struct("<IIIii")  # height, width, depth, x, y: height comes first
 _U32_MAX = 0xFFFFFFFF
+# What a guest's message may hold of capability words and offered types: vd_agent.h has 18
+# capabilities (one word) and 7 clipboard types. More is read no further (capabilities) or
+# refused (a grab), so a hostile guest's 64 MiB announce costs no more than a real one.
+MAX_CAPS_WORDS = 8
+MAX_GRAB_TYPES = 64
 
 
 class Port(IntEnum):
@@ -319,11 +324,12 @@ def _split_selection(data: bytes, selection: bool, what: str, need: int) -> tupl
 
 
 def parse_capabilities(data: bytes) -> Capabilities:
-    """A trailing partial word is ignored, as ``VD_AGENT_CAPS_SIZE_FROM_MSG_SIZE`` does."""
+    """A trailing partial word is ignored, as ``VD_AGENT_CAPS_SIZE_FROM_MSG_SIZE`` does, and
+    so is every word past the first :data:`MAX_CAPS_WORDS` (no capability lives there)."""
     if len(data) < 4:
         raise _short("ANNOUNCE_CAPABILITIES", len(data), 4)
     (request,) = _U32.unpack_from(data)
-    count = (len(data) - 4) // 4
+    count = min((len(data) - 4) // 4, MAX_CAPS_WORDS)
     words = struct.unpack_from(f"<{count}I", data, 4)
     caps = frozenset(i * 32 + b for i, word in enumerate(words) for b in range(32) if word >> b & 1)
     return Capabilities(request=bool(request), caps=caps)
@@ -335,6 +341,11 @@ def parse_clipboard_grab(data: bytes, *, selection: bool, serial: bool) -> Clipb
     if serial:
         (number,) = _U32.unpack_from(rest)
         rest = rest[4:]
+    if len(rest) // 4 > MAX_GRAB_TYPES:
+        raise SpiceProtocolError(
+            f"CLIPBOARD_GRAB offers {len(rest) // 4} types, more than the {MAX_GRAB_TYPES} taken",
+            hint="the agent protocol has 7 clipboard types; the guest agent is broken or hostile",
+        )
     types = struct.unpack_from(f"<{len(rest) // 4}I", rest)
     return ClipboardGrab(selection=sel, serial=number, types=types)
 
