@@ -65,6 +65,15 @@ def test_auto_takes_passt_where_it_is_and_slirp_where_it_is_not() -> None:
     assert passt.choose(0, Nic(backend="passt"), found).backend == "passt"
 
 
+def test_auto_under_emulation_is_slirp_unless_passt_is_asked_for() -> None:
+    found = Path("/usr/bin/passt")
+    emulated = passt.choose(0, Nic(), found, emulated=True)
+    assert emulated.backend == "slirp" and "bench P22" in emulated.reason
+    assert "--nic nat:passt" in emulated.reason
+    assert passt.choose(0, Nic(backend="passt"), found, emulated=True).backend == "passt"
+    assert "apt-get install" in passt.choose(0, Nic(), None, emulated=True).reason
+
+
 def test_passt_asked_for_and_missing_is_a_one_line_error_with_the_fix() -> None:
     with pytest.raises(HostToolMissing) as err:
         passt.choose(1, Nic(backend="passt"), None, "dev")
@@ -124,7 +133,10 @@ def test_a_spec_with_passt_starts_it_as_a_helper_paired_with_qemu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _path_with(tmp_path, with_passt=True)
-    spec = _spec(tmp_path, monkeypatch, path, _config())
+    auto = _spec(tmp_path, monkeypatch, path, _config())  # a TCG guest: slirp, and why
+    assert auto["helpers"] == [] and auto["nat"][0]["backend"] == "slirp"
+    assert "bench P22" in auto["nat"][0]["reason"]
+    spec = _spec(tmp_path, monkeypatch, path, _config(backend="passt"))
     fd = spawn.NAT_FD
     assert f"stream,id=net0,server=off,addr.type=fd,addr.str={fd}" in spec["argv"]
     assert not any(a.startswith("user,") for a in spec["argv"])
@@ -133,7 +145,7 @@ def test_a_spec_with_passt_starts_it_as_a_helper_paired_with_qemu(
     assert helper["argv"][-4:] == ["-t", "127.0.0.1/2222:22", "-u", "127.0.0.1/5353:5353"]
     assert helper["engine_fd"] == fd and helper.get("socket", "pair") == "pair"
     assert helper["log"] == str(tmp_path / "vm.vmdesk/logs/passt-nic0.log")
-    assert spec["nat"] == [{"nic": 0, "backend": "passt", "reason": f"installed: {path}/passt"}]
+    assert spec["nat"] == [{"nic": 0, "backend": "passt", "reason": f"asked for: {path}/passt"}]
     assert f"{path}/passt" in spec["watch"]  # removing it makes the plan stale
 
 

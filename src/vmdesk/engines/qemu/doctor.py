@@ -172,7 +172,8 @@ def _nat() -> Check:
 
     found = passt.find()
     if found:
-        return Check("NAT", True, f"NAT NICs get passt ({found}), unless one asks for slirp",
+        return Check("NAT", True, f"NAT NICs get passt ({found}) where the VM has KVM or HVF, "
+                     "slirp under TCG (measured faster there) or where a NIC asks for it",
                      "", "warning")  # fmt: skip
     return Check(
         "NAT", False, "passt not found on PATH: NAT NICs get QEMU's built-in slirp",

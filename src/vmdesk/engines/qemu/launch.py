@@ -48,7 +48,7 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
     virtiofsd = qemu_doctor.find_virtiofsd() if sys.platform == "linux" else None
     modes = {share.tag: share_mode(config, share, virtiofsd) for share in config.shares}
     taps, bridge_helper = bridges.plan(config.name, config.nics)
-    nat = nat_choices(config)
+    nat = nat_choices(config, emulated=choice.accel == "tcg")
     binary = system_binary(config.arch)
     runtime = Runtime(
         accel=choice.accel,
@@ -110,14 +110,17 @@ def launch_spec(config: VMConfig, files: Layout, sockets: Sockets) -> dict[str, 
     }
 
 
-def nat_choices(config: VMConfig, path: str | None = None) -> dict[int, passt.Choice]:
+def nat_choices(
+    config: VMConfig, path: str | None = None, *, emulated: bool = False
+) -> dict[int, passt.Choice]:
     """NIC index -> the backend of each NAT NIC: passt where it is on ``path`` (default:
-    PATH) unless the NIC asks for slirp, else QEMU's slirp (see networking/passt.py)."""
+    PATH) unless the NIC asks for slirp or the guest is ``emulated`` (TCG) and the NIC
+    does not ask for passt, else QEMU's slirp (see networking/passt.py)."""
     nics = [(i, nic) for i, nic in enumerate(config.nics) if nic.mode == "nat"]
     if not nics:
         return {}
     found = passt.find(path) if sys.platform == "linux" else None
-    return {i: passt.choose(i, nic, found, config.name) for i, nic in nics}
+    return {i: passt.choose(i, nic, found, config.name, emulated=emulated) for i, nic in nics}
 
 
 def passt_helper(config: VMConfig, files: Layout, index: int, choice: passt.Choice) -> Helper:
