@@ -52,9 +52,9 @@ MODULES = (
     "pull_bench",
     "clipboard_bench",
     "agent_bench",
-    "balloon_bench",
     "disk_io_bench",
     "net_bench",
+    "balloon_bench",
 )
 
 
