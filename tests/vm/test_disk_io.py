@@ -43,7 +43,7 @@ def restore_io_uring() -> Iterator[None]:
 
 
 def _io_lines(cli: CLI, vm: str) -> list[str]:
-    return re.findall(r"last start: (.*)", cli("show", vm))
+    return re.findall(r"^ +I/O .*; last start: (.*)$", cli("show", vm), re.MULTILINE)
 
 
 def _allocated(path: Path) -> int:
