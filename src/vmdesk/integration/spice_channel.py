@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vmdesk.core.errors import GuestTimeout
 from vmdesk.integration import spice_agent as agent
+from vmdesk.integration import spice_wire as wire
 from vmdesk.integration.spice_agent import AgentNotReady, Owner
 from vmdesk.integration.spice_wire import ClipboardType, Selection
 
@@ -35,6 +36,7 @@ TYPE_NAMES = {
 # Lines in the supervisor's log (its stderr) about a guest agent's bad bytes: every one of
 # the first few, then only the 2**n-th, so a guest that sends nothing else cannot fill it.
 _LOGGED_IN_FULL = 10
+ASK_EVERY = 5.0  # seconds between asks of a guest agent that has not announced itself
 log = logging.getLogger(__name__)
 _NO_AGENT_HINT = (
     "is spice-vdagent running in the guest's desktop session? (`systemctl status "
@@ -48,6 +50,8 @@ class SpiceChannel:
         self.session = agent.AgentSession(max_clipboard=max_clipboard)
         self._writer: asyncio.StreamWriter | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._asking: asyncio.Task[None] | None = None
+        self._port_open: bool | None = None  # the guest's side of the port, when known
         self._ready = asyncio.Event()  # the guest's agent announced its capabilities
         self._changed = asyncio.Condition()  # a guest grab or release, for --sync
         self._generation = 0  # counts the guest's grabs and releases
@@ -62,13 +66,25 @@ class SpiceChannel:
         there already (after a resume) answers; one that starts later announces itself."""
         reader, self._writer = await asyncio.open_unix_connection(str(self.path))
         self._pump = asyncio.create_task(self._read(reader))
+        self._asking = asyncio.create_task(self._ask_until_ready())
         await self._send(self.session.connected())
 
+    async def _ask_until_ready(self) -> None:
+        """While the guest's agent has not announced itself on an open (or unknown) port,
+        ask it again now and then: an ask that reached it before it listened is lost, and
+        it would not announce itself again on its own."""
+        while True:
+            await asyncio.sleep(ASK_EVERY)
+            if not self._ready.is_set() and self._port_open is not False:
+                await self._send(wire.encode_announce_capabilities(self.session.host_caps,
+                                                                   request=True))  # fmt: skip
+
     async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pump
+        for task in (self._pump, self._asking):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._writer is not None:
             self._writer.close()
         self._fail_waiting("the VM is ending")
@@ -76,6 +92,7 @@ class SpiceChannel:
     async def port_changed(self, opened: bool) -> None:
         """The guest opened (its agent started) or closed (it stopped) the port."""
         self._ready.clear()
+        self._port_open = opened
         self._fail_waiting("the guest's agent went away")
         if opened:
             self.restarts += 1
