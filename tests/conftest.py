@@ -1,8 +1,13 @@
-"""Shared fixtures: the built tiny guests (built once per run, cached across runs)."""
+"""Shared fixtures: the built tiny guests (built once per run, cached across runs), and
+host conditions the disks' I/O probes must meet (a file system without O_DIRECT, a kernel
+that refuses io_uring)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +28,29 @@ def tiny_image() -> ImageGetter:
         return built[arch]
 
     return get
+
+
+IO_URING_SYSCTL = Path("/proc/sys/kernel/io_uring_disabled")
+
+
+@pytest.fixture
+def ramfs(tmp_path: Path) -> Iterator[Path]:
+    """A file system without O_DIRECT (ramfs has no direct I/O at all)."""
+    where = tmp_path / "ramfs"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "ramfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@contextlib.contextmanager
+def io_uring_disabled() -> Iterator[None]:
+    """The kernel refuses new io_uring instances (kernel.io_uring_disabled=2) meanwhile."""
+    before = IO_URING_SYSCTL.read_text()
+    IO_URING_SYSCTL.write_text("2\n")
+    try:
+        yield
+    finally:
+        IO_URING_SYSCTL.write_text(before)

@@ -4,42 +4,18 @@ off), and L2 caches that cover a qcow2 disk's virtual size."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import io_uring_disabled
 from vmdesk.core.config import Disk
 from vmdesk.core.errors import EngineError
 from vmdesk.engines.qemu import disk_io
 
 QEMU = Path(shutil.which("qemu-system-x86_64") or "qemu-system-x86_64")
-
-
-@pytest.fixture
-def ramfs(tmp_path: Path) -> Iterator[Path]:
-    """A file system without O_DIRECT (ramfs has no direct I/O at all)."""
-    where = tmp_path / "ramfs"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "ramfs", "ramfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-@contextlib.contextmanager
-def io_uring_disabled() -> Iterator[None]:
-    """The kernel refuses new io_uring instances (kernel.io_uring_disabled=2) meanwhile."""
-    before = disk_io.IO_URING_SYSCTL.read_text()
-    disk_io.IO_URING_SYSCTL.write_text("2\n")
-    try:
-        yield
-    finally:
-        disk_io.IO_URING_SYSCTL.write_text(before)
 
 
 def _qcow2(path: Path, size: str, *options: str) -> Path:

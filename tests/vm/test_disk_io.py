@@ -7,39 +7,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import io_uring_disabled
 from tests.vm.conftest import CLI
 
 pytestmark = pytest.mark.vm
 # 512 MiB that are not zeroes, in big writes (busybox's yes writes a line at a time)
 FILL = ("head -c 1048576 /dev/urandom > /tmp/mib && "
         "for i in $(seq 512); do cat /tmp/mib; done")  # fmt: skip
-
-SYSCTL = Path("/proc/sys/kernel/io_uring_disabled")
-
-
-@pytest.fixture
-def ramfs(tmp_path: Path) -> Iterator[Path]:
-    where = tmp_path / "ramfs"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "ramfs", "ramfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-@pytest.fixture
-def restore_io_uring() -> Iterator[None]:
-    before = SYSCTL.read_text()
-    try:
-        yield
-    finally:
-        SYSCTL.write_text(before)
 
 
 def _io_lines(cli: CLI, vm: str) -> list[str]:
@@ -63,9 +41,7 @@ def _start_and_write(cli: CLI, vm: str) -> None:
     cli("stop", vm, "--force")
 
 
-def test_every_probed_option_falls_back_and_the_vm_still_starts(
-    cli: CLI, ramfs: Path, restore_io_uring: None
-) -> None:
+def test_every_probed_option_falls_back_and_the_vm_still_starts(cli: CLI, ramfs: Path) -> None:
     cli("create", "vm", "--image", "tiny-linux", "--arch", "x86_64")
     cli("disk", "add", "vm", "--size", "1GiB")  # in the library: ext4 here
     in_ram = ramfs / "data.qcow2"
@@ -78,8 +54,8 @@ def test_every_probed_option_falls_back_and_the_vm_still_starts(
     assert on_ramfs.startswith("aio=io_uring, page cache"), on_ramfs
     assert "its file system refuses O_DIRECT" in on_ramfs
 
-    SYSCTL.write_text("2\n")  # the kernel refuses io_uring from now on
-    _start_and_write(cli, "vm")  # same description: the launch plan must not replay
+    with io_uring_disabled():  # the kernel refuses io_uring meanwhile
+        _start_and_write(cli, "vm")  # same description: the launch plan must not replay
     on_disk, on_ramfs = _io_lines(cli, "vm")
     assert on_disk.startswith("aio=native, O_DIRECT"), on_disk
     assert "io_uring is not available here" in on_disk
