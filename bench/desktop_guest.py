@@ -37,6 +37,14 @@ def requires(ctx: Context) -> str | None:
     return None
 
 
+def run_in(home: Path, argv: list[str], name: str = NAME, timeout: float = 120.0) -> str:
+    """``argv``'s output, run in the guest ``name`` by its guest agent (`vmdesk exec`)."""
+    done = subprocess.run([vmdesk_cli(), "exec", name, "--timeout", str(timeout), "--", *argv],
+                          env=vmdesk_env(home), capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    return done.stdout
+
+
 def agents(home: Path, name: str = NAME) -> dict[str, str]:
     done = subprocess.run([vmdesk_cli(), "status", name, "--json"], env=vmdesk_env(home),
                           capture_output=True, text=True, check=True)  # fmt: skip

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench import desktop_guest
-from bench.common import Context, Figures, Measure, Round, Status, vmdesk, vmdesk_cli, vmdesk_env
+from bench.common import Context, Figures, Measure, Round, Status, vmdesk
 
 GOAL = 1.5
 SIZE_MIB = 512  # the region fio works in, written whole first (unwritten clusters read free)
@@ -47,13 +47,6 @@ def _figure(report: str, rw: str, unit: str) -> float:
     return float(side["bw"]) / 1024 if unit == "MiB/s" else float(side["iops"])
 
 
-def _in_guest(home: Path, argv: list[str]) -> str:
-    done = subprocess.run([vmdesk_cli(), "exec", desktop_guest.NAME, "--timeout", "120", "--",
-                           *argv], env=vmdesk_env(home), capture_output=True, text=True,
-                          check=True)  # fmt: skip
-    return done.stdout
-
-
 def _two_disks(home: Path) -> None:
     """Add the two data disks; the second gets QEMU's defaults in its description."""
     from vmdesk.core.library import Library
@@ -76,7 +69,7 @@ def session(ctx: Context) -> Iterator[Round]:
             out.write(os.urandom(1 << 20))
     with desktop_guest.running(ctx, _two_disks) as home:
         for target in DISKS.values():  # every block written once: reads hit real clusters
-            _in_guest(home, ["dd", f"of={target}", "if=/dev/urandom", "bs=1M",
+            desktop_guest.run_in(home, ["dd", f"of={target}", "if=/dev/urandom", "bs=1M",
                              f"count={SIZE_MIB}", "oflag=direct"])  # fmt: skip
 
         def one(round_: int) -> dict[str, float]:
@@ -84,7 +77,9 @@ def session(ctx: Context) -> Iterator[Round]:
             order = list(DISKS.items()) if round_ % 2 == 0 else list(DISKS.items())[::-1]
             for job, (rw, bs, unit) in JOBS.items():
                 for side, target in order:
-                    report = _in_guest(home, _fio_args(target, rw, bs, seconds, "libaio"))
+                    report = desktop_guest.run_in(
+                        home, _fio_args(target, rw, bs, seconds, "libaio")
+                    )
                     got[f"{job} {side}"] = _figure(report, rw, unit)
                 done = subprocess.run(_fio_args(str(host_file), rw, bs, seconds, "io_uring"),
                                       capture_output=True, text=True, check=True)  # fmt: skip

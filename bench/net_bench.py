@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench import desktop_guest
-from bench.common import Context, Figures, Measure, Round, Status, vmdesk_cli, vmdesk_env
+from bench.common import Context, Figures, Measure, Round, Status
 
 GOAL = 2.0
 BACKENDS = ("passt", "slirp")
@@ -35,10 +35,7 @@ def _free_port() -> int:
 
 
 def _in_guest(home: Path, name: str, command: str) -> str:
-    done = subprocess.run([vmdesk_cli(), "exec", name, "--timeout", "120", "--", "sh", "-c",
-                           command], env=vmdesk_env(home), capture_output=True, text=True,
-                          check=True)  # fmt: skip
-    return done.stdout
+    return desktop_guest.run_in(home, ["sh", "-c", command], name)
 
 
 def _mbit(report: str) -> float:
