@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from tests.agents_report import agents_report
 from tests.browser.conftest import UI, PageErrors, Shot
 from tests.browser.test_pages import no_page_errors
 from vmdesk.core.arch import Arch
@@ -84,9 +85,12 @@ def _agents_come_on_the_vm_page(page: Page, ui: UI, shot: Shot) -> None:
     expect(page.locator("#vm-guest")).to_have_count(0)
     shot("agents-waiting")
     # the page asks again by itself until they answer
-    expect(page.locator("#vm-agents [data-agent=spice_agent]")).to_have_attribute(
-        "data-state", "connected", timeout=BOOT_TIMEOUT * 1000
-    )
+    try:
+        expect(page.locator("#vm-agents [data-agent=spice_agent]")).to_have_attribute(
+            "data-state", "connected", timeout=BOOT_TIMEOUT * 1000
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{agents_report(ui.env, NAME)}") from None
     expect(page.locator("#vm-agents [data-agent=guest_agent]")).to_have_attribute(
         "data-state", "connected"
     )

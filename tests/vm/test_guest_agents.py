@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.agents_report import agents_report
 from tests.vm.conftest import CLI
 from vmdesk.core.arch import Arch
 from vmdesk.core.states import ENDED
@@ -91,8 +92,11 @@ def _wait_session(cli: CLI, action: Callable[[], object] | None = None) -> None:
         console.wait_for(desktop.DESKTOP_PATTERN, BOOT_TIMEOUT, start=mark)
     finally:
         console.close()
-    _until(lambda: _agents(cli) == {"guest_agent": "connected", "spice_agent": "connected"},
-           120, "both agents connected")  # fmt: skip
+    try:
+        _until(lambda: _agents(cli) == {"guest_agent": "connected", "spice_agent": "connected"},
+               120, "both agents connected")  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{agents_report(cli.env, VM)}") from None
 
 
 def _settled(cli: CLI) -> None:

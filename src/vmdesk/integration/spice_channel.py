@@ -5,6 +5,12 @@ The VM's supervisor owns one :class:`SpiceChannel`: it connects to the engine's 
 back what that says. The guest's agent comes and goes (a guest reboot, a restart of
 spice-vdagentd, a resume): the engine reports the port opening and closing, and each
 opening starts the conversation afresh while the host's offer is kept and announced again.
+
+Each closing also ends the connection to the engine, and a new one is made: bytes the host
+wrote that the guest had not read (the rest of a message cut off by a reboot, asks sent
+while nobody listened) die with the old socket, so the next agent reads our greeting from
+its first byte. spice-vdagentd does not resynchronise: a message read from its middle can
+stall it for good, waiting for a body that its bogus header promised.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ TYPE_NAMES = {
 # the first few, then only the 2**n-th, so a guest that sends nothing else cannot fill it.
 _LOGGED_IN_FULL = 10
 ASK_EVERY = 5.0  # seconds between asks of a guest agent that has not announced itself
+# How long a closed port stays closed before the connection is made anew: a guest agent
+# that reopens at once (it does after any error) must not see the host go away under it.
+RECONNECT_AFTER = 1.0
 log = logging.getLogger(__name__)
 _NO_AGENT_HINT = (
     "is spice-vdagent running in the guest's desktop session? (`systemctl status "
@@ -51,6 +60,7 @@ class SpiceChannel:
         self._writer: asyncio.StreamWriter | None = None
         self._pump: asyncio.Task[None] | None = None
         self._asking: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
         self._port_open: bool | None = None  # the guest's side of the port, when known
         self._ready = asyncio.Event()  # the guest's agent announced its capabilities
         self._changed = asyncio.Condition()  # a guest grab or release, for --sync
@@ -64,10 +74,33 @@ class SpiceChannel:
     async def open(self) -> None:
         """Connect to the engine's end of the port and say hello: a guest agent that is
         there already (after a resume) answers; one that starts later announces itself."""
-        reader, self._writer = await asyncio.open_unix_connection(str(self.path))
-        self._pump = asyncio.create_task(self._read(reader))
+        await self._connect()
         self._asking = asyncio.create_task(self._ask_until_ready())
         await self._send(self.session.connected())
+
+    async def _connect(self) -> None:
+        """Connect, and only then let go of the old connection: the new one waits in the
+        engine's backlog until the old one is gone (it takes one client at a time). The
+        one wait is the connect, so a cancelled reconnect leaves the old connection be."""
+        reader, writer = await asyncio.open_unix_connection(str(self.path))
+        old_pump, old_writer = self._pump, self._writer
+        self._writer = writer
+        self._pump = asyncio.create_task(self._read(reader))
+        if old_pump is not None:
+            old_pump.cancel()
+        if old_writer is not None:
+            old_writer.close()
+
+    async def _reconnect_while_closed(self) -> None:
+        """The port has stayed closed: connect again, and what the old connection still
+        held unread goes with it."""
+        await asyncio.sleep(RECONNECT_AFTER)
+        if self._port_open is not False:
+            return
+        try:
+            await self._connect()
+        except OSError as exc:  # the engine is going away
+            log.warning("could not reconnect to the SPICE agent's socket %s: %s", self.path, exc)
 
     async def _ask_until_ready(self) -> None:
         """While the guest's agent has not announced itself on an open (or unknown) port,
@@ -80,11 +113,8 @@ class SpiceChannel:
                                                                    request=True))  # fmt: skip
 
     async def close(self) -> None:
-        for task in (self._pump, self._asking):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        for task in (self._asking, self._reconnecting, self._pump):
+            await _cancel(task)
         if self._writer is not None:
             self._writer.close()
         self._fail_waiting("the VM is ending")
@@ -95,10 +125,13 @@ class SpiceChannel:
         self._port_open = opened
         self._fail_waiting("the guest's agent went away")
         if opened:
+            await _cancel(self._reconnecting)
             self.restarts += 1
             await self._send(self.session.connected())
         else:
             self.session.reset()
+            if self._reconnecting is None or self._reconnecting.done():
+                self._reconnecting = asyncio.create_task(self._reconnect_while_closed())
         await self._bump()
 
     @property
@@ -237,3 +270,10 @@ class SpiceChannel:
         """Ask the guest for one output of ``width`` x ``height`` (sent again whenever the
         guest's agent comes back)."""
         await self._send(self.session.set_monitors([(width, height)]))
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
