@@ -156,6 +156,61 @@ def test_add_attach_list_grow_and_detach(library: Library, tmp_path: Path) -> No
         vm_media.detach(library, "src", "0")
 
 
+def test_what_a_killed_disk_add_made_goes_at_the_next_change_and_a_detached_disk_stays(
+    library: Library,
+) -> None:
+    bundle = make_vm(library)
+    vm_media.add(library, "src", GiB)
+    vm_media.add(library, "src", GiB)
+    vm_media.detach(library, "src", "1")  # detached, kept in the bundle: the user's
+    disks = bundle / "disks"
+    # An add killed after qemu-img made its file, before the description named it:
+    images.create(disks / "disk2.qcow2", GiB)
+    (disks / ".adding-disk2.qcow2").touch()
+    (disks / ".disk2.qcow2.0badf00d.partial").touch()
+    vm_media.add(library, "src", GiB)  # the next change: disk2 again, a whole one
+    assert (disks / ".adding-disk2.qcow2").exists() is False
+    assert sorted(p.name for p in disks.iterdir()) == ["disk0.qcow2", "disk1.qcow2",
+                                                         "disk2.qcow2"]  # fmt: skip
+    assert [d.file for d in library.find("src").load().disks] == ["disks/disk0.qcow2",
+                                                                  "disks/disk2.qcow2"]  # fmt: skip
+    # An add killed after the description named its file, before its marker went:
+    (disks / ".adding-disk2.qcow2").touch()  # the file stays, the marker goes
+    vm_media.grow(library, "src", "disk2.qcow2", 2 * GiB)
+    assert (disks / "disk2.qcow2").exists() and not (disks / ".adding-disk2.qcow2").exists()
+
+
+def test_create_and_edit_take_a_disk_for_what_it_is_and_refuse_what_attach_refuses(
+    library: Library, tmp_path: Path
+) -> None:
+    from vmdesk.service import settings
+
+    named_raw = tmp_path / "disk.img"
+    images.create(named_raw, GiB, "qcow2")  # a qcow2 whatever its name says
+    data: dict[str, Any] = {}
+    settings.apply(data, {"disks": [str(named_raw)]})
+    assert data["disks"][0]["format"] == "qcow2"
+    for bad, words in [(tmp_path / "missing.qcow2", "does not exist"),
+                       (tmp_path, "is a folder")]:  # fmt: skip
+        with pytest.raises(NotFound, match=words) as err:
+            settings.apply({}, {"disks": [str(bad)]})
+        assert err.value.hint
+
+
+def test_a_clone_of_a_vm_whose_disk_is_missing_is_refused_with_what_to_do(
+    library: Library, tmp_path: Path
+) -> None:
+    make_vm(library)
+    outside = tmp_path / "gone.raw"
+    images.create(outside, GiB, "raw")
+    vm_media.attach(library, "src", outside)
+    outside.unlink()
+    with pytest.raises(NotFound, match="disk 0 of VM 'src'") as err:
+        clones.clone(library, "src", "dst")
+    assert "disk rm src 0" in (err.value.hint or "")
+    assert [b.dir_name for b in library.bundles()] == ["src.vmdesk"]
+
+
 def test_changes_are_refused_while_the_vm_runs(library: Library) -> None:
     make_vm(library)
     vm_media.add(library, "src", GiB)

@@ -126,6 +126,7 @@ def apply(data: dict[str, Any], s: Settings) -> list[str]:
     _apply_boot(data, s, named)
     for path in s.get("disks") or ():
         entry = specs.disk(path)
+        entry["format"] = _attachable(entry["file"])
         data.setdefault("disks", []).append(entry)
         named.append(entry["file"])
     for path in s.get("isos") or ():
@@ -141,6 +142,16 @@ def apply(data: dict[str, Any], s: Settings) -> list[str]:
     for spec in s.get("usbs") or ():
         data.setdefault("usb_devices", []).append(specs.usb(spec))
     return named
+
+
+def _attachable(file: str) -> str:
+    """The image's format, from what it is rather than its name; refused like
+    ``disk attach`` refuses it (missing, a folder, another format, an overlay)."""
+    from pathlib import Path
+
+    from vmdesk.storage import vm_media  # qemu-img: only for a command that names a disk
+
+    return vm_media.attachable(Path(file))[0]
 
 
 def remove(data: dict[str, Any], r: Removals) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vmdesk.core import layout
 from vmdesk.core.bundle import Bundle
-from vmdesk.core.errors import ConfigError, Conflict, StorageError, VMDeskError
+from vmdesk.core.errors import ConfigError, Conflict, NotFound, StorageError, VMDeskError
 from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.core.states import ENDED
 from vmdesk.storage import copying, images, qcow2_header
@@ -60,6 +60,10 @@ def bases_locked(library: Library) -> Iterator[Path]:
     directory = bases_dir(library)
     directory.mkdir(parents=True, exist_ok=True)
     with exclusive(directory.parent / ".lock"):
+        # A linked clone's scratch lives only while it holds this lock: any there now was
+        # left by one that was killed.
+        for stale in directory.parent.glob(".template-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         yield directory
 
 
@@ -83,6 +87,7 @@ def clone(
         )
     with locked(src, "being cloned"):
         config = src.load()
+        _refuse_missing_disks(src, config, src_name)
         new = _clone_description(config, name, forwards)
         if linked:
             with (
@@ -92,6 +97,16 @@ def clone(
                 planned = _linked_disks(library, src, config, Path(scratch))
                 return _create(library, new, src, planned, src_name, progress)
         return _create(library, new, src, _full_disks(src, config), src_name, progress)
+
+
+def _refuse_missing_disks(src: Bundle, config: VMConfig, src_name: str) -> None:
+    for index, disk in enumerate(config.disks):
+        path = resolved(src, disk)
+        if not path.is_file():
+            raise NotFound(
+                f"disk {index} of VM {src_name!r} ({path}) is missing",
+                hint=f"put the file back, or detach it: `vmdesk disk rm {src_name} {index}`",
+            )
 
 
 def _clone_description(config: VMConfig, name: str, forwards: bool) -> VMConfig:
@@ -253,8 +268,6 @@ def sweep_bases(library: Library) -> list[Path]:
                         used.update(os.path.realpath(layer) for layer in chain)
             except VMDeskError:  # unsure what a damaged VM uses: delete nothing
                 return []
-        for stale in directory.parent.glob(".template-*"):  # from a killed linked clone
-            shutil.rmtree(stale, ignore_errors=True)
         removed = []
         for base in directory.iterdir():
             if base.name.startswith("."):

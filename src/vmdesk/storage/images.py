@@ -53,6 +53,8 @@ def parse_format(value: str) -> Format:
 def inspect(path: Path, *, chain: bool = True) -> ImageInfo:
     """What an image is: format, sizes, backing chain and internal snapshots. Without
     ``chain`` only the image itself is opened, and the chain holds just its backing file."""
+    if path.is_dir():
+        raise NotFound(f"{path} is a folder, not a disk image", hint="name the image file in it")
     if not path.is_file():
         raise NotFound(f"{path} does not exist", hint="check the path")
     if chain:

@@ -62,14 +62,41 @@ def editing(library: Library, ref: str, purpose: str) -> Iterator[Edit]:
     with locked(bundle, purpose):
         refuse_if_suspended(bundle)
         edit = Edit(bundle, bundle.load())
+        _finish_adds(edit)
         try:
             yield edit
             library.save_locked(bundle, edit.config)
         except BaseException:
-            for path in edit.created:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            _forget(edit.created, keep=False)
             raise
+    _forget(edit.created, keep=True)  # saved: the new files are the description's now
+
+
+def _forget(created: list[Path], *, keep: bool) -> None:
+    for path in created:
+        for gone in (_adding_marker(path),) if keep else (path, _adding_marker(path)):
+            with contextlib.suppress(FileNotFoundError):
+                gone.unlink()
+
+
+def _adding_marker(path: Path) -> Path:
+    """Written before a new disk file is made, removed once the description names it: a
+    killed `disk add` leaves the marker, so the file it made is known to be unwanted (a
+    disk detached with `disk rm` stays in the bundle too, and must not be taken for one)."""
+    return path.with_name(f".adding-{path.name}")
+
+
+def _finish_adds(edit: Edit) -> None:
+    """What a killed add left: its file goes unless the description came to name it."""
+    named = {resolved(edit.bundle, disk) for disk in edit.config.disks}
+    for marker in edit.bundle.files.disks.glob(".adding-*"):
+        made = marker.with_name(marker.name.removeprefix(".adding-"))
+        unwanted = [] if made in named else [made]
+        unwanted += made.parent.glob(f".{made.name}.*.partial")  # qemu-img's half a file
+        for path in unwanted:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        marker.unlink()
 
 
 def resolved(bundle: Bundle, item: Disk | CdRom) -> Path:
@@ -125,8 +152,9 @@ def add(
         edit.bundle.files.disks.mkdir(exist_ok=True)
         name = _free_name(edit.bundle.files.disks, fmt)
         path = edit.bundle.files.disks / name
-        info = images.create(path, size, fmt)
+        _adding_marker(path).touch()
         edit.created.append(path)
+        info = images.create(path, size, fmt)
         from vmdesk.core.config import Disk
 
         disk = Disk(file=f"disks/{name}", format=fmt, interface=interface)
@@ -134,15 +162,9 @@ def add(
     return disk, info
 
 
-def attach(
-    library: Library,
-    ref: str,
-    file: Path,
-    interface: Interface = "virtio-blk",
-    read_only: bool = False,
-) -> tuple[Disk, ImageInfo]:
-    """Attach an existing image; naming it approves its path for an isolated VM."""
-    path = file.expanduser().absolute()
+def attachable(path: Path) -> tuple[Format, ImageInfo]:
+    """The format of an existing image a VM may use (``disk attach``, ``create --disk``,
+    ``edit --disk``): a qcow2 or raw file, standalone."""
     info = images.inspect(path)
     if info.format not in images.FORMATS:
         raise StorageError(
@@ -154,12 +176,24 @@ def attach(
             f"{path} is an overlay on {info.backing_chain[0]}",
             hint=f"attach a standalone copy: `vmdesk disk convert {path} NEW.qcow2`",
         )
+    return ("qcow2" if info.format == "qcow2" else "raw"), info
+
+
+def attach(
+    library: Library,
+    ref: str,
+    file: Path,
+    interface: Interface = "virtio-blk",
+    read_only: bool = False,
+) -> tuple[Disk, ImageInfo]:
+    """Attach an existing image; naming it approves its path for an isolated VM."""
+    path = file.expanduser().absolute()
+    fmt, info = attachable(path)
     with editing(library, ref, "attaching a disk") as edit:
         for current in edit.config.disks:
             if resolved(edit.bundle, current) == Path(os.path.normpath(path)):
                 raise Conflict(f"{path} is already attached", hint="see `vmdesk disk list`")
         named = _in_bundle(edit.bundle, path)
-        fmt: Format = "qcow2" if info.format == "qcow2" else "raw"
         from vmdesk.core import isolation
         from vmdesk.core.config import Disk
 
