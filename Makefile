@@ -4,7 +4,7 @@ VENV := .venv
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test demo lint bench reliability clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,14 @@ demo: setup
 # Every benchmark, about 20 minutes (bench/README.md); e.g. BENCH_ARGS="--only P3,P4".
 bench: setup
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# The full reliability campaign (tests/reliability/, about 15 minutes): RELIABILITY.md.
+RESULTS := build/reliability.jsonl
+reliability: setup
+	@mkdir -p build && rm -f $(RESULTS)
+	status=0; VMDESK_CAMPAIGN=full VMDESK_CAMPAIGN_RESULTS=$(RESULTS) \
+		$(VENV)/bin/pytest tests/reliability -q -p no:cacheprovider || status=$$?; \
+	$(VENV)/bin/python -m tests.reliability.report $(RESULTS) > RELIABILITY.md; exit $$status
 
 lint: setup
 	$(VENV)/bin/ruff check src tests tests_macos bench
