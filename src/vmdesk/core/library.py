@@ -10,9 +10,16 @@ import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from vmdesk.core import layout, lookup, paths
+from vmdesk.core import layout, lookup, paths, space
 from vmdesk.core.bundle import Bundle
-from vmdesk.core.errors import BundleError, ConfigError, Conflict, NotFound, VMDeskError
+from vmdesk.core.errors import (
+    BundleError,
+    ConfigError,
+    Conflict,
+    NotFound,
+    StorageError,
+    VMDeskError,
+)
 from vmdesk.core.states import AT_REST
 
 TYPE_CHECKING = False
@@ -28,6 +35,9 @@ StatusProvider = Callable[[Bundle], str]
 
 def _stopped_unless_owned(bundle: Bundle) -> str:
     return "running" if bundle.is_locked() else "stopped"
+
+
+CopyFile = Callable[[str, str], object]  # shutil.copytree's copy_function
 
 
 class Library:
@@ -170,7 +180,9 @@ class Library:
         shutil.rmtree(trash, ignore_errors=True)
         return bundle.path
 
-    def import_bundle(self, source: Path, *, name: str | None = None) -> Bundle:
+    def import_bundle(
+        self, source: Path, *, name: str | None = None, copy_file: CopyFile = shutil.copy2
+    ) -> Bundle:
         """Copy an existing bundle directory into the library (the source is left alone)."""
         source = source.expanduser().resolve()
         src = Bundle(source)
@@ -190,13 +202,17 @@ class Library:
         self._check(config, target, skip=None)
         with self._scratch("import") as tmp:
             staged = tmp / "vm"
-            _copy_bundle(source, staged)
+            _copy_bundle(source, staged, copy_file)
             Bundle(staged).save(config)
             _publish(staged, target)
         return Bundle(target)
 
     def export(
-        self, ref: str, destination: Path, finish: Callable[[Bundle, Path], None] | None = None
+        self,
+        ref: str,
+        destination: Path,
+        finish: Callable[[Bundle, Path], None] | None = None,
+        copy_file: CopyFile = shutil.copy2,
     ) -> Path:
         """Copy a VM's bundle out; ``destination`` is a new path or an existing directory.
         ``finish(bundle, staged_copy)`` may adjust the copy before it appears."""
@@ -212,7 +228,7 @@ class Library:
             staged = destination.parent / f".{destination.name}.partial"
             shutil.rmtree(staged, ignore_errors=True)
             try:
-                _copy_bundle(bundle.path, staged)
+                _copy_bundle(bundle.path, staged, copy_file)
                 if finish is not None:
                     finish(bundle, staged)
             except BaseException:
@@ -222,10 +238,20 @@ class Library:
         return destination
 
 
-def _copy_bundle(source: Path, target: Path) -> None:
-    """Copy a bundle without what belongs to this host and its runs (lock, run/, plan)."""
+def _copy_bundle(source: Path, target: Path, copy_file: CopyFile = shutil.copy2) -> None:
+    """Copy a bundle without what belongs to this host and its runs (lock, run/, plan).
+    A file system that fills up is told in one line with what was needed; any other
+    failure names the file."""
     not_copied = shutil.ignore_patterns(layout.LOCK, layout.LAUNCH_PLAN, layout.RUN)
-    shutil.copytree(source, target, symlinks=True, ignore=not_copied)
+    free = space.free_bytes(target.parent)
+    try:
+        shutil.copytree(source, target, symlinks=True, ignore=not_copied,
+                        copy_function=copy_file)  # fmt: skip
+    except (OSError, shutil.Error) as exc:
+        if space.is_out_of_space(exc):
+            raise space.out_of_space(f"copying {source.name}", target.parent,
+                                     space.allocated_bytes(source), free) from None  # fmt: skip
+        raise StorageError(f"copying {source} failed: {exc}", hint="check the paths") from None
     (target / layout.RUN).mkdir(exist_ok=True)
 
 

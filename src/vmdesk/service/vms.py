@@ -298,7 +298,9 @@ def rename(library: Library, ref: str, new_name: str) -> Path:
 
 def import_bundle(library: Library, source: Path, *, name: str | None = None) -> VMConfig:
     """Copy an existing NAME.vmdesk bundle into the library (under ``name`` if given)."""
-    return library.import_bundle(source, name=name).load()
+    from vmdesk.storage import copying
+
+    return library.import_bundle(source, name=name, copy_file=copying.copy_file).load()
 
 
 def export(library: Library, ref: str, destination: Path) -> Path:

@@ -292,4 +292,4 @@ def export(library: Library, ref: str, destination: Path, progress: Progress | N
                 copied.unlink()
                 images.convert(source, copied, "qcow2", progress=progress)
 
-    return library.export(ref, destination, finish=flatten)
+    return library.export(ref, destination, finish=flatten, copy_file=copying.copy_file)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from vmdesk.core import space
 from vmdesk.core.errors import StorageError
 
 CopyProgress = Callable[[int, int], None]  # bytes done, bytes to do
@@ -23,20 +25,34 @@ def allocated(path: Path) -> int:
 
 def copy(source: Path, target: Path, progress: CopyProgress | None = None) -> str:
     """Copy ``source`` to the new file ``target``; returns "reflink" or "sparse"."""
+    free = space.free_bytes(target.parent)
+    try:
+        return _copy(source, target, progress)
+    except OSError as exc:
+        if space.is_out_of_space(exc):
+            raise space.out_of_space(f"copying {source.name}", target.parent,
+                                     allocated(source), free) from None  # fmt: skip
+        why = exc.strerror or str(exc)
+        raise StorageError(f"copying {source} failed: {why}", hint="check the paths") from None
+
+
+def copy_file(source: str, target: str) -> str:
+    """The same copy as shutil.copytree's copy_function: holes stay holes (a sparse raw
+    disk stays small), the mode and times are kept, and errors stay OSErrors."""
+    _copy(Path(source), Path(target), None)
+    shutil.copystat(source, target)
+    return target
+
+
+def _copy(source: Path, target: Path, progress: CopyProgress | None) -> str:
     with open(source, "rb") as src, open(target, "xb") as dst:
         try:
             fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
             return "reflink"
         except OSError:
             pass  # not supported here: copy the data
-        try:
-            _copy_data(src.fileno(), dst.fileno(), progress)
-            os.fsync(dst.fileno())
-        except OSError as exc:
-            raise StorageError(
-                f"copying {source} failed: {exc.strerror}",
-                hint="free some disk space and try again" if exc.errno == 28 else "",
-            ) from None
+        _copy_data(src.fileno(), dst.fileno(), progress)
+        os.fsync(dst.fileno())
     return "sparse"
 
 
