@@ -29,6 +29,7 @@ import os
 import sys
 from pathlib import Path
 
+from vmdesk.core import processes
 from vmdesk.core.host_paths import is_device
 from vmdesk.core.layout import Layout
 
@@ -57,7 +58,7 @@ def key(bundle_dir: Path, config: bytes) -> str:
         str(bundle_dir),
         sys.platform,
         sys.executable,
-        _boot_id(),
+        processes.boot_id(),  # not Linux: ""; the probe cache in the watch list covers re-probes
         _io_uring_sysctl(),  # disks' aio=io_uring is chosen by it (engines/qemu/disk_io.py)
         f"{os.getuid()}:{sorted(os.getgroups())}",
         _code_stamp(),
@@ -66,13 +67,6 @@ def key(bundle_dir: Path, config: bytes) -> str:
     digest = hashlib.sha256("\0".join(facts).encode())
     digest.update(b"\0" + config)
     return digest.hexdigest()
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:  # not Linux: the probe cache in the watch list covers re-probes
-        return ""
 
 
 def _io_uring_sysctl() -> str:

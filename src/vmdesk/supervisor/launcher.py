@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from vmdesk.core import processes
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import Conflict, EngineError, VMDeskError
 from vmdesk.core.layout import Layout, Sockets
@@ -84,7 +85,7 @@ def main(args: list[str]) -> int:
         vmstatus.clean_stale(bundle.path)
         with contextlib.suppress(FileNotFoundError):
             files.last_exit.unlink()
-        files.supervisor_pid.write_text(f"{os.getpid()}\n")
+        files.supervisor_pid.write_text(processes.record(os.getpid()))
         plan_key = launch_plan.key(bundle.path, _read_config(files))
         resuming = files.suspended_state.exists()  # its -incoming is no plan to keep
         plan = None if resuming else launch_plan.load(files, plan_key)
@@ -92,7 +93,7 @@ def main(args: list[str]) -> int:
             for path in plan["listen"].values():
                 Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             replayed = launch_plan.replay(plan)
-            files.engine_pid.write_text(f"{replayed.pid}\n")
+            files.engine_pid.write_text(processes.record(replayed.pid))
 
         from vmdesk.core import isolation  # imports the config model: after the replay
 
@@ -115,7 +116,8 @@ def main(args: list[str]) -> int:
                 replayed = None
                 launch_plan.forget(files)
             ran = session.launch()
-            files.engine_pid.write_text(f"{session.pid}\n")
+            if session.pid is not None:  # an engine that never said its pid: none to record
+                files.engine_pid.write_text(processes.record(session.pid))
             if ran is not None and not resuming:
                 paths = isolation.resolutions(config, bundle.path)
                 launch_plan.save(files, plan_key, ran, paths)

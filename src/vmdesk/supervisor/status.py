@@ -15,6 +15,7 @@ import socket
 import time
 from pathlib import Path
 
+from vmdesk.core import processes
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.core.listing import is_locked
 
@@ -66,15 +67,6 @@ def sockets_for(bundle_dir: Path) -> Sockets:
     return Sockets(files.sockets(vm_uuid(files)))
 
 
-def _pid_alive(pid_file: Path) -> int | None:
-    try:
-        pid = int(pid_file.read_text().split()[0])
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid
-
-
 def remove_run_files(files: Layout, sockets: Sockets | None) -> None:
     """Pid files and sockets of a run; a short socket dir outside the bundle goes too."""
     paths = [files.supervisor_pid, files.engine_pid, *(sockets.all() if sockets else ())]
@@ -92,7 +84,7 @@ def clean_stale(bundle_dir: Path) -> str | None:
     reason = None
     if files.supervisor_pid.exists():
         reason = "the VM's supervisor stopped unexpectedly; the VM was stopped with it"
-        engine = _pid_alive(files.engine_pid)
+        engine = processes.alive_as_recorded(files.engine_pid)
         if engine is not None:  # only when the engine did not die with its supervisor
             with contextlib.suppress(OSError):
                 os.kill(engine, signal.SIGKILL)

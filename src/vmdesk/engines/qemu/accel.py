@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vmdesk.core import paths
+from vmdesk.core import paths, processes
 from vmdesk.core.arch import Arch, host_arch
 from vmdesk.core.errors import EngineError, VMDeskError
 from vmdesk.engines.qemu import binaries
@@ -195,10 +195,7 @@ def _first_error(text: str) -> str:
 
 
 def _probe_cache_key(arch: Arch) -> str:
-    try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot_id = "unknown"
+    boot_id = processes.boot_id() or "unknown"
     qemu = ".".join(map(str, binaries.version(binaries.system_binary(arch))))
     return f"{boot_id}/{platform.release()}/qemu-{qemu}"
 

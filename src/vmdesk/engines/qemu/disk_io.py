@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmdesk.core import paths
+from vmdesk.core import paths, processes
 from vmdesk.core.config import Disk
 from vmdesk.core.errors import EngineError
 
@@ -154,11 +154,10 @@ def io_uring_usable(binary: Path) -> bool:
 
 def _cache_key(binary: Path) -> str:
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         info = binary.stat()
     except OSError:
         return ""
-    return f"{boot}/{binary}:{info.st_size}:{info.st_mtime_ns}/{io_uring_sysctl()}"
+    return f"{processes.boot_id()}/{binary}:{info.st_size}:{info.st_mtime_ns}/{io_uring_sysctl()}"
 
 
 def _ask_qemu(binary: Path) -> bool:
