@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import Context, Figures, Measure, Round, Status, missing, vmdesk, vmdesk_stop
+from vmdesk.core import processes
 
 GOAL = 0.75
 FILL_MIB = 3072
@@ -25,7 +26,7 @@ VMS = {WITH: "with", WITHOUT: "without"}
 
 
 def _rss(home: Path, name: str) -> int:
-    pid = int((home / f"{name}.vmdesk/run/engine.pid").read_text().split()[0])
+    pid = processes.pid_in(home / f"{name}.vmdesk/run/engine.pid")
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1]) << 10
 

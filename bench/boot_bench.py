@@ -35,6 +35,7 @@ from bench.common import (
     vmdesk_env,
     vmdesk_stop,
 )
+from vmdesk.core import processes
 
 READY = b"VMDESK-READY"
 GOAL_RATIO = 1.05
@@ -119,7 +120,7 @@ def session(ctx: Context) -> Iterator[Round]:
                 try:
                     wait_for(serial_log, READY, None, 120)
                     took = ms_since(start)
-                    pid = int((bundle / "run/engine.pid").read_text())
+                    pid = processes.pid_in(bundle / "run/engine.pid")
                     figures[SPAWN if planned else SPAWN_FIRST] = _began_ms(pid, boot_clock)
                     return took
                 finally:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import Context, Figures, Measure, Round, Status, missing, vmdesk, vmdesk_stop
+from vmdesk.core import processes
 
 GOAL_MIB = 40.0
 RSS = "supervisor RSS"
@@ -31,7 +32,7 @@ def session(ctx: Context) -> Iterator[Round]:
     def one(round_: int) -> dict[str, float]:
         vmdesk(home, "start", "bench", "--wait-ready")
         try:
-            return {RSS: rss_mib(int((home / "bench.vmdesk/run/supervisor.pid").read_text()))}
+            return {RSS: rss_mib(processes.pid_in(home / "bench.vmdesk/run/supervisor.pid"))}
         finally:
             vmdesk(home, "stop", "bench", "--force")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.vm.conftest import CLI
+from vmdesk.core import processes
 
 pytestmark = pytest.mark.vm
 
@@ -70,7 +71,7 @@ def test_a_plan_that_disagrees_with_the_vm_is_discarded(cli: CLI) -> None:
     assert " -m 200M " in _argvs(cli, "vm")[1] and " -m 256M " in _argvs(cli, "vm")[2]
     assert "launch plan was stale" in (cli.bundle("vm") / "logs/supervisor.log").read_text()
     assert _started(cli, "vm")[-1]["launch"] == "fresh"
-    pid = int((cli.bundle("vm") / "run/engine.pid").read_text())
+    pid = processes.pid_in(cli.bundle("vm") / "run/engine.pid")
     assert " -m 256M" in " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0"))
     cli("stop", "vm", "--force")
     assert json.loads(plan_file.read_text())["spec"]["argv"][argv.index("-m") + 1] == "256M"

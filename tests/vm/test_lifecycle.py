@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.vm.conftest import CLI
+from vmdesk.core import processes
 from vmdesk.core.arch import ARCHES, Arch
 from vmdesk.engines.qemu.process import SerialConsole
 from vmdesk.images import tiny_linux
@@ -124,7 +125,7 @@ def test_kill_9_of_the_supervisor_takes_the_vm_down_cleanly(cli: CLI) -> None:
     cli("create", "orphan", "--image", "tiny-linux")
     cli("start", "orphan", "--wait-ready")
     uuid = json.loads(cli("show", "orphan", "--json"))["config"]["uuid"]
-    supervisor = int((cli.bundle("orphan") / "run/supervisor.pid").read_text())
+    supervisor = processes.pid_in(cli.bundle("orphan") / "run/supervisor.pid")
     os.kill(supervisor, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while _qemu_pids(uuid):

@@ -45,6 +45,11 @@ def record(pid: int) -> str:
     return f"{pid} {started(pid) or '-'}\n"
 
 
+def pid_in(pid_file: Path) -> int:
+    """The number in a pid file (ValueError or OSError when there is none)."""
+    return int(pid_file.read_text().split()[0])
+
+
 def alive_as_recorded(pid_file: Path) -> int | None:
     """The pid in ``pid_file`` if that very process still runs: None when it ended, when
     another has its number now, or when the file does not say when it started."""

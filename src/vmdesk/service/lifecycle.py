@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from vmdesk.core import processes
 from vmdesk.core.errors import VMDeskError
 from vmdesk.core.library import Library
 from vmdesk.core.states import ENDED
@@ -46,7 +47,7 @@ def start(library: Library, ref: str, *, fork: bool = False) -> dict[str, Any]:
     bundle = find(library, ref)
     report = client.start(bundle, fork=fork)
     with contextlib.suppress(OSError, ValueError):
-        pid = int(bundle.files.supervisor_pid.read_text().split()[0])
+        pid = processes.pid_in(bundle.files.supervisor_pid)
         with _started_lock:
             _started.add(pid)
     return report
