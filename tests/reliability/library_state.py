@@ -67,7 +67,7 @@ def problems_of_disks(*bundles: Path) -> list[str]:
     """`qemu-img check` of every qcow2 disk in these bundles: what it found."""
     found = []
     for bundle in bundles:
-        for image in sorted(bundle.glob("disks/*.qcow2")):
+        for image in sorted(i for i in bundle.glob("disks/*.qcow2") if not i.name.startswith(".")):
             done = subprocess.run(["qemu-img", "check", "--output=json", str(image)],
                                   capture_output=True, text=True, check=False)  # fmt: skip
             try:

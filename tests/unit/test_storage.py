@@ -166,18 +166,18 @@ def test_what_a_killed_disk_add_made_goes_at_the_next_change_and_a_detached_disk
     disks = bundle / "disks"
     # An add killed after qemu-img made its file, before the description named it:
     images.create(disks / "disk2.qcow2", GiB)
-    (disks / ".adding-disk2.qcow2").touch()
+    (disks / ".disk2.qcow2.adding").touch()
     (disks / ".disk2.qcow2.0badf00d.partial").touch()
     vm_media.add(library, "src", GiB)  # the next change: disk2 again, a whole one
-    assert (disks / ".adding-disk2.qcow2").exists() is False
+    assert (disks / ".disk2.qcow2.adding").exists() is False
     assert sorted(p.name for p in disks.iterdir()) == ["disk0.qcow2", "disk1.qcow2",
                                                          "disk2.qcow2"]  # fmt: skip
     assert [d.file for d in library.find("src").load().disks] == ["disks/disk0.qcow2",
                                                                   "disks/disk2.qcow2"]  # fmt: skip
     # An add killed after the description named its file, before its marker went:
-    (disks / ".adding-disk2.qcow2").touch()  # the file stays, the marker goes
+    (disks / ".disk2.qcow2.adding").touch()  # the file stays, the marker goes
     vm_media.grow(library, "src", "disk2.qcow2", 2 * GiB)
-    assert (disks / "disk2.qcow2").exists() and not (disks / ".adding-disk2.qcow2").exists()
+    assert (disks / "disk2.qcow2").exists() and not (disks / ".disk2.qcow2.adding").exists()
 
 
 def test_create_and_edit_take_a_disk_for_what_it_is_and_refuse_what_attach_refuses(

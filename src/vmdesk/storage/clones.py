@@ -199,7 +199,8 @@ def _freeze(
     if disk.format == "qcow2":
         tmp = path.with_name(f".{path.name}.overlay")
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            tmp.unlink()  # a killed clone's, like its qemu-img's half file
+        images.sweep_partials(tmp)
         images.overlay(tmp, backing, "qcow2", info.virtual_size)
         shutil.copyfile(tmp, template)
         tmp.replace(path)  # the one step that switches the source over

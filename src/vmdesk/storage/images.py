@@ -91,6 +91,14 @@ def staged(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def sweep_partials(path: Path) -> None:
+    """Remove what a killed :func:`staged` left beside ``path`` (call it holding the lock
+    that guards ``path``, so no live writer's file goes)."""
+    for partial in path.parent.glob(f".{path.name}.*.partial"):
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+
+
 def create(
     path: Path, size: int, fmt: Format = "qcow2", *, backing: Path | None = None
 ) -> ImageInfo:

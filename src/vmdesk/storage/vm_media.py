@@ -83,19 +83,18 @@ def _adding_marker(path: Path) -> Path:
     """Written before a new disk file is made, removed once the description names it: a
     killed `disk add` leaves the marker, so the file it made is known to be unwanted (a
     disk detached with `disk rm` stays in the bundle too, and must not be taken for one)."""
-    return path.with_name(f".adding-{path.name}")
+    return path.with_name(f".{path.name}.adding")
 
 
 def _finish_adds(edit: Edit) -> None:
     """What a killed add left: its file goes unless the description came to name it."""
     named = {resolved(edit.bundle, disk) for disk in edit.config.disks}
-    for marker in edit.bundle.files.disks.glob(".adding-*"):
-        made = marker.with_name(marker.name.removeprefix(".adding-"))
-        unwanted = [] if made in named else [made]
-        unwanted += made.parent.glob(f".{made.name}.*.partial")  # qemu-img's half a file
-        for path in unwanted:
+    for marker in edit.bundle.files.disks.glob(".*.adding"):
+        made = marker.with_name(marker.name[1 : -len(".adding")])
+        if made not in named:
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                made.unlink()
+        images.sweep_partials(made)  # qemu-img's half a file
         marker.unlink()
 
 
