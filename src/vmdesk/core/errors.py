@@ -85,6 +85,10 @@ class QMPError(_WithErrorClass):
     ``DeviceNotFound``...)."""
 
 
+class EngineNotAnswering(EngineError):
+    """The hypervisor process is there but does not answer (stopped with SIGSTOP, or hung)."""
+
+
 class GuestTimeout(EngineError):
     """The guest did not reach an expected state in time."""
 
@@ -196,7 +200,8 @@ class ConfigError(VMDeskError):
 KINDS: dict[str, type[VMDeskError]] = {
     kind.__name__: kind
     for kind in (
-        VMDeskError, HostToolMissing, ImageBuildError, EngineError, QMPError, GuestTimeout,
+        VMDeskError, HostToolMissing, ImageBuildError, EngineError, EngineNotAnswering, QMPError,
+        GuestTimeout,
         GuestAgentError, GuestAgentTimeout, NotFound, Conflict, Unsupported, ProtocolError,
         BundleError, StorageError, PolicyViolation, ConfigError,
     )

@@ -20,7 +20,14 @@ from typing import Any, TypeAlias, cast
 
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import Conflict, EngineError, GuestTimeout, Unsupported, VMDeskError
+from vmdesk.core.errors import (
+    Conflict,
+    EngineError,
+    EngineNotAnswering,
+    GuestTimeout,
+    Unsupported,
+    VMDeskError,
+)
 from vmdesk.core.layout import Sockets
 from vmdesk.engines.base import BalloonSession, Capabilities, Session, WindowSession
 from vmdesk.supervisor import protocol
@@ -32,6 +39,7 @@ REPLAY = 4096  # what a newly attached console client sees first
 MAX_REQUEST = 128 << 20  # a control request's line: a clipboard image, base64
 MIB = 1 << 20
 MIN_GUEST_MEMORY = 128 * MIB  # the least a running guest is shrunk to by its balloon
+QUIT_GRACE = 5.0  # seconds an engine told to quit has before it is killed
 # Requests that end the VM: answered even while the supervisor winds down (see run()).
 ENDING_OPS = frozenset({"stop", "kill", "suspend"})
 # What would change the VM under a stop or suspend that is under way: refused meanwhile.
@@ -236,7 +244,9 @@ class Supervisor:
         else:
             try:
                 state = await self.session.status()
-            except VMDeskError:
+            except EngineNotAnswering:
+                state = "unresponsive"
+            except VMDeskError:  # the connection went: the engine is ending
                 state = "stopping"
         return {
             "status": state,
@@ -252,18 +262,27 @@ class Supervisor:
 
     async def _stop(self, request: protocol.StopRequest) -> protocol.StopReply:
         self.stopping, self.ending_as = True, "stopping"
-        if not request["force"]:
+        if not request["force"] and await self._pressed_the_button():
             # The power button first; a guest that ignores it half the time is asked
             # through its agent, then the plug is pulled.
-            await self.session.powerdown()
             half = request["stop_timeout"] / 2
             if await self._ended_within(half):
                 return {"forced": False}
             if await self.guests.shutdown(min(half, 5.0)) and await self._ended_within(half):
                 return {"forced": False}
         await self.session.quit()
-        await self.session.wait()
+        if not await self._ended_within(QUIT_GRACE):  # a stopped or hung engine: kill it
+            await self.session.kill()
+            await self.session.wait()
         return {"forced": True}
+
+    async def _pressed_the_button(self) -> bool:
+        """False when the engine did not answer: nobody hears a button then."""
+        try:
+            await self.session.powerdown()
+        except EngineNotAnswering:
+            return False
+        return True
 
     async def _ended_within(self, seconds: float) -> bool:
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import Conflict, EngineError, QMPError
+from vmdesk.core.errors import Conflict, EngineError, EngineNotAnswering, QMPError
 from vmdesk.core.layout import Layout, Sockets
 from vmdesk.engines.qemu import launch as qemu_launch
 from vmdesk.engines.qemu import spawn
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 QMP_CONNECT_TIMEOUT = 15.0
 # Commands that save the machine's state: QEMU refuses them while a 9p share is mounted.
 _SAVING = frozenset({"migrate", "snapshot-save"})
+# How long QEMU may take to answer a QMP command (they all answer at once; the long work,
+# snapshots and saving, runs as jobs and migrations that report by events). A QEMU that is
+# stopped (SIGSTOP) or hung answers nothing: the caller hears so instead of waiting.
+ANSWER = 10.0
+STATUS_ANSWER = 0.8  # within the 1 s a status request waits for the supervisor
+BUTTON_ANSWER = 2.0  # the power button and quit: then the plug is pulled
 _UNMOUNT_9P = (
     "unmount the 9p shared folder in the guest (`umount /its/mount/point`) and try "
     "again, snapshot the disks only (`--disk-only`), or stop the VM first"
@@ -128,15 +134,24 @@ class QemuSession:
         kept = [line for line in text.splitlines() if line and not line.startswith("+ ")]
         return " | ".join(kept[-lines:])
 
-    async def _execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+    async def _execute(
+        self, command: str, arguments: dict[str, Any] | None = None, *, within: float = ANSWER
+    ) -> Any:
         """Run a QMP command: QEMU's refusal is a QMPError with QEMU's error class, a lost
-        connection an EngineError."""
+        connection an EngineError, no answer ``within`` seconds EngineNotAnswering."""
+        import asyncio
+
         from qemu.qmp import ExecuteError
 
         if self._qmp is None:
             raise EngineError("QEMU is not attached")
         try:
-            return await self._qmp.execute(command, arguments)
+            return await asyncio.wait_for(self._qmp.execute(command, arguments), within)
+        except TimeoutError:
+            raise EngineNotAnswering(
+                f"QEMU did not answer {command} within {within:g} s",
+                hint=f"it may be stopped or hung; `vmdesk kill {self.config.name}` ends it",
+            ) from None
         except ExecuteError as exc:
             raise QMPError(
                 f"QEMU refused {command}: {exc}",
@@ -152,7 +167,7 @@ class QemuSession:
         return _UNMOUNT_9P if command in _SAVING and self._9p else None
 
     async def status(self) -> str:
-        reply = await self._execute("query-status")
+        reply = await self._execute("query-status", within=STATUS_ANSWER)
         return _STATES.get(str(reply["status"]), str(reply["status"]))
 
     async def pause(self) -> None:
@@ -165,12 +180,12 @@ class QemuSession:
         await self._execute("system_reset")
 
     async def powerdown(self) -> None:
-        await self._execute("system_powerdown")
+        await self._execute("system_powerdown", within=BUTTON_ANSWER)
 
     async def quit(self) -> None:
         self._quit_requested = True
         with contextlib.suppress(Exception):
-            await self._execute("quit")
+            await self._execute("quit", within=BUTTON_ANSWER)
 
     async def kill(self) -> None:
         self._quit_requested = True

@@ -5,12 +5,13 @@ import { errorToast, h } from "./dom.js";
 // Which actions make sense in which state (the server checks again).
 export const ACTIONS = {
   start: { label: "Start", when: ["stopped", "crashed", "suspended"], primary: true },
-  stop: { label: "Stop", when: ["running", "paused", "starting"] },
+  stop: { label: "Stop", when: ["running", "paused", "starting", "unresponsive"] },
   pause: { label: "Pause", when: ["running"] },
   resume: { label: "Resume", when: ["paused"] },
   reboot: { label: "Reboot", when: ["running"] },
   suspend: { label: "Suspend", when: ["running", "paused"] },
-  kill: { label: "Force stop", when: ["running", "paused", "starting", "stopping"], danger: true },
+  kill: { label: "Force stop", when: ["running", "paused", "starting", "stopping", "unresponsive"],
+          danger: true },
 };
 
 export function actionLabel(action, status) {

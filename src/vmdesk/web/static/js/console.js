@@ -204,7 +204,7 @@ export async function render(root, name) {
 
   // -- follow the VM's state --------------------------------------------------------------
 
-  const running = (status) => ["running", "paused", "starting", "stopping"].includes(status);
+  const running = (status) => ["running", "paused", "starting", "stopping", "unresponsive"].includes(status);
   function onStatus(status) {
     fill(statusBadge, badge(status));
     if (guest) guest.setStatus(status);

@@ -70,7 +70,7 @@ export function guestControls({ name, detail, screen, onFollow = () => {} }) {
   const toolbar = h("div.toolbar.guest-toolbar",
     state, pasteButton, copyButton, note, h("div.spacer"), followState, followLabel);
 
-  const running = () => ["running", "paused", "starting", "stopping"].includes(status);
+  const running = () => ["running", "paused", "starting", "stopping", "unresponsive"].includes(status);
   const ready = () => clipboardOn && running() && agent === "connected";
   const following = () => followBox.checked && running() && agent === "connected";
 

@@ -62,6 +62,7 @@ export function link(href, attrs, ...children) {
 export const STATUS_LABEL = {
   stopped: "Stopped", starting: "Starting", running: "Running", paused: "Paused",
   stopping: "Stopping", suspended: "Suspended", crashed: "Crashed",
+  unresponsive: "Not responding",
 };
 
 export function badge(status) {

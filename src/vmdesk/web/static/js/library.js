@@ -6,7 +6,7 @@ import { badge, clear, fill, errorBox, formatMiB, h, link } from "./dom.js";
 import { subscribe } from "./events.js";
 
 const THUMB_EVERY_MS = 3000;
-const LIVE = ["running", "paused", "starting", "stopping"];
+const LIVE = ["running", "paused", "starting", "stopping", "unresponsive"];
 
 export async function render(root) {
   document.title = "Library — VM-Desk";

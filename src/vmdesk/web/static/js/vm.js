@@ -7,7 +7,7 @@ import { badge, clear, fill, errorBox, errorToast, formatBytes, h, link, toast }
 import { subscribe } from "./events.js";
 
 const EDITABLE = ["stopped", "crashed"];
-const LIVE = ["running", "paused", "starting", "stopping"];
+const LIVE = ["running", "paused", "starting", "stopping", "unresponsive"];
 
 export async function render(root, name) {
   document.title = `${name} — VM-Desk`;
