@@ -277,3 +277,53 @@ def test_policy_module_does_not_depend_on_engines() -> None:
         for alias in node.names
     ]
     assert not [name for name in imported if name.startswith("vmdesk.engines")]
+
+
+# -- what the files hold: backing chains and second names ------------------------------------
+
+
+def _overlay(path: Path, backing: Path) -> None:
+    import subprocess
+
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", "raw",
+                    str(path)], check=True)  # fmt: skip
+
+
+def test_a_disk_standing_on_a_file_outside_is_refused_and_the_librarys_bases_are_not(
+    tmp_path: Path, bundle: Path
+) -> None:
+    from vmdesk.storage import qcow2_header
+
+    outside = tmp_path / "secret.raw"
+    outside.write_bytes(b"\0" * 4096)
+    bases = tmp_path / ".bases" / "images"
+    bases.mkdir(parents=True)
+    (bases / "base.raw").write_bytes(b"\0" * 4096)
+    _overlay(bundle / "disks/evil.qcow2", outside)
+    _overlay(bundle / "disks/linked.qcow2", bases / "base.raw")
+    config = make(disks=[{"file": "disks/evil.qcow2"}, {"file": "disks/linked.qcow2"}])
+    found = isolation.problems(config, bundle, qcow2_header.backing_chain)
+    assert [p.field for p in found] == ["disks[0].file"]
+    assert "overlay on" in found[0].message and str(outside) in found[0].message
+    assert "disk convert" in found[0].hint
+    assert isolation.problems(config, bundle) == []  # no reader given: not judged
+    unknown = isolation.problems(config, bundle, lambda _: None)
+    assert {p.field for p in unknown} == {"disks[0].file", "disks[1].file"}
+    assert all("cannot be read" in p.message for p in unknown)
+
+
+def test_a_second_name_of_a_file_in_the_bundle_is_refused_unless_approved(
+    tmp_path: Path, bundle: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere.raw"
+    elsewhere.write_bytes(b"\0" * 4096)
+    os.link(elsewhere, bundle / "disks/linked.raw")
+    config = make(disks=[{"file": "disks/linked.raw", "format": "raw"}])
+    [problem] = isolation.problems(config, bundle)
+    assert "hard link" in problem.message and problem.field == "disks[0].file"
+    approved = make(disks=[{"file": "disks/linked.raw", "format": "raw"}],
+                    approved_paths=[str(bundle / "disks/linked.raw")])  # fmt: skip
+    assert isolation.problems(approved, bundle) == []
+    unrestricted = make(disks=[{"file": "disks/linked.raw", "format": "raw"}],
+                        isolation="unrestricted")  # fmt: skip
+    assert isolation.problems(unrestricted, bundle) == []

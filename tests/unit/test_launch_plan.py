@@ -65,6 +65,23 @@ def test_the_key_covers_config_bytes_bundle_path_and_environment(
     assert launch_plan.key(bundle, config) != key
 
 
+def test_a_disk_rebased_onto_another_file_changes_the_key(bundle: Path, tmp_path: Path) -> None:
+    """The isolation policy judged the disk's backing chain: a new chain is judged again."""
+    import subprocess
+
+    for name in ("a.raw", "b.raw"):
+        (tmp_path / name).write_bytes(b"\0" * 4096)
+    disk = bundle / "disks" / "d.qcow2"
+    disk.parent.mkdir(exist_ok=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(tmp_path / "a.raw"),
+                    "-F", "raw", str(disk)], check=True)  # fmt: skip
+    config = json.dumps({"disks": [{"file": "disks/d.qcow2", "format": "qcow2"}]}).encode()
+    key = launch_plan.key(bundle, config)
+    subprocess.run(["qemu-img", "rebase", "-u", "-b", str(tmp_path / "b.raw"), "-F", "raw",
+                    str(disk)], check=True)  # fmt: skip
+    assert launch_plan.key(bundle, config) != key
+
+
 def test_a_changed_watched_file_makes_the_plan_stale(bundle: Path, tmp_path: Path) -> None:
     key, _, watched = _saved(bundle, tmp_path)
     watched.write_text("v2, a QEMU upgrade")

@@ -9,7 +9,7 @@ explicitly (recorded by :func:`approve` in ``approved_paths``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vmdesk.core.config import LinuxBoot, VMConfig
@@ -31,8 +31,13 @@ def _host_paths(config: VMConfig) -> Iterator[tuple[str, str, bool]]:
             yield "boot.initrd", config.boot.initrd, False
 
 
-def problems(config: VMConfig, bundle_dir: Path) -> list[Problem]:
-    """Everything the VM's isolation mode forbids; [] for unrestricted VMs."""
+Backing = Callable[[Path], "list[str] | None"]  # an image's backing files, None: unknown
+
+
+def problems(config: VMConfig, bundle_dir: Path, backing: Backing | None = None) -> list[Problem]:
+    """Everything the VM's isolation mode forbids; [] for unrestricted VMs. ``backing``
+    reads a disk image's backing chain (the files QEMU opens below it), judged like the
+    disk itself; linked clones' bases in the library's .bases are the library's own."""
     if config.isolation == "unrestricted":
         return []
     unrestrict = f"or run `vmdesk edit {config.name} --isolation unrestricted`"
@@ -54,11 +59,33 @@ def problems(config: VMConfig, bundle_dir: Path) -> list[Problem]:
                 f"remove the USB device {unrestrict}",
             )
         )
+    return found + _path_problems(config, bundle_dir, backing, unrestrict)
+
+
+def _path_problems(
+    config: VMConfig, bundle_dir: Path, backing: Backing | None, unrestrict: str
+) -> list[Problem]:
+    """The host files the VM names: its bundle's, or ones the user named (and images in
+    them may stand on nothing else); never a raw device, never a second name of a file."""
+    found: list[Problem] = []
     # Resolve the allowed roots too: approved_paths may be hand-edited or hold symlinks.
     roots = [resolve(".", bundle_dir)]
     roots += [resolve(approved, bundle_dir) for approved in config.approved_paths]
     for field, raw, storage in _host_paths(config):
         path = resolve(raw, bundle_dir)
+        if storage and backing is not None and path.is_file():
+            bases = resolve("../.bases", bundle_dir)  # the library's own, for linked clones
+            found += _below(field, path, backing, [*roots, bases], unrestrict)
+        if storage and path.is_file() and _linked_out(path, roots[0], roots[1:]):
+            found.append(
+                Problem(
+                    field,
+                    f"{raw} is a hard link: the same file has another name, maybe outside "
+                    "the VM's bundle",
+                    f"give it a copy of its own (cp {raw} {raw}.new, then mv it back), "
+                    f"or add the path to the VM explicitly, {unrestrict}",
+                )
+            )
         if storage and is_device(path):
             # Refused even when approved: a raw device exposes far more than one file.
             found.append(
@@ -81,9 +108,41 @@ def problems(config: VMConfig, bundle_dir: Path) -> list[Problem]:
     return found
 
 
-def enforce(config: VMConfig, bundle_dir: Path) -> None:
+def _below(
+    field: str, image: Path, backing: Backing, roots: list[Path], unrestrict: str
+) -> list[Problem]:
+    """A disk's backing files must stay where the disk itself may be."""
+    chain = backing(image)
+    if chain is None:
+        return [
+            Problem(
+                field,
+                f"{image}'s backing chain cannot be read to check it",
+                f"convert it to a standalone image (`vmdesk disk convert`) {unrestrict}",
+            )
+        ]
+    outside = [
+        layer
+        for layer in chain
+        if not any(Path(os.path.realpath(layer)).is_relative_to(r) for r in roots)
+    ]
+    return [Problem(field, f"{image} is an overlay on {layer}, outside the VM's bundle and "
+                    "the paths you added to this VM",
+                    f"attach a standalone copy (`vmdesk disk convert`), {unrestrict}")
+            for layer in outside]  # fmt: skip
+
+
+def _linked_out(path: Path, bundle: Path, approved: list[Path]) -> bool:
+    """A file inside the bundle with more than one name (and not approved by name): its
+    other names may be anywhere, so the bundle does not hold it alone."""
+    if not path.is_relative_to(bundle) or any(path.is_relative_to(a) for a in approved):
+        return False
+    return os.stat(path).st_nlink > 1
+
+
+def enforce(config: VMConfig, bundle_dir: Path, backing: Backing | None = None) -> None:
     """Raise PolicyViolation listing every problem, if the isolation mode forbids anything."""
-    found = problems(config, bundle_dir)
+    found = problems(config, bundle_dir, backing)
     if not found:
         return
     count = "1 thing" if len(found) == 1 else f"{len(found)} things"

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from vmdesk.core import processes
-from vmdesk.core.host_paths import is_device
+from vmdesk.core.host_paths import is_device, joined
 from vmdesk.core.layout import Layout
 
 VERSION = 1
@@ -63,10 +63,25 @@ def key(bundle_dir: Path, config: bytes) -> str:
         f"{os.getuid()}:{sorted(os.getgroups())}",
         _code_stamp(),
         *(f"{name}={os.environ.get(name, '')}" for name in _ENVIRONMENT),
+        *_backing_files(bundle_dir, config),
     ]
     digest = hashlib.sha256("\0".join(facts).encode())
     digest.update(b"\0" + config)
     return digest.hexdigest()
+
+
+def _backing_files(bundle_dir: Path, config: bytes) -> list[str]:
+    """What the disks' headers name below them: a disk rebased onto another file (by hand)
+    is judged by the isolation policy again, not replayed (reading a header is cheap)."""
+    from vmdesk.storage import qcow2_header
+
+    try:
+        disks = json.loads(config).get("disks") or []
+        files = [str(d["file"]) for d in disks if d.get("format") == "qcow2"]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return ["unreadable"]
+    return [f"{file}<-{qcow2_header.backing_chain(Path(joined(file, bundle_dir)))}"
+            for file in files]  # fmt: skip
 
 
 def _io_uring_sysctl() -> str:

@@ -98,7 +98,9 @@ def main(args: list[str]) -> int:
         from vmdesk.core import isolation  # imports the config model: after the replay
 
         config = bundle.load()
-        isolation.enforce(config, bundle.path)
+        from vmdesk.storage import qcow2_header
+
+        isolation.enforce(config, bundle.path, qcow2_header.backing_chain)
         sockets = Sockets(files.sockets(str(config.uuid)))
         sockets.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
