@@ -105,6 +105,16 @@ def test_update_rename_delete(library: Library) -> None:
     assert list(library.root.iterdir()) == []
 
 
+def test_a_delete_removes_what_a_killed_delete_left(library: Library) -> None:
+    _create(library, "a")
+    _create(library, "b")
+    trash = library.root / ".delete-999999999-abc"  # a delete killed after its move
+    trash.mkdir()
+    library.find("a").path.rename(trash / "a.vmdesk")
+    library.delete("b")
+    assert list(library.root.iterdir()) == []
+
+
 def test_delete_refuses_a_running_vm(library: Library) -> None:
     _create(library, "a", cpus=1)
     bundle = library.find("a")

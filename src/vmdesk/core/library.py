@@ -173,6 +173,7 @@ class Library:
                 f"VM {bundle.dir_name.removesuffix(layout.SUFFIX)!r} is running",
                 hint="stop it first (`vmdesk stop NAME`)",
             )
+        self.sweep()  # a killed delete's trash too, which nothing else removes
         with bundle.lock("being deleted"):
             # Move it out of the library first, so a crash mid-delete never leaves half a VM.
             trash = Path(tempfile.mkdtemp(prefix=f".delete-{os.getpid()}-", dir=self.root))
