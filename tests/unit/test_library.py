@@ -171,3 +171,13 @@ def test_library_copied_elsewhere_still_opens(library: Library, tmp_path: Path) 
     _create(library, "a", cpus=1)
     shutil.copytree(library.root, tmp_path / "copy")
     assert Library(tmp_path / "copy").find("a").load().name == "a"
+
+
+@pytest.mark.parametrize("ref", ["x" * 64, "x" * 300, "a/b", "../a", "a b", "-a", ""])
+def test_a_reference_that_cannot_name_a_vm_is_simply_not_found(library: Library, ref: str) -> None:
+    """Checked whole before it reaches the file system: a 300-character name once raised
+    'File name too long' from the path lookup."""
+    _create(library, "a")
+    with pytest.raises(NotFound, match="no VM named") as err:
+        library.find(ref)
+    assert err.value.hint

@@ -19,7 +19,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 UUID_PREFIX_MIN = 8  # shorter prefixes would match by accident
 # What may name a VM: a name, or 8+ characters of a UUID. Anything else (a path, control
 # characters) is simply not found, so a reference never reaches the file system unchecked.
-_REF = re.compile(NAME_PATTERN[:-1] + "|^[0-9a-fA-F-]{8,36}$")
+_REF = re.compile(f"(?:{NAME_PATTERN[1:-1]}|[0-9a-fA-F-]{{8,36}})")  # whole: fullmatch
 
 
 def _not_found(ref: str) -> NotFound:
@@ -38,7 +38,7 @@ def find(root: Path, ref: str) -> Path:
     """The bundle directory of the VM ``ref`` names: a VM called ``ref`` first, else the
     one VM whose UUID starts with ``ref`` (8+ characters). NotFound when none does;
     Conflict naming the candidates when several do."""
-    if not _REF.search(ref):
+    if not _REF.fullmatch(ref):
         raise _not_found(ref)
     direct = root / layout.bundle_dir_name(ref)
     if (direct / layout.CONFIG).is_file():
