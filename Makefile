@@ -19,7 +19,7 @@ demo: setup
 bench: setup
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
-# The full reliability campaign (tests/reliability/, about 15 minutes): RELIABILITY.md.
+# The full reliability campaign (tests/reliability/, about 35 minutes): RELIABILITY.md.
 RESULTS := build/reliability.jsonl
 reliability: setup
 	@mkdir -p build && rm -f $(RESULTS)

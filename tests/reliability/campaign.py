@@ -15,6 +15,9 @@ from pathlib import Path
 
 FULL = os.environ.get("VMDESK_CAMPAIGN", "quick") == "full"
 SEED = int(os.environ.get("VMDESK_CAMPAIGN_SEED", "20261201"))
+# Resolved now: a test may change its working directory before it records.
+_TARGET = os.environ.get("VMDESK_CAMPAIGN_RESULTS")
+RESULTS = Path(_TARGET).absolute() if _TARGET else None
 
 
 def cases(quick: int, full: int) -> int:
@@ -37,10 +40,8 @@ class Result:
     campaign: str = "full" if FULL else "quick"
 
     def record(self) -> None:
-        target = os.environ.get("VMDESK_CAMPAIGN_RESULTS")
-        if not target:
+        if RESULTS is None:
             return
-        path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as out:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with RESULTS.open("a") as out:
             out.write(json.dumps({**asdict(self), "at": time.time()}) + "\n")

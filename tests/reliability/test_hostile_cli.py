@@ -22,6 +22,7 @@ from tests.reliability.library_state import Library, disk, fill, holds, problems
 from vmdesk.cli import main as cli_main
 
 EXAMPLES = campaign.cases(quick=150, full=3_000)
+pytestmark = pytest.mark.timeout(120 + EXAMPLES // 3)  # a case takes 0.1 s or so
 
 SIZES = st.sampled_from(["0", "-1", "1e309", "nan", "99999999999TiB", "1.5.5G", "abc",
                          "\u0661\u0662G", "64M", "1GiB", "0x10M", " 2G", "2 G",
