@@ -16,6 +16,7 @@ the qemu-img calls and the renames rather than over Python's start-up."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -250,14 +251,20 @@ def _run_killed(
 
 def _strays(group: int) -> list[str]:
     """Processes of the killed CLI's group still running a moment later (then killed);
-    not the dead ones waiting for init to reap them."""
+    not the dead ones waiting for init to reap them. Read from /proc: no ps needed."""
     time.sleep(0.1)
-    done = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(group)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    rows = [line.split(None, 2) for line in done.stdout.splitlines() if line.strip()]
-    strays = [f"{row[0]} {row[-1]}" for row in rows if not row[1].startswith("Z")]
+    strays = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            name = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            strays.append(f"{stat.parent.name} {name.strip()}")
     if strays:
-        os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
     return strays
 
 
