@@ -224,6 +224,8 @@ def test_without_a_spice_agent_the_console_says_so(
     expect(state).to_have_text("clipboard: the VM is not running")
     ui.cli("edit", "bare", "--no-clipboard")
     ui.cli("start", "bare")
+    # the open page reconnects by itself (the old display's connection ended with the VM)
+    expect(page.locator("#vnc-state")).to_have_attribute("data-state", "connected")
     page.reload()
     expect(state).to_contain_text("clipboard: sharing is off for this VM")
     expect(page.locator("#clipboard-paste")).to_be_disabled()

@@ -81,12 +81,18 @@ export async function render(root, name) {
     el.textContent = textValue;
   }
 
+  // noVNC logs an error when told to disconnect while it is already disconnecting or
+  // disconnected (the VM stopped under it), and has no public getter for its state.
+  function endRFB(client) {
+    if (["connecting", "connected"].includes(client._rfbConnectionState)) client.disconnect();
+  }
+
   function connectVNC() {
     if (!hasDisplay || closed) return;
     if (rfb) {
       const old = rfb;
       rfb = null;
-      old.disconnect();
+      endRFB(old);
     }
     clear(screen);
     setConn(vncState, "connecting", "display: connecting…");
@@ -236,7 +242,7 @@ export async function render(root, name) {
     resizeObserver.disconnect();
     typing.dispose();
     binaryTyping.dispose();
-    if (rfb) rfb.disconnect();
+    if (rfb) endRFB(rfb);
     if (serial) serial.close();
     term.dispose();
     delete window.vmdeskRFB;
