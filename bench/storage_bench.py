@@ -57,8 +57,9 @@ def _source(library: Library, name: str, size: int, fmt: str, data_mib: int) -> 
 
 @contextmanager
 def session(ctx: Context) -> Iterator[Round]:
+    from vmdesk.core import space
     from vmdesk.core.library import Library
-    from vmdesk.storage import clones, copying
+    from vmdesk.storage import clones
 
     data_mib = 8 if ctx.smoke else 100
     ctx.facts["data in the disks, MiB"] = data_mib
@@ -97,7 +98,7 @@ def session(ctx: Context) -> Iterator[Round]:
 
         figures.update(paired({BIG: lambda: linked("big"), SMALL: lambda: linked("small")}, round_))
         figures.update(paired({FULL: full, CP: cp}, round_))
-        figures[WRITTEN], figures[ALLOCATED] = written[0], copying.allocated(disk) / MiB
+        figures[WRITTEN], figures[ALLOCATED] = written[0], space.allocated_bytes(disk) / MiB
         return figures
 
     try:

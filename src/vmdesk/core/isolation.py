@@ -71,21 +71,22 @@ def _path_problems(
     # Resolve the allowed roots too: approved_paths may be hand-edited or hold symlinks.
     roots = [resolve(".", bundle_dir)]
     roots += [resolve(approved, bundle_dir) for approved in config.approved_paths]
+    bases = resolve("../.bases", bundle_dir)  # the library's own, below linked clones
     for field, raw, storage in _host_paths(config):
         path = resolve(raw, bundle_dir)
-        if storage and backing is not None and path.is_file():
-            bases = resolve("../.bases", bundle_dir)  # the library's own, for linked clones
-            found += _below(field, path, backing, [*roots, bases], unrestrict)
-        if storage and path.is_file() and _linked_out(path, roots[0], roots[1:]):
-            found.append(
-                Problem(
-                    field,
-                    f"{raw} is a hard link: the same file has another name, maybe outside "
-                    "the VM's bundle",
-                    f"give it a copy of its own (cp {raw} {raw}.new, then mv it back), "
-                    f"or add the path to the VM explicitly, {unrestrict}",
+        if storage and path.is_file():
+            if backing is not None:
+                found += _below(field, path, backing, [*roots, bases], unrestrict)
+            if _linked_out(path, roots[0], roots[1:]):
+                found.append(
+                    Problem(
+                        field,
+                        f"{raw} is a hard link: the same file has another name, maybe "
+                        "outside the VM's bundle",
+                        f"give it a copy of its own (cp {raw} {raw}.new, then mv it back), "
+                        f"or add the path to the VM explicitly, {unrestrict}",
+                    )
                 )
-            )
         if storage and is_device(path):
             # Refused even when approved: a raw device exposes far more than one file.
             found.append(

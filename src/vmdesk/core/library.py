@@ -12,14 +12,7 @@ from pathlib import Path
 
 from vmdesk.core import layout, lookup, paths, space
 from vmdesk.core.bundle import Bundle
-from vmdesk.core.errors import (
-    BundleError,
-    ConfigError,
-    Conflict,
-    NotFound,
-    StorageError,
-    VMDeskError,
-)
+from vmdesk.core.errors import BundleError, ConfigError, Conflict, NotFound, VMDeskError
 from vmdesk.core.states import AT_REST
 
 TYPE_CHECKING = False
@@ -249,10 +242,7 @@ def _copy_bundle(source: Path, target: Path, copy_file: CopyFile = shutil.copy2)
         shutil.copytree(source, target, symlinks=True, ignore=not_copied,
                         copy_function=copy_file)  # fmt: skip
     except (OSError, shutil.Error) as exc:
-        if space.is_out_of_space(exc):
-            raise space.out_of_space(f"copying {source.name}", target.parent,
-                                     space.allocated_bytes(source), free) from None  # fmt: skip
-        raise StorageError(f"copying {source} failed: {exc}", hint="check the paths") from None
+        raise space.copy_failed(exc, source, target.parent, free) from None
     (target / layout.RUN).mkdir(exist_ok=True)
 
 

@@ -45,3 +45,15 @@ def out_of_space(doing: str, directory: Path, needed: int, free: int) -> Storage
         hint="free some space on that disk (or choose another place) and try again; "
         "nothing was changed",
     )
+
+
+def copy_failed(
+    exc: OSError | shutil.Error, source: Path, directory: Path, free: int
+) -> StorageError:
+    """The error for a copy of ``source`` into ``directory`` that failed with ``exc``:
+    how much room it needed when the file system filled up (``free`` was there before),
+    else what went wrong."""
+    if is_out_of_space(exc):
+        return out_of_space(f"copying {source.name}", directory, allocated_bytes(source), free)
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StorageError(f"copying {source} failed: {why}", hint="check the paths")

@@ -41,12 +41,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vmdesk.core import atomic, layout
+from vmdesk.core import atomic, layout, space
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import Conflict, NotFound, StorageError, VMDeskError
 from vmdesk.core.library import Library, refuse_if_suspended
 from vmdesk.core.states import ENDED
-from vmdesk.storage import copying, images, qcow2_header, qemu_img
+from vmdesk.storage import images, qcow2_header, qemu_img
 from vmdesk.storage.snapshots import TAG_PREFIX, load_tree
 from vmdesk.storage.vm_media import inside, locked, pick_disk, resolved, resolved_file
 
@@ -143,7 +143,7 @@ def compact(
 
 
 def _skipped(disk: _Disk) -> Compacted:
-    size = copying.allocated(disk.path) if disk.path.exists() else 0
+    size = space.allocated_bytes(disk.path) if disk.path.exists() else 0
     return Compacted(disk.file, str(disk.path), disk.format, size, size, "skipped", disk.skip)
 
 
@@ -277,11 +277,11 @@ def _sweep_scratch(bundle: Bundle, disks: list[_Disk]) -> None:
 
 
 def _compact_one(disk: _Disk, step: _Step) -> Compacted:
-    before = copying.allocated(disk.path)
+    before = space.allocated_bytes(disk.path)
     method = "holes punched"
     if not (disk.format == "raw" and _dig_holes(disk.path, step)):
         method = "rewritten" if _rewrite(disk, before, step) else "unchanged"
-    after = copying.allocated(disk.path)
+    after = space.allocated_bytes(disk.path)
     return Compacted(disk.file, str(disk.path), disk.format, before, after, method)
 
 
@@ -310,7 +310,7 @@ def _rewrite(disk: _Disk, before: int, step: _Step) -> bool:
             what=f"compacting {disk.path}",
             progress=lambda percent: step("copying", percent / 2),
         )
-        if before - copying.allocated(scratch) < WORTH:
+        if before - space.allocated_bytes(scratch) < WORTH:
             return False
         images.verify(scratch)
         step("comparing", 50)

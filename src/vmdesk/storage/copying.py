@@ -11,16 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vmdesk.core import space
-from vmdesk.core.errors import StorageError
 
 CopyProgress = Callable[[int, int], None]  # bytes done, bytes to do
 _FICLONE = 0x40049409  # linux/fs.h: share all of src's blocks with dst
 _CHUNK = 8 << 20
-
-
-def allocated(path: Path) -> int:
-    """Bytes the file takes on the host."""
-    return os.stat(path).st_blocks * 512
 
 
 def copy(source: Path, target: Path, progress: CopyProgress | None = None) -> str:
@@ -29,11 +23,7 @@ def copy(source: Path, target: Path, progress: CopyProgress | None = None) -> st
     try:
         return _copy(source, target, progress)
     except OSError as exc:
-        if space.is_out_of_space(exc):
-            raise space.out_of_space(f"copying {source.name}", target.parent,
-                                     allocated(source), free) from None  # fmt: skip
-        why = exc.strerror or str(exc)
-        raise StorageError(f"copying {source} failed: {why}", hint="check the paths") from None
+        raise space.copy_failed(exc, source, target.parent, free) from None
 
 
 def copy_file(source: str, target: str) -> str:

@@ -73,10 +73,11 @@ def editing(library: Library, ref: str, purpose: str) -> Iterator[Edit]:
 
 
 def _forget(created: list[Path], *, keep: bool) -> None:
+    """Drop the markers of the files made; the files too unless ``keep``."""
     for path in created:
-        for gone in (_adding_marker(path),) if keep else (path, _adding_marker(path)):
-            with contextlib.suppress(FileNotFoundError):
-                gone.unlink()
+        if not keep:
+            path.unlink(missing_ok=True)
+        _adding_marker(path).unlink(missing_ok=True)
 
 
 def _adding_marker(path: Path) -> Path:
