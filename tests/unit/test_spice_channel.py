@@ -134,3 +134,53 @@ def test_closing_the_channel_while_it_waits_to_reconnect_leaves_no_task(tmp_path
             return len(pending)
 
     assert asyncio.run(test()) == 0
+
+
+def test_a_connection_the_engine_resets_is_made_again_and_the_agent_greeted_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in a run: the engine reset the supervisor's connection while the VM ran, and the
+    clipboard stayed dead for good. The channel connects again and says hello."""
+    monkeypatch.setattr(spice_channel, "RECONNECT_AFTER", 0.05)
+    path = tmp_path / "spice.sock"
+
+    async def test() -> wire.AgentMessage:
+        async with engine(path) as listener:
+            channel = SpiceChannel(path)
+            await channel.open()
+            first = await accept(listener, 5)
+            assert first is not None
+            # a reset, not a close: linger 0 drops the connection at once
+            first.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            first.close()
+            second = await accept(listener, 5)
+            assert second is not None, "the channel did not connect again"
+            second.setblocking(False)
+            greeting = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(second, 4096), 5)
+            await channel.close()
+            second.close()
+            return first_message(greeting)
+
+    hello = asyncio.run(test())
+    assert hello.type == wire.MessageType.ANNOUNCE_CAPABILITIES
+
+
+def test_a_channel_closed_on_purpose_does_not_connect_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spice_channel, "RECONNECT_AFTER", 0.05)
+    path = tmp_path / "spice.sock"
+
+    async def test() -> socket.socket | None:
+        async with engine(path) as listener:
+            channel = SpiceChannel(path)
+            await channel.open()
+            first = await accept(listener, 5)
+            await channel.close()
+            assert first is not None
+            first.close()
+            return await accept(listener, 0.5)
+
+    assert asyncio.run(test()) is None

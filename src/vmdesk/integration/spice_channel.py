@@ -46,6 +46,7 @@ ASK_EVERY = 5.0  # seconds between asks of a guest agent that has not announced 
 # How long a closed port stays closed before the connection is made anew: a guest agent
 # that reopens at once (it does after any error) must not see the host go away under it.
 RECONNECT_AFTER = 1.0
+REVIVE_ATTEMPTS = 5  # connecting again after the engine dropped the connection
 log = logging.getLogger(__name__)
 _NO_AGENT_HINT = (
     "is spice-vdagent running in the guest's desktop session? (`systemctl status "
@@ -61,6 +62,8 @@ class SpiceChannel:
         self._pump: asyncio.Task[None] | None = None
         self._asking: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        self._reviving: asyncio.Task[None] | None = None
+        self._closing = False
         self._port_open: bool | None = None  # the guest's side of the port, when known
         self._ready = asyncio.Event()  # the guest's agent announced its capabilities
         self._changed = asyncio.Condition()  # a guest grab or release, for --sync
@@ -113,7 +116,8 @@ class SpiceChannel:
                                                                    request=True))  # fmt: skip
 
     async def close(self) -> None:
-        for task in (self._asking, self._reconnecting, self._pump):
+        self._closing = True
+        for task in (self._asking, self._reconnecting, self._reviving, self._pump):
             await _cancel(task)
         if self._writer is not None:
             self._writer.close()
@@ -171,6 +175,24 @@ class SpiceChannel:
             log.warning("the SPICE agent's socket %s failed: %s", self.path, exc)
         self._ready.clear()
         self._fail_waiting("the SPICE agent's socket closed")
+        if not self._closing and asyncio.current_task() is self._pump:
+            self._reviving = asyncio.create_task(self._revive())
+
+    async def _revive(self) -> None:
+        """The engine ended the connection under a running VM (seen: a reset): connect
+        again and greet the guest's agent anew, rather than leave the clipboard dead. An
+        engine that refuses for a while is going away, and is let be."""
+        for attempt in range(REVIVE_ATTEMPTS):
+            await asyncio.sleep(RECONNECT_AFTER * (attempt + 1))
+            try:
+                await self._connect()
+            except OSError:
+                continue
+            log.warning("connected to the SPICE agent's socket %s again", self.path)
+            self.session.reset()
+            if self._port_open is not False:
+                await self._send(self.session.connected())
+            return
 
     def _problem(self, exc: Exception) -> None:
         self.problems += 1

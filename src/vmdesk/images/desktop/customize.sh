@@ -17,6 +17,12 @@ chroot "$root" systemctl enable --quiet vmdesk-ready.service vmdesk-autologin.se
     vmdesk-desktop-ready.service vmdesk-xpra-cert.service systemd-networkd.service \
     systemd-resolved.service
 chroot "$root" systemctl set-default --quiet graphical.target
+# spice-vdagentd's socket is started only by a udev rule when the SPICE port appears, and
+# in some boots that never happened: the session's agent gave up after 60 tries and the
+# clipboard stayed off. Listening from boot on, the daemon starts when the agent connects.
+mkdir -p "$root/etc/systemd/system/sockets.target.wants"
+ln -sf /lib/systemd/system/spice-vdagentd.socket \
+    "$root/etc/systemd/system/sockets.target.wants/spice-vdagentd.socket"
 # The xpra server is started by whoever uses it (xpra start, or over SSH); the package's
 # system-wide proxy would only cost boot time.
 chroot "$root" systemctl disable --quiet xpra.service xpra.socket 2>/dev/null || true
