@@ -23,6 +23,11 @@ PACKAGES=(
     xclip xvfb
     # the I/O benchmarks' host side (bench/disk_io_bench.py, net_bench.py)
     fio iperf3
+    # the libvirt engine: libvirt-python is built against libvirt's headers; the tests run
+    # a libvirtd of their own (tests/libvirt_daemon.py), validate domain XML with libvirt's
+    # schemas (virt-xml-validate needs xmllint) and reach a second host over sshd
+    libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+    libxml2-utils openssh-server
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -67,6 +72,12 @@ fi
 if [ "$need_update" -eq 1 ]; then
     echo "setup: apt-get update"
     "${SUDO[@]}" apt-get update -qq
+fi
+# openssh-server's own setup makes a system user 'sshd' and fails where its preferred id is
+# taken by another user (seen in containers): make that user first, with any free id.
+if [[ " ${missing[*]} " == *" openssh-server "* ]] && ! getent passwd sshd >/dev/null; then
+    "${SUDO[@]}" useradd --system --home-dir /run/sshd --shell /usr/sbin/nologin \
+        --gid nogroup sshd
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}"

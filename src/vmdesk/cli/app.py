@@ -58,6 +58,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Run a command in a running guest through its agent (vmdesk exec NAME -- CMD).",
     ),
     "export": (_VM, "Copy a VM's bundle out of the library (to a new path or into a folder)."),
+    "host": (
+        "vmdesk.cli.host_commands",
+        "Other hosts (libvirt daemons) whose VMs this desk drives, written HOST:VM.",
+    ),
     "import": (_VM, "Copy an existing NAME.vmdesk bundle into the library."),
     "ip": (_GUEST, "Print a running VM's IP address, as its guest agent reports it."),
     "kill": (_RUN, "Kill a VM's hypervisor process at once (unsaved guest data is lost)."),

@@ -24,6 +24,10 @@ def find_bundle(vm: str) -> Bundle:
 def run(
     vm: str, *, wait_ready: bool, ready_pattern: str, timeout: float, say: Callable[[str], None]
 ) -> None:
+    if ":" in vm:  # a VM on another host: no supervisor of ours, libvirt's daemon runs it
+        _run_on_host(vm, wait_ready=wait_ready, ready_pattern=ready_pattern, timeout=timeout,
+                     say=say)  # fmt: skip
+        return
     from vmdesk.supervisor import client
 
     bundle = find_bundle(vm)
@@ -67,3 +71,23 @@ def parse(args: list[str]) -> dict[str, object] | None:
         else:
             return None
     return options
+
+
+def _run_on_host(
+    vm: str, *, wait_ready: bool, ready_pattern: str, timeout: float, say: Callable[[str], None]
+) -> None:
+    from vmdesk.service import library, lifecycle, remote
+
+    lib, (host, name) = library.open(), lifecycle.on_host(vm) or ("", vm)
+    started = time.monotonic()
+    line = None
+    if wait_ready:
+        report, line = remote.start_and_wait(lib, host, name, ready_pattern, timeout)
+    else:
+        report = lifecycle.start(lib, vm)
+    if report.get("already_running"):
+        say(f"VM {vm} is already running")
+        return
+    say(f"✓ started {vm} ({report['engine']})")
+    if line is not None:
+        say(f"✓ ready after {time.monotonic() - started:.1f} s: {line}")

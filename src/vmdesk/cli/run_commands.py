@@ -122,6 +122,11 @@ def console_cmd(vm: str, show_log: bool, follow: bool) -> None:
         return
     from vmdesk.cli import serial_attach
 
+    if remote_vm := lifecycle.on_host(vm):
+        from vmdesk.service import remote
+
+        serial_attach.attach(remote.console(library.open(), *remote_vm), vm, DETACH_KEY)
+        return
     serial_attach.attach(lifecycle.socket(library.open(), vm), vm, DETACH_KEY)
 
 

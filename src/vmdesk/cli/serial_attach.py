@@ -12,10 +12,14 @@ import tty
 from pathlib import Path
 
 
-def attach(sock_path: Path, name: str, detach_key: bytes) -> None:
-    """Copy between this terminal (in raw mode) and the console until ``detach_key``."""
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.connect(str(sock_path))
+def attach(where: Path | socket.socket, name: str, detach_key: bytes) -> None:
+    """Copy between this terminal (in raw mode) and the console until ``detach_key``;
+    ``where`` is the console's socket file, or a socket already connected to it."""
+    if isinstance(where, socket.socket):
+        conn = where
+    else:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(str(where))
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
     os.write(stdout, f"[attached to {name}'s console; Ctrl-] detaches]\r\n".encode())

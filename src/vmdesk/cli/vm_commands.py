@@ -146,6 +146,7 @@ def _image_options(func: F) -> F:
 @click.command()
 @click.argument("name")
 @click.option("--from-file", "from_file", help="Start from a JSON or YAML description.")
+@click.option("--host", help="Create it on this host (`vmdesk host list`), not on this one.")
 @_image_options
 @_vm_options
 def create(
@@ -160,14 +161,37 @@ def create(
     named = vms.paths_in(data) if from_file else []  # the user's own file names them
     if ask_password:
         options["password"] = _ask_password()
-    if image is not None:
-        if options.get("arch"):
-            data["arch"] = options["arch"]
-        config = _create_from_image(library, image, data, options, named)
-    else:
-        config = vms.create(library, data, settings=_settings(options), named=named)
+    host = options.pop("host", None)
+    if image is not None and options.get("arch"):
+        data["arch"] = options["arch"]
+
+    def make(into: Any) -> Any:
+        if image is not None:
+            return _create_from_image(into, image, data, options, named)
+        return vms.create(into, data, settings=_settings(options), named=named)
+
+    if host is not None:
+        config = _create_on_host(library, host, make)
+        console.print(f"[green]✓[/] created VM [bold]{escape(host)}:{escape(config.name)}[/] "
+                      f"({_describe(config)})")  # fmt: skip
+        return
+    config = make(library)
     console.print(f"[green]✓[/] created VM [bold]{escape(config.name)}[/] ({_describe(config)})")
     console.print(f"  bundle  {escape(str(library.path_for(config.name)))}")
+
+
+def _create_on_host(library: Any, host: str, make: Any) -> Any:
+    """Made on the desk, then its files uploaded to the host's pool with a progress bar."""
+    from vmdesk.cli.progress import transfer_progress
+    from vmdesk.core import hosts
+    from vmdesk.service import remote
+
+    hosts.get(library.root, host)  # an unknown host fails before anything is made
+    with remote.staging(library) as staged:
+        config = make(staged)
+        with transfer_progress(console, f"uploading to host {host}") as sent:
+            return remote.place(library, host, staged, config,
+                                upload=lambda _file, done, total: sent(done, total))  # fmt: skip
 
 
 def _ask_password() -> str:
@@ -225,7 +249,10 @@ def show(vm: str, as_json: bool) -> None:
     config, runtime = found["config"], found["runtime"]
     console.print(f"[bold]{escape(config['name'])}[/]  {found['status']}  ({config['uuid']})")
     console.print(f"  {_summary(config)}")
-    console.print(f"  bundle   {escape(found['path'])}")
+    if found.get("host"):
+        console.print(f"  host     {escape(found['host'])} (its files are in the host's pool)")
+    else:
+        console.print(f"  bundle   {escape(found['path'])}")
     engine = found["engine"]
     console.print(f"  engine   {escape(engine['text'])}")
     for line in _devices(config, found.get("disk_io") or {}, found.get("nat") or {}):
@@ -399,6 +426,9 @@ def delete(vm: str, yes: bool) -> None:
     from vmdesk.service import vms
 
     library = _library()
+    if ":" in vm:
+        _delete_on_host(library, vm, yes)
+        return
     bundle = service_library.find(library, vm)
     if not yes:
         if not sys.stdin.isatty():
@@ -440,6 +470,20 @@ def schema() -> None:
     from vmdesk.service import vms
 
     print_json(vms.schema())
+
+
+def _delete_on_host(library: Any, vm: str, yes: bool) -> None:
+    from vmdesk.service import lifecycle, remote
+
+    host, name = lifecycle.on_host(vm) or ("", vm)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise VMDeskError(
+                f"deleting {vm!r} needs confirmation", hint=f"run `vmdesk delete {vm} --yes`"
+            )
+        click.confirm(f"Delete VM {name!r} and its files from host {host}?", abort=True)
+    removed = remote.delete(library, host, name)
+    console.print(f"[green]✓[/] deleted {escape(vm)} ({len(removed)} file(s) on host {host})")
 
 
 def register(group: click.Group) -> None:

@@ -136,6 +136,12 @@ class StorageError(VMDeskError):
     """A disk image operation failed (the image is left as it was)."""
 
 
+class HostError(VMDeskError):
+    """Another host (a libvirt daemon) can't be reached, refused us, or failed an operation."""
+
+    exit_code = 8
+
+
 class PolicyViolation(VMDeskError):
     """The VM's isolation mode forbids what its configuration asks for."""
 
@@ -203,7 +209,7 @@ KINDS: dict[str, type[VMDeskError]] = {
         VMDeskError, HostToolMissing, ImageBuildError, EngineError, EngineNotAnswering, QMPError,
         GuestTimeout,
         GuestAgentError, GuestAgentTimeout, NotFound, Conflict, Unsupported, ProtocolError,
-        BundleError, StorageError, PolicyViolation, ConfigError,
+        BundleError, StorageError, PolicyViolation, ConfigError, HostError,
     )
 }  # fmt: skip
 

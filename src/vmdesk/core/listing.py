@@ -77,11 +77,17 @@ def summaries(root: Path) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a table; with a HOST column first when any VM is on another host (the
+    desk's own are on host 'local')."""
     if not rows:
         return "no VMs yet; create one with `vmdesk create NAME`\n"
-    cells = [[c.upper() for c in COLUMNS]]
-    cells += [["" if r.get(c) is None else str(r.get(c)) for c in COLUMNS] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    columns: tuple[str, ...] = COLUMNS
+    if any(r.get("host") for r in rows):
+        columns = ("host", *COLUMNS)
+        rows = [{**r, "host": r.get("host") or "local"} for r in rows]
+    cells = [[c.upper() for c in columns]]
+    cells += [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = [
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from vmdesk.core import processes
+from vmdesk.core import hosts, processes
 from vmdesk.core.errors import VMDeskError
 from vmdesk.core.library import Library
 from vmdesk.core.states import ENDED
@@ -40,10 +40,20 @@ def reap() -> None:
                 _started.discard(pid)
 
 
+def on_host(ref: str) -> tuple[str, str] | None:
+    """(host, VM) for a reference to a VM on another host (``lab:dev``), else None."""
+    host, name = hosts.split(ref)
+    return (host, name) if host is not None else None
+
+
 def start(library: Library, ref: str, *, fork: bool = False) -> dict[str, Any]:
     """Start the VM (or resume it from its saved state); returns once it runs.
 
     ``fork`` boots sooner but is only for single-threaded callers (see client.start)."""
+    if remote_vm := on_host(ref):
+        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+
+        return remote.start(library, *remote_vm)
     bundle = find(library, ref)
     report = client.start(bundle, fork=fork)
     with contextlib.suppress(OSError, ValueError):
@@ -58,6 +68,10 @@ def stop(
 ) -> dict[str, Any]:
     """The power button, forced after ``timeout``; a suspended VM's saved state is
     discarded instead (``{"discarded": True}``)."""
+    if remote_vm := on_host(ref):
+        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+
+        return {"forced": remote.stop(library, *remote_vm, force=force, timeout=timeout)}
     bundle = find(library, ref)
     if not bundle.is_locked() and client.discard_suspended(bundle):
         return {"discarded": True}
@@ -67,6 +81,11 @@ def stop(
 
 
 def kill(library: Library, ref: str) -> None:
+    if remote_vm := on_host(ref):
+        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+
+        remote.act(library, *remote_vm, "destroy")
+        return
     client.kill(find(library, ref))
     reap()
 
@@ -81,12 +100,21 @@ def simple(library: Library, ref: str, action: str) -> dict[str, Any]:
     """pause, resume or reboot; returns the supervisor's status after it."""
     if action not in SIMPLE_ACTIONS:
         raise VMDeskError(f"unknown action {action!r}", hint="use " + ", ".join(SIMPLE_ACTIONS))
+    if remote_vm := on_host(ref):
+        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+
+        remote.act(library, *remote_vm, {"pause": "suspend"}.get(action, action))
+        return remote.status(library, *remote_vm)
     reply = client.call(find(library, ref), action)
     return {k: v for k, v in reply.items() if k != "ok"}
 
 
 def status(library: Library, ref: str) -> dict[str, Any]:
     """The VM's status, derived live (lock, supervisor, last exit), never stored."""
+    if remote_vm := on_host(ref):
+        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+
+        return remote.status(library, *remote_vm)
     return vmstatus.derive(find(library, ref).path)
 
 
@@ -117,6 +145,10 @@ def serial_log(library: Library, ref: str) -> tuple[Path, Callable[[], bool]]:
 
 def screenshot(library: Library, ref: str, output: Path) -> Path:
     """Save a PNG of the running VM's screen to ``output``."""
+    if remote_vm := on_host(ref):
+        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+
+        return remote.screenshot(library, *remote_vm, output)
     return client.screenshot(find(library, ref), output)
 
 

@@ -72,10 +72,16 @@ def get(library: Library, ref: str) -> dict[str, Any]:
     """A VM's description, live status and runtime facts (sockets, accelerator...), and
     the optional features it asks for with whether its engine gives them. Read without
     building the config model when the description was checked before (fast `show`)."""
+    from vmdesk.core import hosts
     from vmdesk.core.errors import VMDeskError
     from vmdesk.engines.registry import describe, engine_for
     from vmdesk.service import features
 
+    host, name = hosts.split(ref)
+    if host is not None:  # a VM on another host
+        from vmdesk.service import remote
+
+        return remote.get(library, host, name)
     bundle = find(library, ref)
     config = bundle.load_data()
     runtime = vmstatus.derive(bundle.path)

@@ -26,6 +26,7 @@ STATUS: tuple[tuple[type[errors.VMDeskError], int], ...] = (
     (errors.GuestTimeout, 504),
     (errors.EngineError, 502),
     (errors.ImageBuildError, 502),
+    (errors.HostError, 502),  # the other host failed us, not this server
     (errors.VMDeskError, 400),
 )
 

@@ -1,0 +1,1 @@
+"""libvirt engine: VMs on libvirt hosts (local or qemu+ssh://), driven through libvirt-python."""

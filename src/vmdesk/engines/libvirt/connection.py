@@ -1,0 +1,95 @@
+"""Connecting to a libvirt daemon, and libvirt's errors as ours (one line, with a hint).
+
+libvirt-python is imported here only, lazily: a desk without it still runs local VMs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from vmdesk.core.errors import Conflict, HostError, HostToolMissing, NotFound, VMDeskError
+
+CONNECT_TIMEOUT = 20.0  # an SSH host that drops packets would hold a connection for minutes
+T = TypeVar("T")
+
+
+def module() -> Any:
+    try:
+        import libvirt
+    except ImportError:
+        raise HostToolMissing(
+            "libvirt-python is not installed, so VM-Desk can't reach libvirt hosts",
+            hint="pip install 'vmdesk[libvirt]' (it builds against libvirt's headers: "
+            "apt install libvirt-dev pkg-config)",
+        ) from None
+    # libvirt prints every error to stderr by default; ours say it once, with a hint
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
+def _hint_for(code: int, libvirt: Any, where: str) -> tuple[type[VMDeskError], str]:
+    if code in (libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED):
+        return HostError, f"check that your SSH agent or libvirt's auth lets you into {where}"
+    if code in (libvirt.VIR_ERR_OPERATION_DENIED, libvirt.VIR_ERR_ACCESS_DENIED):
+        return HostError, f"your user may not do that on {where}: ask for libvirt access there"
+    if code == libvirt.VIR_ERR_NO_DOMAIN:
+        return NotFound, f"see `vmdesk list` for the VMs on {where}"
+    if code in (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_OPERATION_FAILED):
+        return Conflict, "see `vmdesk status` for what the VM is doing"
+    return HostError, f"see the libvirt daemon's log on {where}"
+
+
+def translate(exc: Exception, where: str) -> VMDeskError:
+    """A libvirtError as one of ours: libvirt's own message, first line only."""
+    libvirt = module()
+    code = exc.get_error_code() if isinstance(exc, libvirt.libvirtError) else None
+    message = (str(exc).strip().splitlines() or ["libvirt failed"])[0]
+    kind, hint = _hint_for(code or 0, libvirt, where)
+    return kind(f"{where}: {message}", hint=hint)
+
+
+@contextmanager
+def errors(where: str) -> Iterator[None]:
+    """libvirt's errors inside the block become ours."""
+    libvirt = module()
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        raise translate(exc, where) from None
+
+
+def _within(seconds: float, call: Callable[[], T], what: str) -> T:
+    """``call()`` in a thread, given up on after ``seconds`` (libvirt has no timeout)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="libvirt-connect")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise HostError(
+            f"{what} did not answer within {seconds:.0f} s",
+            hint="check that the host is up and reachable (ssh to it by hand)",
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def connect(uri: str, where: str, *, timeout: float = CONNECT_TIMEOUT) -> Any:
+    """An open virConnect to ``uri``; ``where`` names the host in errors."""
+    libvirt = module()
+
+    def opening() -> Any:
+        with errors(where):
+            return libvirt.open(uri)
+
+    return _within(timeout, opening, where)

@@ -1,0 +1,284 @@
+"""One libvirt host, connected: its facts, its VM-Desk domains, their lifecycle, the
+storage pool their files go to, consoles and screenshots.
+
+Only domains that carry VM-Desk's metadata are ours; others on the host are never listed
+or touched. The VM's description stays in its domain (metadata.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmdesk.core import hosts
+from vmdesk.core.config import VMConfig
+from vmdesk.core.errors import Conflict, HostError, NotFound
+from vmdesk.engines.libvirt import connection, metadata
+from vmdesk.engines.libvirt.domain_xml import Placement, build_domain
+
+POOL = "vmdesk"
+POOL_DIRS = {"/system": "/var/lib/libvirt/images/vmdesk"}
+CHUNK = 1 << 20
+Progress = Callable[[int, int], None]  # bytes sent, of total
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    state: str  # VM-Desk's states (core/states.py)
+    stored: metadata.Stored
+
+
+def _state(libvirt: Any, code: int) -> str:
+    return {
+        libvirt.VIR_DOMAIN_RUNNING: "running",
+        libvirt.VIR_DOMAIN_BLOCKED: "running",  # idle on a host CPU: still running
+        libvirt.VIR_DOMAIN_PAUSED: "paused",
+        libvirt.VIR_DOMAIN_SHUTDOWN: "stopping",
+        libvirt.VIR_DOMAIN_SHUTOFF: "stopped",
+        libvirt.VIR_DOMAIN_CRASHED: "crashed",
+        libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+    }.get(code, "unknown")
+
+
+class LibvirtHost:
+    def __init__(self, name: str, uri: str, *, timeout: float = connection.CONNECT_TIMEOUT,
+                 accel: str = "auto"):  # fmt: skip
+        self.name, self.uri, self.accel = name, uri, accel
+        self.libvirt = connection.module()
+        self.conn = connection.connect(uri, f"host {name}", timeout=timeout)
+
+    def close(self) -> None:
+        with connection.errors(self.where):
+            self.conn.close()
+
+    @property
+    def where(self) -> str:
+        return f"host {self.name}"
+
+    @property
+    def remote(self) -> bool:
+        """Whether the daemon is on another machine (its URI names one, not this one)."""
+        return hosts.is_remote(self.uri)
+
+    def facts(self) -> dict[str, Any]:
+        with connection.errors(self.where):
+            model, memory_mib, cpus = self.conn.getInfo()[:3]
+            version = self.conn.getLibVersion()
+            return {
+                "hostname": self.conn.getHostname(),
+                "libvirt": f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}",
+                "cpu": model, "cpus": cpus, "memory_mib": memory_mib,
+            }  # fmt: skip
+
+    def offers_kvm(self, arch: str) -> bool:
+        """Whether the host's libvirt offers KVM for ``arch`` (that it works is another
+        matter: the caller may know better, see the service)."""
+        return self._domain_caps(arch, "kvm") is not None
+
+    def offers_passt(self, arch: str) -> bool:
+        """Whether user-mode NICs can run on passt there: libvirt lists it among its NIC
+        backends (9.0 lists none, and refuses passt)."""
+        caps = self._domain_caps(arch, None)
+        if caps is None:
+            return False
+        found = caps.findall("devices/interface/enum[@name='backendType']/value")
+        return any(value.text == "passt" for value in found)
+
+    def _domain_caps(self, arch: str, virt_type: str | None) -> ET.Element | None:
+        try:
+            return ET.fromstring(self.conn.getDomainCapabilities(None, arch, None, virt_type))
+        except self.libvirt.libvirtError:
+            return None
+
+    # -- domains ------------------------------------------------------------------------
+
+    def domains(self) -> list[Domain]:
+        with connection.errors(self.where):
+            found = []
+            for dom in self.conn.listAllDomains(0):
+                stored = metadata.read(dom.XMLDesc(0))
+                if stored is not None:
+                    found.append(Domain(dom.name(), _state(self.libvirt, dom.state()[0]), stored))
+        return sorted(found, key=lambda d: d.name)
+
+    def _domain(self, name: str) -> Any:
+        with connection.errors(self.where):
+            try:
+                dom = self.conn.lookupByName(name)
+            except self.libvirt.libvirtError as exc:
+                if exc.get_error_code() != self.libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                dom = None
+            if dom is None or metadata.read(dom.XMLDesc(0)) is None:
+                raise NotFound(
+                    f"no VM named {name!r} on {self.where}",
+                    hint=f"see `vmdesk list --host {self.name}`",
+                )
+            return dom
+
+    def domain(self, name: str) -> Domain:
+        dom = self._domain(name)
+        with connection.errors(self.where):
+            stored = metadata.read(dom.XMLDesc(0))
+            assert stored is not None  # _domain checked
+            return Domain(name, _state(self.libvirt, dom.state()[0]), stored)
+
+    def refuse_taken(self, name: str) -> None:
+        """Conflict when any domain of the host (ours or not) has that name."""
+        try:
+            self.conn.lookupByName(name)
+        except self.libvirt.libvirtError:
+            return
+        raise Conflict(f"{self.where} already has a VM named {name!r}",
+                       hint="choose another name")  # fmt: skip
+
+    def define(self, config: VMConfig, placement: Placement) -> None:
+        self.refuse_taken(config.name)
+        with connection.errors(self.where):
+            self.conn.defineXML(build_domain(config, placement))
+
+    def act(self, name: str, action: str) -> None:
+        """start, start-paused, shutdown (the power button), destroy, suspend, resume,
+        reboot."""
+        dom = self._domain(name)
+        paused = self.libvirt.VIR_DOMAIN_START_PAUSED
+        with connection.errors(self.where):
+            {"start": dom.create, "start-paused": lambda: dom.createWithFlags(paused),
+             "shutdown": dom.shutdown, "destroy": dom.destroy, "suspend": dom.suspend,
+             "resume": dom.resume, "reboot": lambda: dom.reboot(0)}[action]()  # fmt: skip
+
+    def undefine(self, name: str) -> list[str]:
+        """Remove a stopped VM and the volumes of its files; the paths removed."""
+        dom = self._domain(name)
+        stored = self.domain(name).stored
+        with connection.errors(self.where):
+            if dom.isActive():
+                raise Conflict(f"{name} is running on {self.where}", hint="stop it first")
+            flags = (self.libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                     | self.libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                     | self.libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)  # fmt: skip
+            dom.undefineFlags(flags)
+            removed = []
+            for path in stored.files.values():
+                try:
+                    self.conn.storageVolLookupByPath(path).delete(0)
+                    removed.append(path)
+                except self.libvirt.libvirtError:
+                    continue  # already gone, or not a volume of ours
+        return removed
+
+    # -- storage --------------------------------------------------------------------------
+
+    def pool(self) -> Any:
+        """VM-Desk's directory pool on the host, defined and started when missing."""
+        with connection.errors(self.where):
+            try:
+                pool = self.conn.storagePoolLookupByName(POOL)
+            except self.libvirt.libvirtError:
+                pool = self.conn.storagePoolDefineXML(self._pool_xml(), 0)
+                pool.build(0)
+                pool.setAutostart(1)
+            if not pool.isActive():
+                pool.create(0)
+            return pool
+
+    def _pool_xml(self) -> str:
+        path = POOL_DIRS.get(self.conn.getURI().split("?")[0][-7:])
+        if path is None:
+            raise HostError(
+                f"{self.where} has no '{POOL}' storage pool, and VM-Desk knows no place for "
+                "one on a session daemon",
+                hint=f"define a directory pool named {POOL} there (virsh pool-define-as)",
+            )
+        pool = ET.Element("pool", type="dir")
+        ET.SubElement(pool, "name").text = POOL
+        ET.SubElement(ET.SubElement(pool, "target"), "path").text = path
+        return ET.tostring(pool, encoding="unicode")
+
+    def upload(self, source: Path, volume: str, progress: Progress | None = None,
+               *, fmt: str = "raw") -> str:  # fmt: skip
+        """Copy a local file into a new volume of the pool; its path on the host."""
+        pool = self.pool()
+        size = source.stat().st_size
+        vol = ET.Element("volume")
+        ET.SubElement(vol, "name").text = volume
+        ET.SubElement(vol, "capacity", unit="bytes").text = str(size)
+        ET.SubElement(ET.SubElement(vol, "target"), "format", type=fmt)
+        vol_xml = ET.tostring(vol, encoding="unicode")
+        with connection.errors(self.where):
+            with contextlib.suppress(self.libvirt.libvirtError):  # a killed upload's leftover
+                pool.storageVolLookupByName(volume).delete(0)
+            vol = pool.createXML(vol_xml, 0)
+            try:
+                self._send(vol, source, size, progress)
+            except BaseException:
+                vol.delete(0)
+                raise
+            return str(vol.path())
+
+    def remove_volume(self, path: str) -> None:
+        with connection.errors(self.where):
+            self.conn.storageVolLookupByPath(path).delete(0)
+
+    def _send(self, vol: Any, source: Path, size: int, progress: Progress | None) -> None:
+        stream = self.conn.newStream(0)
+        vol.upload(stream, 0, size, 0)
+        sent = 0
+        with source.open("rb") as data:
+            while chunk := data.read(CHUNK):
+                stream.send(chunk)
+                sent += len(chunk)
+                if progress:
+                    progress(sent, size)
+        stream.finish()
+
+    # -- console and screen -----------------------------------------------------------------
+
+    def console(self, name: str) -> socket.socket:
+        """The VM's serial console as a local socket (libvirt's console stream, relayed)."""
+        dom = self._domain(name)
+        with connection.errors(self.where):
+            stream = self.conn.newStream(0)
+            dom.openConsole(None, stream, self.libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        ours, theirs = socket.socketpair()
+        threading.Thread(target=self._to_socket, args=(stream, theirs), daemon=True).start()
+        threading.Thread(target=self._to_stream, args=(theirs, stream), daemon=True).start()
+        return ours
+
+    def _to_socket(self, stream: Any, sock: socket.socket) -> None:
+        try:
+            while data := stream.recv(65536):
+                if isinstance(data, int):  # -2: would block (not in blocking mode)
+                    continue
+                sock.sendall(data)
+        except (self.libvirt.libvirtError, OSError):
+            pass
+        finally:
+            sock.close()
+
+    def _to_stream(self, sock: socket.socket, stream: Any) -> None:
+        try:
+            while data := sock.recv(65536):
+                stream.send(data)
+        except (self.libvirt.libvirtError, OSError):
+            pass
+
+    def screenshot(self, name: str) -> tuple[str, bytes]:
+        """The screen as the host's QEMU wrote it: (its MIME type, its bytes); a PPM from
+        older hosts, a PNG where QEMU and libvirt can make one."""
+        dom = self._domain(name)
+        with connection.errors(self.where):
+            stream = self.conn.newStream(0)
+            mime = str(dom.screenshot(stream, 0, 0))
+            data = bytearray()
+            while chunk := stream.recv(CHUNK):
+                data += chunk
+            stream.finish()
+        return mime, bytes(data)

@@ -1,0 +1,319 @@
+"""VMs on other hosts (libvirt daemons): the hosts themselves, and the verbs on their VMs.
+
+A VM on a host is written ``HOST:VM``. It is made the way a local VM is (the same rules,
+images and seeds, in a staging library), then its files go to the host's storage pool and
+its description into the domain, and nothing of it stays on the desk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from vmdesk.core import config as config_model
+from vmdesk.core import hosts
+from vmdesk.core.config import VMConfig
+from vmdesk.core.errors import Conflict, GuestTimeout, VMDeskError
+from vmdesk.core.library import Library
+from vmdesk.engines.libvirt.connection import CONNECT_TIMEOUT
+from vmdesk.engines.libvirt.domain_xml import Placement
+from vmdesk.engines.libvirt.host import Domain, LibvirtHost
+
+Upload = Callable[[str, int, int], None]  # file, bytes sent, of total
+LIST_TIMEOUT = 5.0  # `vmdesk list` does not wait long for a host that does not answer
+
+
+@contextlib.contextmanager
+def connected(
+    library: Library, name: str, *, timeout: float = CONNECT_TIMEOUT
+) -> Iterator[LibvirtHost]:
+    host = hosts.get(library.root, name)
+    conn = LibvirtHost(host.name, host.uri, timeout=timeout, accel=host.accel)
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(VMDeskError):
+            conn.close()
+
+
+# -- hosts ----------------------------------------------------------------------------------
+
+
+def add_host(library: Library, name: str, uri: str, accel: str = "auto") -> dict[str, Any]:
+    """Add a host once it answers: a host that can't be reached is not written down.
+    ``accel`` tcg keeps its VMs off a KVM the host offers and can't really run (nested)."""
+    hosts.check_name(name)
+    hosts.check_uri(uri)
+    conn = LibvirtHost(name, uri)
+    try:
+        facts = conn.facts()
+    finally:
+        with contextlib.suppress(VMDeskError):
+            conn.close()
+    host = hosts.add(library.root, name, uri, accel)
+    return {"name": host.name, "uri": host.uri, "accel": host.accel, **facts}
+
+
+def remove_host(library: Library, name: str) -> None:
+    """Forget a host; its VMs stay on it, untouched."""
+    hosts.remove(library.root, name)
+
+
+def host_rows(library: Library) -> list[dict[str, Any]]:
+    """Each host: reachable or not (with why), its facts and how many VM-Desk VMs it has."""
+    rows = []
+    for host in hosts.load(library.root):
+        row: dict[str, Any] = {"name": host.name, "uri": host.uri}
+        try:
+            with connected(library, host.name, timeout=LIST_TIMEOUT) as conn:
+                row.update(conn.facts(), reachable=True, vms=len(conn.domains()))
+        except VMDeskError as exc:
+            row.update(reachable=False, error=exc.message)
+        rows.append(row)
+    return rows
+
+
+def vm_rows(library: Library) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every host's VMs as `vmdesk list` rows, and one line per host that did not answer."""
+    rows, problems = [], []
+    for host in hosts.load(library.root):
+        try:
+            with connected(library, host.name, timeout=LIST_TIMEOUT) as conn:
+                rows += [_row(host.name, d) for d in conn.domains()]
+        except VMDeskError as exc:
+            problems.append(exc.message)
+    return rows, problems
+
+
+def _row(host: str, domain: Domain) -> dict[str, Any]:
+    config = domain.stored.config
+    return {
+        "name": domain.name, "host": host, "status": domain.state, "arch": config.arch,
+        "cpus": config.cpus, "memory": f"{config.memory}MiB", "engine": "libvirt",
+        "isolation": config.isolation, "uuid": str(config.uuid),
+    }  # fmt: skip
+
+
+# -- VMs ------------------------------------------------------------------------------------
+
+
+def get(library: Library, host: str, name: str) -> dict[str, Any]:
+    """`vmdesk show`'s answer for a VM on a host, in the shape of a local VM's."""
+    from vmdesk.engines.libvirt.capabilities import capabilities
+    from vmdesk.service import features
+
+    with connected(library, host) as conn:
+        domain = conn.domain(name)
+    config = config_model.to_dict(domain.stored.config)
+    caps = capabilities()
+    reason = f"a VM on host {host}, run by its libvirt daemon"
+    return {
+        "name": name, "host": host, "status": domain.state,
+        "runtime": {"status": domain.state}, "path": f"host {host}", "config": config,
+        "capabilities": caps.as_dict(), "files": domain.stored.files,
+        "engine": {"name": "libvirt", "reason": reason, "hint": None, "runs_here": False,
+                   "text": f"libvirt ({reason})", "display": None},
+        "features": features.of(config, caps, reason),
+        "guest": None, "memory": None, "disk_io": {}, "nat": {},
+    }  # fmt: skip
+
+
+def act(library: Library, host: str, name: str, action: str) -> None:
+    with connected(library, host) as conn:
+        conn.act(name, action)
+
+
+def status(library: Library, host: str, name: str) -> dict[str, Any]:
+    with connected(library, host) as conn:
+        return {"status": conn.domain(name).state, "host": host}
+
+
+def delete(library: Library, host: str, name: str) -> list[str]:
+    with connected(library, host) as conn:
+        return conn.undefine(name)
+
+
+def screenshot(library: Library, host: str, name: str, output: Path) -> Path:
+    from vmdesk.display import ppm
+
+    with connected(library, host) as conn:
+        mime, data = conn.screenshot(name)
+    png = data if mime == "image/png" else ppm.to_png(data)
+    tmp = output.with_name(f".{output.name}.part")
+    tmp.write_bytes(png)
+    tmp.replace(output)
+    return output
+
+
+@contextlib.contextmanager
+def staging(library: Library) -> Iterator[Library]:
+    """A staging library on the desk, to make a VM for a host in with every rule of a local
+    create (images, seeds, new disks); removed afterwards, whatever happened."""
+    root = Path(tempfile.mkdtemp(prefix=".remote-", dir=_root(library)))
+    try:
+        yield Library(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def place(library: Library, host: str, staged: Library, config: VMConfig,
+          upload: Upload | None = None) -> VMConfig:  # fmt: skip
+    """Upload the staged VM's files to the host's pool and define its domain. A failure
+    leaves neither a domain nor volumes behind."""
+    with connected(library, host) as conn:
+        conn.refuse_taken(config.name)  # before anything is uploaded
+        placement = _upload_files(conn, config, staged.path_for(config.name), upload)
+        try:
+            conn.define(config, placement)
+        except BaseException:
+            _remove_volumes(conn, placement)
+            raise
+    return config
+
+
+def create(library: Library, host: str, make: Callable[[Library], VMConfig],
+           upload: Upload | None = None) -> VMConfig:  # fmt: skip
+    """``make(staging)`` makes the VM; then it goes to the host (:func:`place`)."""
+    hosts.get(library.root, host)  # an unknown host fails before anything is made
+    with staging(library) as staged:
+        return place(library, host, staged, make(staged), upload)
+
+
+def _root(library: Library) -> Path:
+    library.root.mkdir(parents=True, exist_ok=True)
+    return library.root
+
+
+def _files(config: VMConfig) -> list[str]:
+    named = [d.file for d in config.disks] + [c.file for c in config.cdroms]
+    boot = config.boot
+    if boot.kind == "linux":
+        named += [boot.kernel] + ([boot.initrd] if boot.initrd else [])
+    return named
+
+
+def _upload_files(conn: LibvirtHost, config: VMConfig, bundle: Path,
+                  upload: Upload | None) -> Placement:  # fmt: skip
+    """Each file the VM names, in the host's pool; disks with a backing chain (overlays on
+    an image) are flattened first, since the host has no copy of the image."""
+    from vmdesk.storage import images as disk_images
+
+    files: dict[str, str] = {}
+    domain_type = "kvm" if _kvm_for(conn, config) else "qemu"
+    passt = conn.offers_passt(config.arch)
+    formats = {d.file: d.format for d in config.disks}
+    try:
+        for file in _files(config):
+            local = Path(file) if file.startswith("/") else bundle / file
+            if formats.get(file) == "qcow2" and disk_images.inspect(local).backing_chain:
+                flat = local.with_name(local.name + ".flat")
+                disk_images.convert(local, flat, "qcow2")
+                local = flat
+            safe = re.sub(r"[^A-Za-z0-9._-]", "-", file).lstrip("-.")
+            volume = f"{config.name}-{config.uuid.hex[:8]}-{safe}"
+            sent = (lambda done, total, f=file: upload(f, done, total)) if upload else None
+            files[file] = conn.upload(local, volume, sent, fmt=formats.get(file, "raw"))
+    except BaseException:
+        _remove_volumes(conn, Placement(domain_type, files))
+        raise
+    return Placement(domain_type, files, passt=passt)
+
+
+def _kvm_for(conn: LibvirtHost, config: VMConfig) -> bool:
+    """KVM when the host offers it and it works: for this machine's own daemon (however
+    reached) the desk's own probe decides, since a nested KVM can be offered and still hang
+    guests; another machine is taken at its word unless it was added with --accel tcg."""
+    accel = conn.accel
+    if accel != "auto" or not conn.offers_kvm(config.arch):
+        return accel == "kvm"
+    if conn.remote:
+        return True
+    from vmdesk.engines.qemu import accel as qemu_accel
+
+    return qemu_accel.choose(config.arch).accel == "kvm"
+
+
+def _remove_volumes(conn: LibvirtHost, placement: Placement) -> None:
+    for path in placement.files.values():
+        with contextlib.suppress(VMDeskError):
+            conn.remove_volume(path)
+
+
+def stop(library: Library, host: str, name: str, *, force: bool, timeout: float) -> bool:
+    """The power button, then pulling the plug after ``timeout``; whether it was forced."""
+    with connected(library, host) as conn:
+        if conn.domain(name).state == "stopped":
+            raise Conflict(f"{name} is not running on host {host}", hint="nothing to stop")
+        if not force:
+            conn.act(name, "shutdown")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if conn.domain(name).state == "stopped":
+                    return False
+                time.sleep(0.2)
+        conn.act(name, "destroy")
+        return True
+
+
+def start_and_wait(
+    library: Library, host: str, name: str, pattern: str, timeout: float
+) -> tuple[dict[str, Any], str | None]:
+    """Start the VM and wait for a console line matching ``pattern``: started paused, its
+    console opened, then let run, so not a byte of its boot is missed (a host over SSH
+    takes longer to open a console than a small guest takes to boot). The start's report,
+    and the line (None when it was already running: its boot is over)."""
+    with connected(library, host) as conn:
+        if conn.domain(name).state not in ("stopped", "crashed"):
+            return {"already_running": True, "host": host}, None
+        conn.act(name, "start-paused")
+        sock = conn.console(name)
+        conn.act(name, "resume")
+        with sock:
+            line = _first_match(sock, re.compile(pattern, re.MULTILINE), timeout)
+    if line is None:
+        raise GuestTimeout(
+            f"{name} on host {host} showed nothing matching {pattern!r} within {timeout:.0f} s",
+            hint=f"`vmdesk console {host}:{name}` shows what it does",
+        )
+    return {"host": host, "engine": f"libvirt on host {host}"}, line
+
+
+def _first_match(sock: socket.socket, regex: re.Pattern[str], timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    seen = b""  # a line may come in pieces; a guest that never matches is cut to its tail
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            return None
+        if not data:
+            return None
+        seen = (seen + data)[-(1 << 20) :]
+        found = regex.search(seen.decode(errors="replace"))
+        if found:
+            return found.group(0).strip()
+    return None
+
+
+def console(library: Library, host: str, name: str) -> socket.socket:
+    """The VM's serial console, relayed to a local socket (the host's connection with it:
+    closing the socket ends both)."""
+    known = hosts.get(library.root, host)
+    return LibvirtHost(known.name, known.uri).console(name)
+
+
+def start(library: Library, host: str, name: str) -> dict[str, Any]:
+    with connected(library, host) as conn:
+        domain = conn.domain(name)
+        if domain.state not in ("stopped", "crashed"):
+            return {"already_running": True, "host": host}
+        conn.act(name, "start")
+    return {"host": host, "engine": f"libvirt on host {host}"}
