@@ -55,6 +55,8 @@ MODULES = (
     "disk_io_bench",
     "net_bench",
     "balloon_bench",
+    "remote_start_bench",
+    "remote_list_bench",
 )
 
 

@@ -174,7 +174,8 @@ def _placement(name: str) -> Placement:
         files += [config.boot.kernel] + ([config.boot.initrd] if config.boot.initrd else [])
     relative = [f for f in files if not f.startswith("/")]
     files = {f: f"{POOL}/{name}-{f.replace('/', '-')}" for f in relative}
-    return Placement(CASES[name][1], files, passt=name.endswith("-passt"))
+    log = f"/var/log/libvirt/qemu/{name}-serial.log"
+    return Placement(CASES[name][1], files, passt=name.endswith("-passt"), serial_log=log)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -17,9 +17,9 @@ def run(as_json: bool) -> None:
             row.update(vmstatus.derive(Path(row["path"])))
     problems: list[str] = []
     if (paths.library_dir() / hosts.FILE).is_file():  # other hosts: their VMs too
-        from vmdesk.service import library, remote
+        from vmdesk.service import remote_list
 
-        found, problems = remote.vm_rows(library.open())
+        found, problems = remote_list.vm_rows(paths.library_dir())
         rows += found
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")

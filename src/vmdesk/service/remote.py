@@ -24,10 +24,10 @@ from vmdesk.core.errors import Conflict, GuestTimeout, VMDeskError
 from vmdesk.core.library import Library
 from vmdesk.engines.libvirt.connection import CONNECT_TIMEOUT
 from vmdesk.engines.libvirt.domain_xml import Placement
-from vmdesk.engines.libvirt.host import Domain, LibvirtHost
+from vmdesk.engines.libvirt.host import LibvirtHost
+from vmdesk.service import remote_list
 
 Upload = Callable[[str, int, int], None]  # file, bytes sent, of total
-LIST_TIMEOUT = 5.0  # `vmdesk list` does not wait long for a host that does not answer
 
 
 @contextlib.contextmanager
@@ -72,33 +72,12 @@ def host_rows(library: Library) -> list[dict[str, Any]]:
     for host in hosts.load(library.root):
         row: dict[str, Any] = {"name": host.name, "uri": host.uri}
         try:
-            with connected(library, host.name, timeout=LIST_TIMEOUT) as conn:
+            with connected(library, host.name, timeout=remote_list.TIMEOUT) as conn:
                 row.update(conn.facts(), reachable=True, vms=len(conn.domains()))
         except VMDeskError as exc:
             row.update(reachable=False, error=exc.message)
         rows.append(row)
     return rows
-
-
-def vm_rows(library: Library) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every host's VMs as `vmdesk list` rows, and one line per host that did not answer."""
-    rows, problems = [], []
-    for host in hosts.load(library.root):
-        try:
-            with connected(library, host.name, timeout=LIST_TIMEOUT) as conn:
-                rows += [_row(host.name, d) for d in conn.domains()]
-        except VMDeskError as exc:
-            problems.append(exc.message)
-    return rows, problems
-
-
-def _row(host: str, domain: Domain) -> dict[str, Any]:
-    config = domain.stored.config
-    return {
-        "name": domain.name, "host": host, "status": domain.state, "arch": config.arch,
-        "cpus": config.cpus, "memory": f"{config.memory}MiB", "engine": "libvirt",
-        "isolation": config.isolation, "uuid": str(config.uuid),
-    }  # fmt: skip
 
 
 # -- VMs ------------------------------------------------------------------------------------
@@ -223,7 +202,7 @@ def _upload_files(conn: LibvirtHost, config: VMConfig, bundle: Path,
     except BaseException:
         _remove_volumes(conn, Placement(domain_type, files))
         raise
-    return Placement(domain_type, files, passt=passt)
+    return Placement(domain_type, files, passt=passt, serial_log=conn.serial_log(config.name))
 
 
 def _kvm_for(conn: LibvirtHost, config: VMConfig) -> bool:

@@ -5,13 +5,24 @@ libvirt-python is imported here only, lazily: a desk without it still runs local
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from vmdesk.core.errors import Conflict, HostError, HostToolMissing, NotFound, VMDeskError
 
+# libvirt's qemu+ssh transport runs this instead of plain ssh: one SSH connection per host,
+# kept for a while and shared by the commands that follow (as Lima does for its VMs). A
+# handshake costs ~300 ms on these machines; only the first command pays it.
+SSH_MUX = """#!/bin/sh
+# Written by VM-Desk (engines/libvirt/connection.py): ssh, sharing one connection per host.
+exec ssh -o ControlMaster=auto -o ControlPersist=300 \\
+    -o ControlPath="${XDG_RUNTIME_DIR:-/tmp}/vmdesk-ssh-%C" "$@"
+"""
 CONNECT_TIMEOUT = 20.0  # an SSH host that drops packets would hold a connection for minutes
 T = TypeVar("T")
 
@@ -84,12 +95,40 @@ def _within(seconds: float, call: Callable[[], T], what: str) -> T:
     return box["value"]  # type: ignore[no-any-return]
 
 
+def _ssh_mux() -> Path:
+    from vmdesk.core import paths
+
+    path = paths.cache_dir() / "tools" / "ssh-mux"
+    try:
+        if path.read_text() == SSH_MUX:
+            return path
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".ssh-mux.{os.getpid()}")
+    tmp.write_text(SSH_MUX)
+    tmp.chmod(0o755)
+    tmp.replace(path)
+    return path
+
+
+def shared_ssh(uri: str) -> str:
+    """``uri`` with its SSH connection shared (:data:`SSH_MUX`), unless it names its own
+    ssh command; the stored URI stays as the user gave it."""
+    parts = urlsplit(uri)
+    if parts.scheme != "qemu+ssh" or "command=" in parts.query:
+        return uri
+    query = "&".join(filter(None, [parts.query, f"command={quote(str(_ssh_mux()))}"]))
+    return urlunsplit(parts._replace(query=query))
+
+
 def connect(uri: str, where: str, *, timeout: float = CONNECT_TIMEOUT) -> Any:
     """An open virConnect to ``uri``; ``where`` names the host in errors."""
     libvirt = module()
+    target = shared_ssh(uri)
 
     def opening() -> Any:
         with errors(where):
-            return libvirt.open(uri)
+            return libvirt.open(target)
 
     return _within(timeout, opening, where)

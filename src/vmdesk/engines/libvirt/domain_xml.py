@@ -43,6 +43,9 @@ class Placement:
     # whether the host's libvirt runs user-mode NICs on passt (its domain capabilities list
     # it; Debian 12's libvirt 9.0 refuses it), which forwards ports itself
     passt: bool = False
+    # where the host's libvirt appends what the guest prints on its serial console (None:
+    # nowhere; a session daemon's log folder is its user's, unknown from here)
+    serial_log: str | None = None
 
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
@@ -178,7 +181,7 @@ def _devices(config: VMConfig, placement: Placement) -> ET.Element:
         if getattr(config.input, f"usb_{kind}"):
             ET.SubElement(devices, "input", type=kind, bus="usb")
     _display(devices, config)
-    _serial(devices, config)
+    _serial(devices, config, placement)
     if config.guest_agent:
         channel = ET.SubElement(devices, "channel", type="unix")
         ET.SubElement(channel, "target", type="virtio", name=GUEST_AGENT_PORT)
@@ -404,11 +407,14 @@ def _display(devices: ET.Element, config: VMConfig) -> None:
         ET.SubElement(video, "model", type="ramfb")
 
 
-def _serial(devices: ET.Element, config: VMConfig) -> None:
-    """The first serial port on a pty, read through libvirt's console stream."""
+def _serial(devices: ET.Element, config: VMConfig, placement: Placement) -> None:
+    """The first serial port on a pty, read through libvirt's console stream, and kept in
+    a log on the host (from the first byte, whoever is connected)."""
     if not config.serial.enabled:
         return
     serial = ET.SubElement(devices, "serial", type="pty")
+    if config.serial.log and placement.serial_log:
+        ET.SubElement(serial, "log", file=placement.serial_log, append="on")
     ET.SubElement(serial, "target", port="0")
     console = ET.SubElement(devices, "console", type="pty")
     ET.SubElement(console, "target", type="serial", port="0")

@@ -15,15 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vmdesk.core import hosts
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import Conflict, HostError, NotFound
 from vmdesk.engines.libvirt import connection, metadata
 from vmdesk.engines.libvirt.domain_xml import Placement, build_domain
+from vmdesk.engines.libvirt.listing import state_of
 
 POOL = "vmdesk"
 POOL_DIRS = {"/system": "/var/lib/libvirt/images/vmdesk"}
+LOG_DIRS = {"/system": "/var/log/libvirt/qemu"}  # a system daemon's own, for serial logs
 CHUNK = 1 << 20
 Progress = Callable[[int, int], None]  # bytes sent, of total
 
@@ -33,18 +36,6 @@ class Domain:
     name: str
     state: str  # VM-Desk's states (core/states.py)
     stored: metadata.Stored
-
-
-def _state(libvirt: Any, code: int) -> str:
-    return {
-        libvirt.VIR_DOMAIN_RUNNING: "running",
-        libvirt.VIR_DOMAIN_BLOCKED: "running",  # idle on a host CPU: still running
-        libvirt.VIR_DOMAIN_PAUSED: "paused",
-        libvirt.VIR_DOMAIN_SHUTDOWN: "stopping",
-        libvirt.VIR_DOMAIN_SHUTOFF: "stopped",
-        libvirt.VIR_DOMAIN_CRASHED: "crashed",
-        libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
-    }.get(code, "unknown")
 
 
 class LibvirtHost:
@@ -105,7 +96,7 @@ class LibvirtHost:
             for dom in self.conn.listAllDomains(0):
                 stored = metadata.read(dom.XMLDesc(0))
                 if stored is not None:
-                    found.append(Domain(dom.name(), _state(self.libvirt, dom.state()[0]), stored))
+                    found.append(Domain(dom.name(), state_of(self.libvirt, dom.state()[0]), stored))
         return sorted(found, key=lambda d: d.name)
 
     def _domain(self, name: str) -> Any:
@@ -128,7 +119,7 @@ class LibvirtHost:
         with connection.errors(self.where):
             stored = metadata.read(dom.XMLDesc(0))
             assert stored is not None  # _domain checked
-            return Domain(name, _state(self.libvirt, dom.state()[0]), stored)
+            return Domain(name, state_of(self.libvirt, dom.state()[0]), stored)
 
     def refuse_taken(self, name: str) -> None:
         """Conflict when any domain of the host (ours or not) has that name."""
@@ -189,8 +180,16 @@ class LibvirtHost:
                 pool.create(0)
             return pool
 
+    def _daemon(self) -> str:
+        """/system or /session."""
+        return urlsplit(str(self.conn.getURI())).path
+
+    def serial_log(self, name: str) -> str | None:
+        folder = LOG_DIRS.get(self._daemon())
+        return f"{folder}/{name}-serial.log" if folder else None
+
     def _pool_xml(self) -> str:
-        path = POOL_DIRS.get(self.conn.getURI().split("?")[0][-7:])
+        path = POOL_DIRS.get(self._daemon())
         if path is None:
             raise HostError(
                 f"{self.where} has no '{POOL}' storage pool, and VM-Desk knows no place for "

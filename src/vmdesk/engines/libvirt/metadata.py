@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from vmdesk.core import config as config_model
 from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import ConfigError, Problem
+from vmdesk.engines.libvirt import listing
 
-NAMESPACE = "urn:vmdesk:vm:1"
+NAMESPACE = listing.NAMESPACE
 PREFIX = "vmdesk"
 
 
