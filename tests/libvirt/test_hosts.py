@@ -131,3 +131,28 @@ def test_a_second_host_over_ssh_lists_its_vms_beside_the_firsts(
     lab("host", "rm", "far")
     assert "far" not in lab("host", "list")
     assert lab.status(f"lab:{vm_name}")["status"] == "stopped"  # its VMs stay on the host
+
+
+def test_snapshots_of_a_running_vm_on_a_host_are_libvirts_own_with_its_ram(
+    lab: CLI, vm_name: str
+) -> None:
+    lab("create", vm_name, "--host", "lab", "--image", "tiny-linux", "--arch", "x86_64",
+        "--disk-size", "64MiB", timeout=300)  # fmt: skip
+    ref = f"lab:{vm_name}"
+    lab("start", ref, "--wait-ready", "--timeout", "180", timeout=240)
+    out = lab("snapshot", "create", ref, "before", timeout=120)
+    assert "snapshot with RAM before" in out, out
+    tree = json.loads(lab("snapshot", "list", ref, "--json"))
+    assert [(s["name"], s["ram"]) for s in tree["snapshots"]] == [("before", True)]
+    assert tree["current"] == "before"
+    out = lab("snapshot", "create", ref, "--disk-only", ok=False)
+    assert "disk-only snapshots" in out and "hint:" in out, out
+    lab("snapshot", "revert", ref, "before", timeout=120)
+    assert lab.status(ref)["status"] == "running"  # it runs on from the snapshot's moment
+    out = lab("snapshot", "revert", ref, "nope", ok=False)
+    assert "no snapshot 'nope'" in out, out
+    lab("snapshot", "delete", ref, "before", timeout=120)
+    assert "has no snapshots" in lab("snapshot", "list", ref)
+    lab("stop", ref, "--force")
+    lab("delete", ref, "--yes")
+    assert not [v for v in _volumes() if v.startswith(f"{vm_name}-")]

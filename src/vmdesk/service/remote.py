@@ -20,12 +20,13 @@ from typing import Any
 from vmdesk.core import config as config_model
 from vmdesk.core import hosts
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import Conflict, GuestTimeout, VMDeskError
+from vmdesk.core.errors import Conflict, GuestTimeout, Unsupported, VMDeskError
 from vmdesk.core.library import Library
 from vmdesk.engines.libvirt.connection import CONNECT_TIMEOUT
 from vmdesk.engines.libvirt.domain_xml import Placement
 from vmdesk.engines.libvirt.host import LibvirtHost
 from vmdesk.service import remote_list
+from vmdesk.storage.snapshots import Snapshot, Tree
 
 Upload = Callable[[str, int, int], None]  # file, bytes sent, of total
 
@@ -198,7 +199,7 @@ def _upload_files(conn: LibvirtHost, config: VMConfig, bundle: Path,
             safe = re.sub(r"[^A-Za-z0-9._-]", "-", file).lstrip("-.")
             volume = f"{config.name}-{config.uuid.hex[:8]}-{safe}"
             sent = (lambda done, total, f=file: upload(f, done, total)) if upload else None
-            files[file] = conn.upload(local, volume, sent, fmt=formats.get(file, "raw"))
+            files[file] = conn.upload(local, volume, sent)
     except BaseException:
         _remove_volumes(conn, Placement(domain_type, files))
         raise
@@ -296,3 +297,31 @@ def start(library: Library, host: str, name: str) -> dict[str, Any]:
             return {"already_running": True, "host": host}
         conn.act(name, "start")
     return {"host": host, "engine": f"libvirt on host {host}"}
+
+
+def snapshot_tree(library: Library, host: str, name: str) -> Tree:
+    """The VM's snapshots as the host's libvirt keeps them, as a local VM's tree."""
+    with connected(library, host) as conn:
+        found, current = conn.snapshots(name)
+    snaps = [Snapshot(id=s["name"], name=s["name"], created=s["created"], parent=s["parent"],
+                      ram=s["ram"]) for s in found]  # fmt: skip
+    return Tree(snaps, current)
+
+
+def snapshot(library: Library, host: str, name: str, action: str, snapshot: str | None,
+             *, disk_only: bool = False) -> Snapshot:  # fmt: skip
+    """create (named by the time when ``snapshot`` is None), revert or delete."""
+    if disk_only:
+        raise Unsupported(
+            "disk-only snapshots of VMs on libvirt hosts are not made by VM-Desk yet",
+            hint="take one with the RAM (leave out --disk-only), or stop the VM first",
+        )
+    if action == "create":
+        label = snapshot or time.strftime("%Y-%m-%d-%H%M%S")
+        with connected(library, host) as conn:
+            conn.snapshot(name, "create", label)
+        return snapshot_tree(library, host, name).find(label)
+    found = snapshot_tree(library, host, name).find(snapshot or "")
+    with connected(library, host) as conn:
+        conn.snapshot(name, action, found.name)
+    return found

@@ -6,6 +6,7 @@ A running VM's snapshots are taken by its QEMU (RAM and device state included, u
 
 from __future__ import annotations
 
+from vmdesk.core import hosts
 from vmdesk.core.bundle import Bundle
 from vmdesk.core.errors import StorageError
 from vmdesk.core.library import Library
@@ -31,8 +32,17 @@ def _ask(bundle: Bundle, op: str, snap: Snapshot, *, disk_only: bool = False) ->
     return bool(reply.get("quiesced"))
 
 
+def _on_host(ref: str) -> tuple[str, str] | None:
+    host, name = hosts.split(ref)
+    return (host, name) if host is not None else None
+
+
 def tree(library: Library, ref: str) -> Tree:
     """The VM's snapshots, a tree by parent; ``current`` is the one its disks descend from."""
+    if remote_vm := _on_host(ref):
+        from vmdesk.service import remote
+
+        return remote.snapshot_tree(library, *remote_vm)
     return snapshots.load_tree(find(library, ref))
 
 
@@ -40,6 +50,10 @@ def create(
     library: Library, ref: str, name: str | None = None, *, disk_only: bool = False
 ) -> Snapshot:
     """Snapshot every disk (and the RAM of a running VM, unless ``disk_only``)."""
+    if remote_vm := _on_host(ref):
+        from vmdesk.service import remote
+
+        return remote.snapshot(library, *remote_vm, "create", name, disk_only=disk_only)
     bundle = find(library, ref)
     if not _running(library, bundle):
         return snapshots.create(library, name_of(bundle), name)
@@ -52,6 +66,10 @@ def create(
 
 def revert(library: Library, ref: str, snapshot: str) -> Snapshot:
     """Put the disks (and a running VM's RAM, for a snapshot that has it) back."""
+    if remote_vm := _on_host(ref):
+        from vmdesk.service import remote
+
+        return remote.snapshot(library, *remote_vm, "revert", snapshot)
     bundle = find(library, ref)
     if not _running(library, bundle):
         return snapshots.revert(library, name_of(bundle), snapshot)
@@ -69,6 +87,10 @@ def revert(library: Library, ref: str, snapshot: str) -> Snapshot:
 
 def delete(library: Library, ref: str, snapshot: str) -> Snapshot:
     """Delete a snapshot; its children keep working and hang off its parent instead."""
+    if remote_vm := _on_host(ref):
+        from vmdesk.service import remote
+
+        return remote.snapshot(library, *remote_vm, "delete", snapshot)
     bundle = find(library, ref)
     if not _running(library, bundle):
         return snapshots.delete(library, name_of(bundle), snapshot)

@@ -201,15 +201,16 @@ class LibvirtHost:
         ET.SubElement(ET.SubElement(pool, "target"), "path").text = path
         return ET.tostring(pool, encoding="unicode")
 
-    def upload(self, source: Path, volume: str, progress: Progress | None = None,
-               *, fmt: str = "raw") -> str:  # fmt: skip
-        """Copy a local file into a new volume of the pool; its path on the host."""
+    def upload(self, source: Path, volume: str, progress: Progress | None = None) -> str:
+        """Copy a local file into a new volume of the pool, byte for byte; its path on the
+        host. The volume is made raw of the file's exact size, whatever the file holds (a
+        qcow2 volume would be made by qemu-img, larger than what overwrites it)."""
         pool = self.pool()
         size = source.stat().st_size
         vol = ET.Element("volume")
         ET.SubElement(vol, "name").text = volume
         ET.SubElement(vol, "capacity", unit="bytes").text = str(size)
-        ET.SubElement(ET.SubElement(vol, "target"), "format", type=fmt)
+        ET.SubElement(ET.SubElement(vol, "target"), "format", type="raw")
         vol_xml = ET.tostring(vol, encoding="unicode")
         with connection.errors(self.where):
             with contextlib.suppress(self.libvirt.libvirtError):  # a killed upload's leftover
@@ -237,6 +238,43 @@ class LibvirtHost:
                 if progress:
                     progress(sent, size)
         stream.finish()
+
+    # -- snapshots (libvirt's own: internal, in the qcow2 disks, with the RAM when running) --
+
+    def snapshots(self, name: str) -> tuple[list[dict[str, Any]], str | None]:
+        """Each snapshot (name, created, parent, ram) and the current one's name."""
+        dom = self._domain(name)
+        found = []
+        with connection.errors(self.where):
+            for snap in dom.listAllSnapshots(0):
+                xml = ET.fromstring(snap.getXMLDesc(0))
+                found.append({
+                    "name": xml.findtext("name") or "",
+                    "created": float(xml.findtext("creationTime") or 0),
+                    "parent": xml.findtext("parent/name"),
+                    "ram": xml.findtext("state") in ("running", "paused"),
+                })  # fmt: skip
+            current = dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None
+        return sorted(found, key=lambda s: s["created"]), current
+
+    def snapshot(self, name: str, action: str, snapshot: str) -> None:
+        """create, revert or delete snapshot ``snapshot`` of the VM."""
+        dom = self._domain(name)
+        with connection.errors(self.where):
+            if action == "create":
+                xml = ET.Element("domainsnapshot")
+                ET.SubElement(xml, "name").text = snapshot
+                dom.snapshotCreateXML(ET.tostring(xml, encoding="unicode"), 0)
+                return
+            try:
+                snap = dom.snapshotLookupByName(snapshot, 0)
+            except self.libvirt.libvirtError:
+                raise NotFound(f"no snapshot {snapshot!r} of {name} on {self.where}",
+                               hint="see `vmdesk snapshot list HOST:VM`") from None  # fmt: skip
+            if action == "revert":
+                dom.revertToSnapshot(snap, 0)
+            else:
+                snap.delete(0)
 
     # -- console and screen -----------------------------------------------------------------
 
