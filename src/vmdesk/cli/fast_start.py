@@ -76,13 +76,13 @@ def parse(args: list[str]) -> dict[str, object] | None:
 def _run_on_host(
     vm: str, *, wait_ready: bool, ready_pattern: str, timeout: float, say: Callable[[str], None]
 ) -> None:
-    from vmdesk.service import library, lifecycle, remote
+    from vmdesk.service import library, lifecycle, remote_run
 
     lib, (host, name) = library.open(), lifecycle.on_host(vm) or ("", vm)
     started = time.monotonic()
     line = None
     if wait_ready:
-        report, line = remote.start_and_wait(lib, host, name, ready_pattern, timeout)
+        report, line = remote_run.start_and_wait(lib, host, name, ready_pattern, timeout)
     else:
         report = lifecycle.start(lib, vm)
     if report.get("already_running"):

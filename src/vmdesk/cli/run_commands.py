@@ -123,7 +123,7 @@ def console_cmd(vm: str, show_log: bool, follow: bool) -> None:
     from vmdesk.cli import serial_attach
 
     if remote_vm := lifecycle.on_host(vm):
-        from vmdesk.service import remote
+        from vmdesk.service import remote_run as remote
 
         serial_attach.attach(remote.console(library.open(), *remote_vm), vm, DETACH_KEY)
         return

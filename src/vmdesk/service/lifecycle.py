@@ -51,7 +51,7 @@ def start(library: Library, ref: str, *, fork: bool = False) -> dict[str, Any]:
 
     ``fork`` boots sooner but is only for single-threaded callers (see client.start)."""
     if remote_vm := on_host(ref):
-        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+        from vmdesk.service import remote_run as remote  # libvirt: only for VMs on hosts
 
         return remote.start(library, *remote_vm)
     bundle = find(library, ref)
@@ -69,7 +69,7 @@ def stop(
     """The power button, forced after ``timeout``; a suspended VM's saved state is
     discarded instead (``{"discarded": True}``)."""
     if remote_vm := on_host(ref):
-        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+        from vmdesk.service import remote_run as remote  # libvirt: only for VMs on hosts
 
         return {"forced": remote.stop(library, *remote_vm, force=force, timeout=timeout)}
     bundle = find(library, ref)
@@ -82,7 +82,7 @@ def stop(
 
 def kill(library: Library, ref: str) -> None:
     if remote_vm := on_host(ref):
-        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+        from vmdesk.service import remote_run as remote  # libvirt: only for VMs on hosts
 
         remote.act(library, *remote_vm, "destroy")
         return
@@ -101,7 +101,7 @@ def simple(library: Library, ref: str, action: str) -> dict[str, Any]:
     if action not in SIMPLE_ACTIONS:
         raise VMDeskError(f"unknown action {action!r}", hint="use " + ", ".join(SIMPLE_ACTIONS))
     if remote_vm := on_host(ref):
-        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+        from vmdesk.service import remote_run as remote  # libvirt: only for VMs on hosts
 
         remote.act(library, *remote_vm, {"pause": "suspend"}.get(action, action))
         return remote.status(library, *remote_vm)
@@ -112,7 +112,7 @@ def simple(library: Library, ref: str, action: str) -> dict[str, Any]:
 def status(library: Library, ref: str) -> dict[str, Any]:
     """The VM's status, derived live (lock, supervisor, last exit), never stored."""
     if remote_vm := on_host(ref):
-        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+        from vmdesk.service import remote_run as remote  # libvirt: only for VMs on hosts
 
         return remote.status(library, *remote_vm)
     return vmstatus.derive(find(library, ref).path)
@@ -146,7 +146,7 @@ def serial_log(library: Library, ref: str) -> tuple[Path, Callable[[], bool]]:
 def screenshot(library: Library, ref: str, output: Path) -> Path:
     """Save a PNG of the running VM's screen to ``output``."""
     if remote_vm := on_host(ref):
-        from vmdesk.service import remote  # libvirt's engine: only for VMs on hosts
+        from vmdesk.service import remote_run as remote  # libvirt: only for VMs on hosts
 
         return remote.screenshot(library, *remote_vm, output)
     return client.screenshot(find(library, ref), output)

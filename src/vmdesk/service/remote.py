@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,28 +19,15 @@ from typing import Any
 from vmdesk.core import config as config_model
 from vmdesk.core import hosts
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import Conflict, GuestTimeout, Unsupported, VMDeskError
+from vmdesk.core.errors import Unsupported, VMDeskError
 from vmdesk.core.library import Library
-from vmdesk.engines.libvirt.connection import CONNECT_TIMEOUT
 from vmdesk.engines.libvirt.domain_xml import Placement
 from vmdesk.engines.libvirt.host import LibvirtHost
 from vmdesk.service import remote_list
+from vmdesk.service.remote_run import connected
 from vmdesk.storage.snapshots import Snapshot, Tree
 
 Upload = Callable[[str, int, int], None]  # file, bytes sent, of total
-
-
-@contextlib.contextmanager
-def connected(
-    library: Library, name: str, *, timeout: float = CONNECT_TIMEOUT
-) -> Iterator[LibvirtHost]:
-    host = hosts.get(library.root, name)
-    conn = LibvirtHost(host.name, host.uri, timeout=timeout, accel=host.accel)
-    try:
-        yield conn
-    finally:
-        with contextlib.suppress(VMDeskError):
-            conn.close()
 
 
 # -- hosts ----------------------------------------------------------------------------------
@@ -105,31 +91,9 @@ def get(library: Library, host: str, name: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def act(library: Library, host: str, name: str, action: str) -> None:
-    with connected(library, host) as conn:
-        conn.act(name, action)
-
-
-def status(library: Library, host: str, name: str) -> dict[str, Any]:
-    with connected(library, host) as conn:
-        return {"status": conn.domain(name).state, "host": host}
-
-
 def delete(library: Library, host: str, name: str) -> list[str]:
     with connected(library, host) as conn:
         return conn.undefine(name)
-
-
-def screenshot(library: Library, host: str, name: str, output: Path) -> Path:
-    from vmdesk.display import ppm
-
-    with connected(library, host) as conn:
-        mime, data = conn.screenshot(name)
-    png = data if mime == "image/png" else ppm.to_png(data)
-    tmp = output.with_name(f".{output.name}.part")
-    tmp.write_bytes(png)
-    tmp.replace(output)
-    return output
 
 
 @contextlib.contextmanager
@@ -224,79 +188,6 @@ def _remove_volumes(conn: LibvirtHost, placement: Placement) -> None:
     for path in placement.files.values():
         with contextlib.suppress(VMDeskError):
             conn.remove_volume(path)
-
-
-def stop(library: Library, host: str, name: str, *, force: bool, timeout: float) -> bool:
-    """The power button, then pulling the plug after ``timeout``; whether it was forced."""
-    with connected(library, host) as conn:
-        if conn.domain(name).state == "stopped":
-            raise Conflict(f"{name} is not running on host {host}", hint="nothing to stop")
-        if not force:
-            conn.act(name, "shutdown")
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if conn.domain(name).state == "stopped":
-                    return False
-                time.sleep(0.2)
-        conn.act(name, "destroy")
-        return True
-
-
-def start_and_wait(
-    library: Library, host: str, name: str, pattern: str, timeout: float
-) -> tuple[dict[str, Any], str | None]:
-    """Start the VM and wait for a console line matching ``pattern``: started paused, its
-    console opened, then let run, so not a byte of its boot is missed (a host over SSH
-    takes longer to open a console than a small guest takes to boot). The start's report,
-    and the line (None when it was already running: its boot is over)."""
-    with connected(library, host) as conn:
-        if conn.domain(name).state not in ("stopped", "crashed"):
-            return {"already_running": True, "host": host}, None
-        conn.act(name, "start-paused")
-        sock = conn.console(name)
-        conn.act(name, "resume")
-        with sock:
-            line = _first_match(sock, re.compile(pattern, re.MULTILINE), timeout)
-    if line is None:
-        raise GuestTimeout(
-            f"{name} on host {host} showed nothing matching {pattern!r} within {timeout:.0f} s",
-            hint=f"`vmdesk console {host}:{name}` shows what it does",
-        )
-    return {"host": host, "engine": f"libvirt on host {host}"}, line
-
-
-def _first_match(sock: socket.socket, regex: re.Pattern[str], timeout: float) -> str | None:
-    deadline = time.monotonic() + timeout
-    seen = b""  # a line may come in pieces; a guest that never matches is cut to its tail
-    while (left := deadline - time.monotonic()) > 0:
-        sock.settimeout(left)
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            return None
-        if not data:
-            return None
-        seen = (seen + data)[-(1 << 20) :]
-        found = regex.search(seen.decode(errors="replace"))
-        if found:
-            return found.group(0).strip()
-    return None
-
-
-def console(library: Library, host: str, name: str) -> socket.socket:
-    """The VM's serial console, relayed to a local socket (the host's connection with it:
-    closing the socket ends both)."""
-    known = hosts.get(library.root, host)
-    return LibvirtHost(known.name, known.uri).console(name)
-
-
-def start(library: Library, host: str, name: str) -> dict[str, Any]:
-    with connected(library, host) as conn:
-        domain = conn.domain(name)
-        if domain.state not in ("stopped", "crashed"):
-            return {"already_running": True, "host": host}
-        conn.act(name, "start")
-    return {"host": host, "engine": f"libvirt on host {host}"}
 
 
 def snapshot_tree(library: Library, host: str, name: str) -> Tree:

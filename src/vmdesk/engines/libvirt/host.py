@@ -18,11 +18,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vmdesk.core import hosts
-from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import Conflict, HostError, NotFound
 from vmdesk.engines.libvirt import connection, metadata
-from vmdesk.engines.libvirt.domain_xml import Placement, build_domain
-from vmdesk.engines.libvirt.listing import state_of
+from vmdesk.engines.libvirt.listing import NAMESPACE, state_of
+
+TYPE_CHECKING = False  # start and stop import no VM model (pydantic): it costs ~100 ms
+if TYPE_CHECKING:
+    from vmdesk.core.config import VMConfig
+    from vmdesk.engines.libvirt.domain_xml import Placement
 
 POOL = "vmdesk"
 POOL_DIRS = {"/system": "/var/lib/libvirt/images/vmdesk"}
@@ -100,19 +103,28 @@ class LibvirtHost:
         return sorted(found, key=lambda d: d.name)
 
     def _domain(self, name: str) -> Any:
+        """The domain named so, if it carries our metadata (else NotFound)."""
         with connection.errors(self.where):
             try:
                 dom = self.conn.lookupByName(name)
+                dom.metadata(self.libvirt.VIR_DOMAIN_METADATA_ELEMENT, NAMESPACE)
             except self.libvirt.libvirtError as exc:
-                if exc.get_error_code() != self.libvirt.VIR_ERR_NO_DOMAIN:
-                    raise
-                dom = None
-            if dom is None or metadata.read(dom.XMLDesc(0)) is None:
+                if exc.get_error_code() not in (
+                    self.libvirt.VIR_ERR_NO_DOMAIN,
+                    self.libvirt.VIR_ERR_NO_DOMAIN_METADATA,
+                ):
+                    raise  # fmt: skip
                 raise NotFound(
                     f"no VM named {name!r} on {self.where}",
-                    hint=f"see `vmdesk list --host {self.name}`",
-                )
+                    hint=f"see `vmdesk list` for the VMs on host {self.name}",
+                ) from None
             return dom
+
+    def state(self, name: str) -> str:
+        """The VM's state alone (no description read)."""
+        dom = self._domain(name)
+        with connection.errors(self.where):
+            return state_of(self.libvirt, dom.state()[0])
 
     def domain(self, name: str) -> Domain:
         dom = self._domain(name)
@@ -131,6 +143,8 @@ class LibvirtHost:
                        hint="choose another name")  # fmt: skip
 
     def define(self, config: VMConfig, placement: Placement) -> None:
+        from vmdesk.engines.libvirt.domain_xml import build_domain
+
         self.refuse_taken(config.name)
         with connection.errors(self.where):
             self.conn.defineXML(build_domain(config, placement))

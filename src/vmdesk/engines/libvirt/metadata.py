@@ -9,10 +9,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vmdesk.core import config as config_model
-from vmdesk.core.config import VMConfig
 from vmdesk.core.errors import ConfigError, Problem
 from vmdesk.engines.libvirt import listing
+
+TYPE_CHECKING = False  # the model (pydantic) is imported only where a description is read
+if TYPE_CHECKING:
+    from vmdesk.core.config import VMConfig
 
 NAMESPACE = listing.NAMESPACE
 PREFIX = "vmdesk"
@@ -37,6 +39,8 @@ def element(config: VMConfig, files: Mapping[str, str]) -> ET.Element:
     metadata = ET.Element("metadata")
     ours = ET.SubElement(metadata, f"{PREFIX}:vm", {f"xmlns:{PREFIX}": NAMESPACE})
     description = ET.SubElement(ours, f"{PREFIX}:config")
+    from vmdesk.core import config as config_model
+
     description.text = json.dumps(config_model.to_dict(config), separators=(",", ":"))
     for file, path in sorted(files.items()):
         ET.SubElement(ours, f"{PREFIX}:file", name=file, path=path)
@@ -65,6 +69,8 @@ def read_inner(ours: ET.Element, *, context: str) -> Stored:
             "define it again with vmdesk, or remove its vmdesk:vm metadata by hand",
         )  # fmt: skip
         raise ConfigError([problem], f"libvirt domain {context}")
+    from vmdesk.core import config as config_model
+
     config = config_model.from_json(text, context=f"libvirt domain {context}")
     files = {el.get("name", ""): el.get("path", "") for el in ours.iter(_tag("file"))}
     return Stored(config, files)
