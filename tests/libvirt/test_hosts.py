@@ -4,8 +4,11 @@ as host `lab`, and the same daemon over SSH as a second host."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +81,22 @@ def test_stop_forces_and_kill_ends_a_vm_on_a_host(lab: CLI, vm_name: str) -> Non
     assert f"host lab already has a VM named '{vm_name}'" in out, out
     assert _volumes() == before  # refused before anything was uploaded
     ref = f"lab:{vm_name}"
-    lab("start", ref)
+    lab("start", ref, "--wait-ready", "--timeout", "180", timeout=240)
+    # the console both ways: a command typed in, its output back, then Ctrl-] to detach
+    attached = subprocess.Popen(
+        [sys.executable, "-m", "vmdesk.cli.main", "console", ref], env=lab.env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert attached.stdin is not None and attached.stdout is not None
+    attached.stdin.write(b"\necho from-the-$((6*7))-host\n")
+    attached.stdin.flush()
+    seen, deadline = b"", time.monotonic() + 60
+    while b"from-the-42-host" not in seen and time.monotonic() < deadline:
+        seen += os.read(attached.stdout.fileno(), 65536)
+    attached.stdin.write(b"\x1d")  # Ctrl-]: detach
+    attached.stdin.close()
+    assert attached.wait(30) == 0
+    assert b"from-the-42-host" in seen, seen
     out = lab("stop", ref, "--force")
     assert "forced off" in out, out
     lab("start", ref)

@@ -38,7 +38,30 @@ def module() -> Any:
         ) from None
     # libvirt prints every error to stderr by default; ours say it once, with a hint
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    _event_loop(libvirt)
     return libvirt
+
+
+_loop_lock = threading.Lock()
+_loop_started = False
+
+
+def _event_loop(libvirt: Any) -> None:
+    """libvirt's own event loop, in a thread of its own, registered before any connection
+    opens: console streams are non-blocking and driven by it. (A blocking stream read in one
+    thread starves another thread's calls on the same connection: seen, a resume that hung.)"""
+    global _loop_started
+    with _loop_lock:
+        if _loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, daemon=True, name="libvirt-events").start()
+        _loop_started = True
 
 
 def _hint_for(code: int, libvirt: Any, where: str) -> tuple[type[VMDeskError], str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -293,33 +292,21 @@ class LibvirtHost:
     # -- console and screen -----------------------------------------------------------------
 
     def console(self, name: str) -> socket.socket:
-        """The VM's serial console as a local socket (libvirt's console stream, relayed)."""
+        """The VM's serial console as a local socket: libvirt's console stream, relayed
+        both ways by libvirt's event loop (connection.py); what the guest prints before the
+        socket is read waits in it."""
         dom = self._domain(name)
+        libvirt = self.libvirt
         with connection.errors(self.where):
-            stream = self.conn.newStream(0)
-            dom.openConsole(None, stream, self.libvirt.VIR_DOMAIN_CONSOLE_FORCE)
-        ours, theirs = socket.socketpair()
-        threading.Thread(target=self._to_socket, args=(stream, theirs), daemon=True).start()
-        threading.Thread(target=self._to_stream, args=(theirs, stream), daemon=True).start()
+            stream = self.conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+            dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        ours, theirs = socket.socketpair()  # blocking: read only when readable
+        relay = _Relay(libvirt, stream, theirs)
+        events = libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR
+        stream.eventAddCallback(events | libvirt.VIR_STREAM_EVENT_HANGUP, relay.from_guest, None)
+        relay.watch = libvirt.virEventAddHandle(theirs.fileno(), libvirt.VIR_EVENT_HANDLE_READABLE,
+                                                relay.to_guest, None)  # fmt: skip
         return ours
-
-    def _to_socket(self, stream: Any, sock: socket.socket) -> None:
-        try:
-            while data := stream.recv(65536):
-                if isinstance(data, int):  # -2: would block (not in blocking mode)
-                    continue
-                sock.sendall(data)
-        except (self.libvirt.libvirtError, OSError):
-            pass
-        finally:
-            sock.close()
-
-    def _to_stream(self, sock: socket.socket, stream: Any) -> None:
-        try:
-            while data := sock.recv(65536):
-                stream.send(data)
-        except (self.libvirt.libvirtError, OSError):
-            pass
 
     def screenshot(self, name: str) -> tuple[str, bytes]:
         """The screen as the host's QEMU wrote it: (its MIME type, its bytes); a PPM from
@@ -333,3 +320,50 @@ class LibvirtHost:
                 data += chunk
             stream.finish()
         return mime, bytes(data)
+
+
+class _Relay:
+    """Bytes between a non-blocking console stream and our end of a socket pair, in
+    libvirt's event loop; either side closing ends both."""
+
+    def __init__(self, libvirt: Any, stream: Any, sock: socket.socket) -> None:
+        self.libvirt, self.stream, self.sock = libvirt, stream, sock
+        self.watch: int | None = None
+        self.closed = False
+
+    def from_guest(self, _stream: Any, events: int, _opaque: Any) -> None:
+        try:
+            while not self.closed:
+                data = self.stream.recv(65536)
+                if data == -2:  # nothing more for now
+                    return
+                if not data:
+                    break
+                self.sock.sendall(data)  # a slow reader holds the loop up, nothing is lost
+        except (self.libvirt.libvirtError, OSError):
+            pass
+        self.close()
+
+    def to_guest(self, _watch: int, _fd: int, _events: int, _opaque: Any) -> None:
+        try:
+            data = self.sock.recv(65536)  # the loop says it is readable: no wait
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        try:
+            self.stream.send(data)
+        except self.libvirt.libvirtError:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.watch is not None:
+            self.libvirt.virEventRemoveHandle(self.watch)
+        with contextlib.suppress(self.libvirt.libvirtError):
+            self.stream.eventRemoveCallback()
+            self.stream.abort()
+        self.sock.close()
