@@ -137,7 +137,7 @@ MEASURE = Measure(
     session=session,
     judge=judge,
     requires=lambda ctx: daemon_problem(),
-    rounds=9,
+    rounds=15,  # each round boots twice; fewer left the ratio at the noise's mercy
     pairs=[Pair(f"{OURS} / {VIRSH}", OURS, VIRSH, GOAL_RATIO)],
     references=[VIRSH],
 )

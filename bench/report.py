@@ -88,8 +88,9 @@ def _facts(doc: dict[str, Any]) -> str:
         text += " A smoke run: one round, small sizes, the figures mean nothing."
     for added in doc.get("added", []):
         keys = [k for k, e in doc["measures"].items() if e.get("run") == added]
+        verb = "come" if len(keys) > 1 else "comes"
         text += (
-            f" {', '.join(keys)} come from a later run on the same machine "
+            f" {', '.join(keys)} {verb} from a later run on the same machine "
             f"({added['date'][:16].replace('T', ' ')} UTC, revision {added['git']['short']}, "
             f"{added['took_s'] / 60:.0f} min)."
         )
