@@ -33,6 +33,8 @@ def _answers(uri: str = SYSTEM) -> bool:
 
 
 def _configure() -> None:
+    for folder in ("/var/log/libvirt/qemu", "/var/lib/libvirt/images", "/run/libvirt"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
     if QEMU_CONF.exists() and MARK not in QEMU_CONF.read_text():
         text = QEMU_CONF.read_text()
         missing = [s for s in SETTINGS if s not in text]
@@ -49,8 +51,6 @@ def _configure() -> None:
     if _run("getent", "passwd", "libvirt-qemu").returncode != 0:
         _run("useradd", "--system", "--gid", "libvirt-qemu", "--home-dir", "/var/lib/libvirt",
              "--shell", "/usr/sbin/nologin", "libvirt-qemu")  # fmt: skip
-    for folder in ("/var/log/libvirt/qemu", "/var/lib/libvirt/images", "/run/libvirt"):
-        Path(folder).mkdir(parents=True, exist_ok=True)
 
 
 def ensure_running() -> str:
