@@ -1,5 +1,6 @@
-"""A real libvirtd (and virtlogd) for the tests, and an sshd on a loopback port that leads to
-it as a second host (qemu+ssh://).
+"""A real libvirtd (and virtlogd) for the tests, an sshd on a loopback port that leads to
+it as a second host (qemu+ssh://), and a second daemon of its own: a session libvirtd of
+an unprivileged user, reached through its socket (qemu+unix:///session?socket=...).
 
 libvirt 9.0 as root in these sandboxes needs QEMU run as root without a security driver
 (its qemu.conf), the `libvirt-qemu` user and `kvm`/`libvirt-qemu` groups its driver looks
@@ -13,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -119,3 +121,54 @@ class Sshd:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+class SessionDaemon:
+    """A second libvirt daemon: user USER's session libvirtd, with a runtime directory of
+    its own in /tmp (the user can't reach into root's pytest folders) and a 'vmdesk'
+    directory pool in the user's home (a session daemon's pool is the user's to define:
+    VM-Desk knows no place for one)."""
+
+    USER = "vmdesk-lab2"
+
+    def __init__(self) -> None:
+        if _run("getent", "passwd", self.USER).returncode != 0:
+            done = _run("useradd", "--create-home", "--shell", "/bin/sh", self.USER)
+            assert done.returncode == 0, done.stderr
+        self.home = Path(_run("getent", "passwd", self.USER).stdout.split(":")[5])
+        root = Path(tempfile.mkdtemp(prefix="vmdesk-lab2-"))
+        self.root = self.runtime = root
+        shutil.chown(root, self.USER)
+        env = {"PATH": os.environ["PATH"], "HOME": str(self.home),
+               "XDG_RUNTIME_DIR": str(self.runtime)}  # fmt: skip
+        self.process = subprocess.Popen(
+            ["runuser", "-u", self.USER, "--", "libvirtd", "--timeout", "0"], env=env,
+            stdout=subprocess.DEVNULL, stderr=(root / "libvirtd.log").open("w"),
+        )  # fmt: skip
+        self.uri = f"qemu+unix:///session?socket={self.runtime}/libvirt/libvirt-sock"
+        deadline = time.monotonic() + 30
+        while not _answers(self.uri):
+            assert self.process.poll() is None, (root / "libvirtd.log").read_text()
+            assert time.monotonic() < deadline, "the session libvirtd did not answer in 30 s"
+            time.sleep(0.2)
+        pool = self.home / "vmdesk-pool"
+        pool.mkdir(exist_ok=True)
+        shutil.chown(pool, self.USER)
+        for args in (("pool-define-as", "vmdesk", "dir", "--target", str(pool)),
+                     ("pool-start", "vmdesk")):  # fmt: skip
+            done = _run("virsh", "-c", self.uri, *args)
+            assert done.returncode == 0 or "already" in done.stderr, done.stderr
+
+    def virsh(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return _run("virsh", "-c", self.uri, *args)
+
+    def close(self) -> None:
+        for name in self.virsh("list", "--all", "--name").stdout.split():
+            self.virsh("destroy", name)
+            self.virsh("undefine", name, "--nvram")
+        for line in self.virsh("vol-list", "vmdesk").stdout.splitlines()[2:]:
+            if line.strip():
+                self.virsh("vol-delete", line.split()[0], "--pool", "vmdesk")
+        self.process.terminate()
+        self.process.wait(15)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""A libvirtd for the whole run, an sshd leading to it, and a private library per test
+"""A libvirtd for the whole run, an sshd leading to it, a second daemon (a user's session
+libvirtd), and a private library per test
 whose VMs on the hosts are removed afterwards (domains and their volumes)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.libvirt_daemon import Sshd, ensure_running
+from tests.libvirt_daemon import SessionDaemon, Sshd, ensure_running
 from tests.vm.conftest import CLI
 
 
@@ -25,6 +26,14 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     server = Sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def lab2(system_uri: str) -> Iterator[SessionDaemon]:
+    """A second daemon: an unprivileged user's session libvirtd."""
+    daemon = SessionDaemon()
+    yield daemon
+    daemon.close()
 
 
 def _virsh(*args: str) -> subprocess.CompletedProcess[str]:

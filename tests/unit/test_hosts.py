@@ -15,12 +15,14 @@ def test_hosts_are_added_listed_and_removed(tmp_path: Path) -> None:
     assert hosts.load(tmp_path) == []
     hosts.add(tmp_path, "lab", "qemu+ssh://me@lab.example/system")
     hosts.add(tmp_path, "here", "qemu:///session")
-    assert [h.name for h in hosts.load(tmp_path)] == ["lab", "here"]
+    hosts.add(tmp_path, "user", "qemu+unix:///session?socket=/run/user/1000/libvirt/libvirt-sock")
+    assert [h.name for h in hosts.load(tmp_path)] == ["lab", "here", "user"]
+    assert not hosts.get(tmp_path, "user").remote
     assert hosts.get(tmp_path, "lab").remote and not hosts.get(tmp_path, "here").remote
     with pytest.raises(Conflict, match="exists"):
         hosts.add(tmp_path, "lab", "qemu:///system")
     hosts.remove(tmp_path, "lab")
-    assert [h.name for h in hosts.load(tmp_path)] == ["here"]
+    assert [h.name for h in hosts.load(tmp_path)] == ["here", "user"]
     with pytest.raises(NotFound, match="no host named 'lab'"):
         hosts.remove(tmp_path, "lab")
     assert not list(tmp_path.glob(".hosts-*"))  # no temporary file left behind

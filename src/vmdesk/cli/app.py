@@ -66,6 +66,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "ip": (_GUEST, "Print a running VM's IP address, as its guest agent reports it."),
     "kill": (_RUN, "Kill a VM's hypervisor process at once (unsaved guest data is lost)."),
     "list": (_VM, "List the VMs in the library."),
+    "move": (
+        "vmdesk.cli.host_commands:move",
+        "Move a stopped VM to a libvirt host, back to this desk (--to local), or between hosts.",
+    ),
     "pause": (_RUN, "Pause a running VM (its vCPUs stop)."),
     "reboot": (_RUN, "Reset a running VM (like the reset button)."),
     "rename": (_VM, "Rename a stopped VM (its bundle directory follows)."),

@@ -67,5 +67,28 @@ def host_rm(name: str) -> None:
     console.print(f"[green]✓[/] removed host {escape(name)} (its VMs are still on it)")
 
 
+@click.command()
+@click.argument("vm")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="HOST",
+    help="Where to: a host (`vmdesk host list`), or `local` for this desk.",
+)
+def move(vm: str, to: str) -> None:
+    """Move a stopped VM to a libvirt host, back to this desk (--to local), or between hosts.
+
+    Its files are copied whole and read back to compare before the VM is removed where it
+    was; snapshots do not move (delete them first)."""
+    from vmdesk.cli.progress import transfer_progress
+    from vmdesk.service import library, remote_move
+
+    with transfer_progress(console, f"moving {vm} to {to}") as sent:
+        moved = remote_move.move(library.open(), vm, to,
+                                 lambda _file, done, total: sent(done, total))  # fmt: skip
+    console.print(f"[green]✓[/] moved {escape(vm)} to [bold]{escape(moved)}[/]")
+
+
 def register(group: click.Group) -> None:
     group.add_command(host)

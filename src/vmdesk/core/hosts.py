@@ -23,6 +23,7 @@ HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 LOCAL = "local"  # the desk itself: not a name another host may take
 SCHEMES = ("qemu", "qemu+ssh", "qemu+unix", "qemu+tls", "qemu+tcp", "qemu+libssh2",
            "qemu+libssh")  # fmt: skip
+LOCAL_SCHEMES = ("qemu", "qemu+unix")  # a daemon on this machine: no host in the URI
 PATHS = ("/system", "/session")
 ACCELS = ("auto", "kvm", "tcg")
 THIS_MACHINE = ("localhost", "127.0.0.1", "::1")
@@ -75,7 +76,7 @@ def check_uri(uri: str) -> str:
             "uri", "the URI holds a password, and VM-Desk stores no credentials",
             "drop it: use an SSH key in your agent, or libvirt's own authentication",
         )  # fmt: skip
-    if parts.scheme != "qemu" and not parts.hostname:
+    if parts.scheme not in LOCAL_SCHEMES and not parts.hostname:
         raise _bad("uri", f"{uri!r} names no host", example)
     return uri
 

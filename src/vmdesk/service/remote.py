@@ -19,7 +19,7 @@ from typing import Any
 from vmdesk.core import config as config_model
 from vmdesk.core import hosts
 from vmdesk.core.config import VMConfig
-from vmdesk.core.errors import Unsupported, VMDeskError
+from vmdesk.core.errors import HostError, Unsupported, VMDeskError
 from vmdesk.core.library import Library
 from vmdesk.engines.libvirt.domain_xml import Placement
 from vmdesk.engines.libvirt.host import LibvirtHost
@@ -108,18 +108,40 @@ def staging(library: Library) -> Iterator[Library]:
 
 
 def place(library: Library, host: str, staged: Library, config: VMConfig,
-          upload: Upload | None = None) -> VMConfig:  # fmt: skip
-    """Upload the staged VM's files to the host's pool and define its domain. A failure
-    leaves neither a domain nor volumes behind."""
+          upload: Upload | None = None, *, verify: bool = False) -> VMConfig:  # fmt: skip
+    """Upload the staged VM's files to the host's pool and define its domain; with
+    ``verify`` each volume is read back from the host and must match what was sent. A
+    failure leaves neither a domain nor volumes behind. The isolation policy is judged here,
+    on the desk, as a local start judges it: the host's libvirt knows nothing of it."""
+    from vmdesk.core import isolation
+
+    bundle = staged.path_for(config.name)
+    isolation.enforce(config, bundle)
     with connected(library, host) as conn:
         conn.refuse_taken(config.name)  # before anything is uploaded
-        placement = _upload_files(conn, config, staged.path_for(config.name), upload)
+        placement, sent = _upload_files(conn, config, bundle, upload)
+        defined = False
         try:
             conn.define(config, placement)
+            defined = True
+            if verify:
+                _verify(conn, sent)
         except BaseException:
+            if defined:
+                with contextlib.suppress(VMDeskError):
+                    conn.undefine(config.name)
             _remove_volumes(conn, placement)
             raise
     return config
+
+
+def _verify(conn: LibvirtHost, sent: dict[str, str]) -> None:
+    for path, digest in sent.items():
+        if conn.digest(path) != digest:
+            raise HostError(
+                f"{path} on {conn.where} does not hold what was sent (SHA-256 differs)",
+                hint="check the host's disk and try again; nothing was removed here",
+            )
 
 
 def create(library: Library, host: str, make: Callable[[Library], VMConfig],
@@ -144,12 +166,14 @@ def _files(config: VMConfig) -> list[str]:
 
 
 def _upload_files(conn: LibvirtHost, config: VMConfig, bundle: Path,
-                  upload: Upload | None) -> Placement:  # fmt: skip
-    """Each file the VM names, in the host's pool; disks with a backing chain (overlays on
-    an image) are flattened first, since the host has no copy of the image."""
+                  upload: Upload | None) -> tuple[Placement, dict[str, str]]:  # fmt: skip
+    """Each file the VM names, in the host's pool, and the SHA-256 of what each volume was
+    sent; disks with a backing chain (overlays on an image) are flattened first, since the
+    host has no copy of the image."""
     from vmdesk.storage import images as disk_images
 
     files: dict[str, str] = {}
+    sent: dict[str, str] = {}
     domain_type = "kvm" if _kvm_for(conn, config) else "qemu"
     passt = conn.offers_passt(config.arch)
     formats = {d.file: d.format for d in config.disks}
@@ -162,12 +186,13 @@ def _upload_files(conn: LibvirtHost, config: VMConfig, bundle: Path,
                 local = flat
             safe = re.sub(r"[^A-Za-z0-9._-]", "-", file).lstrip("-.")
             volume = f"{config.name}-{config.uuid.hex[:8]}-{safe}"
-            sent = (lambda done, total, f=file: upload(f, done, total)) if upload else None
-            files[file] = conn.upload(local, volume, sent)
+            progress = (lambda done, total, f=file: upload(f, done, total)) if upload else None
+            files[file], sent[files[file]] = conn.upload(local, volume, progress)
     except BaseException:
         _remove_volumes(conn, Placement(domain_type, files))
         raise
-    return Placement(domain_type, files, passt=passt, serial_log=conn.serial_log(config.name))
+    serial_log = conn.serial_log(config.name)
+    return Placement(domain_type, files, passt=passt, serial_log=serial_log), sent
 
 
 def _kvm_for(conn: LibvirtHost, config: VMConfig) -> bool:

@@ -8,6 +8,7 @@ or touched. The VM's description stays in its domain (metadata.py).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -214,10 +215,12 @@ class LibvirtHost:
         ET.SubElement(ET.SubElement(pool, "target"), "path").text = path
         return ET.tostring(pool, encoding="unicode")
 
-    def upload(self, source: Path, volume: str, progress: Progress | None = None) -> str:
-        """Copy a local file into a new volume of the pool, byte for byte; its path on the
-        host. The volume is made raw of the file's exact size, whatever the file holds (a
-        qcow2 volume would be made by qemu-img, larger than what overwrites it)."""
+    def upload(self, source: Path, volume: str,
+               progress: Progress | None = None) -> tuple[str, str]:  # fmt: skip
+        """Copy a local file into a new volume of the pool, byte for byte: its path on the
+        host and the SHA-256 of the bytes sent. The volume is made raw of the file's exact
+        size, whatever the file holds (a qcow2 volume would be made by qemu-img, larger than
+        what overwrites it)."""
         pool = self.pool()
         size = source.stat().st_size
         vol = ET.Element("volume")
@@ -230,27 +233,53 @@ class LibvirtHost:
                 pool.storageVolLookupByName(volume).delete(0)
             vol = pool.createXML(vol_xml, 0)
             try:
-                self._send(vol, source, size, progress)
+                digest = self._send(vol, source, size, progress)
             except BaseException:
                 vol.delete(0)
                 raise
-            return str(vol.path())
+            return str(vol.path()), digest
 
     def remove_volume(self, path: str) -> None:
         with connection.errors(self.where):
             self.conn.storageVolLookupByPath(path).delete(0)
 
-    def _send(self, vol: Any, source: Path, size: int, progress: Progress | None) -> None:
+    def download(self, path: str, sink: Callable[[bytes], object],
+                 progress: Progress | None = None) -> str:  # fmt: skip
+        """Every byte of the volume at ``path`` (the whole file, however it has grown since
+        it was made), handed to ``sink`` in order; the SHA-256 of the bytes received."""
+        digest = hashlib.sha256()
+        with connection.errors(self.where):
+            vol = self.conn.storageVolLookupByPath(path)
+            total = int(vol.info()[1])
+            stream = self.conn.newStream(0)
+            vol.download(stream, 0, 0, 0)  # length 0: to the end of the file
+            got = 0
+            while chunk := stream.recv(CHUNK):
+                sink(chunk)
+                digest.update(chunk)
+                got += len(chunk)
+                if progress:
+                    progress(got, max(total, got))
+            stream.finish()
+        return digest.hexdigest()
+
+    def digest(self, path: str) -> str:
+        """The SHA-256 of the volume at ``path`` as the host holds it (read back whole)."""
+        return self.download(path, lambda _chunk: None)
+
+    def _send(self, vol: Any, source: Path, size: int, progress: Progress | None) -> str:
         stream = self.conn.newStream(0)
         vol.upload(stream, 0, size, 0)
-        sent = 0
+        sent, digest = 0, hashlib.sha256()
         with source.open("rb") as data:
             while chunk := data.read(CHUNK):
                 stream.send(chunk)
+                digest.update(chunk)
                 sent += len(chunk)
                 if progress:
                     progress(sent, size)
         stream.finish()
+        return digest.hexdigest()
 
     # -- snapshots (libvirt's own: internal, in the qcow2 disks, with the RAM when running) --
 
