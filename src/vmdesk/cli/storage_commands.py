@@ -297,8 +297,10 @@ def boot_order(vm: str, first: Any) -> None:
 @click.option("--linked", is_flag=True, help="Share the source's disks as a read-only base.")
 @click.option("--no-forwards", is_flag=True, help="Drop the port forwards (they would clash).")
 def clone(source: str, name: str, linked: bool, no_forwards: bool) -> None:
-    """Make a new VM NAME from the stopped VM SOURCE (new UUID and MACs, fresh NVRAM/TPM)."""
-    from vmdesk.service import vms
+    """Make a new VM NAME from the stopped VM SOURCE (new UUID and MACs, fresh NVRAM/TPM).
+
+    Of a VM on a host (HOST:VM), the clone is made on that host."""
+    from vmdesk.service import lifecycle, vms
 
     started = time.monotonic()
     library = _library()
@@ -313,12 +315,13 @@ def clone(source: str, name: str, linked: bool, no_forwards: bool) -> None:
                 forwards=not no_forwards,
                 progress=lambda done, total: percent(100 * done / max(total, 1)),
             )
-    path = library.path_for(config.name)
+    host = lifecycle.on_host(source)
+    where = f"on host {host[0]}" if host else str(library.path_for(config.name))
     kind = "linked clone" if linked else "clone"
     took = time.monotonic() - started
     console.print(
-        f"[green]✓[/] {kind} {escape(name)} of {escape(source)} in {took:.2f} s "
-        f"({escape(str(path))})"
+        f"[green]✓[/] {kind} {escape(config.name)} of {escape(source)} in {took:.2f} s "
+        f"({escape(where)})"
     )
 
 

@@ -278,7 +278,7 @@ def show(vm: str, as_json: bool) -> None:
         console.print(f"  vnc      unix socket {escape(str(runtime['vnc']))}")
     if runtime.get("console"):
         console.print(f"  console  `vmdesk console {escape(config['name'])}`")
-    if engine["display"]["kind"] == "window":
+    if (engine["display"] or {}).get("kind") == "window":
         console.print(f"  screen   `{escape(engine['display']['command'])}` (a native window)")
 
 

@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def place(library: Library, host: str, staged: Library, config: VMConfig,
             if defined:
                 with contextlib.suppress(VMDeskError):
                     conn.undefine(config.name)
-            _remove_volumes(conn, placement)
+            remove_volumes(conn, placement.files)
             raise
     return config
 
@@ -174,28 +174,41 @@ def _upload_files(conn: LibvirtHost, config: VMConfig, bundle: Path,
 
     files: dict[str, str] = {}
     sent: dict[str, str] = {}
-    domain_type = "kvm" if _kvm_for(conn, config) else "qemu"
-    passt = conn.offers_passt(config.arch)
     formats = {d.file: d.format for d in config.disks}
-    try:
-        for file in _files(config):
-            local = Path(file) if file.startswith("/") else bundle / file
-            if formats.get(file) == "qcow2" and disk_images.inspect(local).backing_chain:
-                flat = local.with_name(local.name + ".flat")
-                disk_images.convert(local, flat, "qcow2")
-                local = flat
-            safe = re.sub(r"[^A-Za-z0-9._-]", "-", file).lstrip("-.")
-            volume = f"{config.name}-{config.uuid.hex[:8]}-{safe}"
-            progress = (lambda done, total, f=file: upload(f, done, total)) if upload else None
-            files[file], sent[files[file]] = conn.upload(local, volume, progress)
-    except BaseException:
-        _remove_volumes(conn, Placement(domain_type, files))
-        raise
-    serial_log = conn.serial_log(config.name)
-    return Placement(domain_type, files, passt=passt, serial_log=serial_log), sent
+    # flattened copies beside the bundle, never in it: a failed move leaves the VM as it was
+    with tempfile.TemporaryDirectory(prefix=".flat-", dir=bundle.parent) as scratch:
+        try:
+            for index, file in enumerate(_files(config)):
+                local = Path(file) if file.startswith("/") else bundle / file
+                if formats.get(file) == "qcow2" and disk_images.inspect(local).backing_chain:
+                    flat = Path(scratch) / f"{index}.qcow2"
+                    disk_images.convert(local, flat, "qcow2")
+                    local = flat
+                sent_to = (lambda done, total, f=file: upload(f, done, total)) if upload else None
+                files[file], sent[files[file]] = conn.upload(local, volume_name(config, file),
+                                                             sent_to)  # fmt: skip
+        except BaseException:
+            remove_volumes(conn, files)
+            raise
+    return placement(conn, config, files), sent
 
 
-def _kvm_for(conn: LibvirtHost, config: VMConfig) -> bool:
+def placement(conn: LibvirtHost, config: VMConfig, files: dict[str, str]) -> Placement:
+    """What the host's domain for ``config`` is made of: KVM or TCG, the volumes of its
+    files, passt or slirp, and where its serial console is logged."""
+    domain_type = "kvm" if kvm_for(conn, config) else "qemu"
+    passt = conn.offers_passt(config.arch)
+    return Placement(domain_type, files, passt=passt, serial_log=conn.serial_log(config.name))
+
+
+def volume_name(config: VMConfig, file: str) -> str:
+    """The pool volume holding the VM's file ``file``: unique to the VM (its UUID), telling
+    a person on the host whose it is."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", file).lstrip("-.")
+    return f"{config.name}-{config.uuid.hex[:8]}-{safe}"
+
+
+def kvm_for(conn: LibvirtHost, config: VMConfig) -> bool:
     """KVM when the host offers it and it works: for this machine's own daemon (however
     reached) the desk's own probe decides, since a nested KVM can be offered and still hang
     guests; another machine is taken at its word unless it was added with --accel tcg."""
@@ -209,8 +222,8 @@ def _kvm_for(conn: LibvirtHost, config: VMConfig) -> bool:
     return qemu_accel.choose(config.arch).accel == "kvm"
 
 
-def _remove_volumes(conn: LibvirtHost, placement: Placement) -> None:
-    for path in placement.files.values():
+def remove_volumes(conn: LibvirtHost, files: Mapping[str, str]) -> None:
+    for path in files.values():
         with contextlib.suppress(VMDeskError):
             conn.remove_volume(path)
 

@@ -368,9 +368,23 @@ def clone(
     forwards: bool = True,
     progress: CloneProgress | None = None,
 ) -> VMConfig:
-    """A new VM ``name`` from the stopped VM ``source`` (full or linked disks)."""
+    """A new VM ``name`` from the stopped VM ``source`` (full or linked disks); of a VM on a
+    host (``HOST:VM``), made on that host."""
+    from vmdesk.core import hosts
     from vmdesk.storage import clones
 
+    host, src_name = hosts.split(source)
+    to_host, name = hosts.split(name)
+    if to_host not in (None, host):
+        raise Conflict(
+            f"a clone is made where its source is ({host or 'this desk'}), not on {to_host}",
+            hint="clone it there, then `vmdesk move` the clone",
+        )
+    if host is not None:
+        from vmdesk.service import remote_clone
+
+        return remote_clone.clone(library, host, src_name, name, linked=linked,
+                                  forwards=forwards)  # fmt: skip
     src = find(library, source)
     made = clones.clone(
         library, name_of(src), name, linked=linked, forwards=forwards, progress=progress

@@ -88,7 +88,7 @@ def clone(
     with locked(src, "being cloned"):
         config = src.load()
         _refuse_missing_disks(src, config, src_name)
-        new = _clone_description(config, name, forwards)
+        new = clone_description(config, name, forwards)
         if linked:
             with (
                 bases_locked(library) as bases,
@@ -109,7 +109,7 @@ def _refuse_missing_disks(src: Bundle, config: VMConfig, src_name: str) -> None:
             )
 
 
-def _clone_description(config: VMConfig, name: str, forwards: bool) -> VMConfig:
+def clone_description(config: VMConfig, name: str, forwards: bool) -> VMConfig:
     from vmdesk.core.config import from_dict, to_dict
 
     data = to_dict(config)
