@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -164,34 +165,39 @@ def create(
     host = options.pop("host", None)
     if image is not None and options.get("arch"):
         data["arch"] = options["arch"]
-
-    def make(into: Any) -> Any:
-        if image is not None:
-            return _create_from_image(into, image, data, options, named)
-        return vms.create(into, data, settings=_settings(options), named=named)
-
+    if image is not None:
+        config = _create_from_image(library, image, data, options, named, host)
+    else:
+        with _upload_bar(host) as upload:
+            config = vms.create(library, data, settings=_settings(options), named=named,
+                                host=host, upload=upload)  # fmt: skip
     if host is not None:
-        config = _create_on_host(library, host, make)
         console.print(f"[green]✓[/] created VM [bold]{escape(host)}:{escape(config.name)}[/] "
                       f"({_describe(config)})")  # fmt: skip
         return
-    config = make(library)
     console.print(f"[green]✓[/] created VM [bold]{escape(config.name)}[/] ({_describe(config)})")
     console.print(f"  bundle  {escape(str(library.path_for(config.name)))}")
 
 
-def _create_on_host(library: Any, host: str, make: Any) -> Any:
-    """Made on the desk, then its files uploaded to the host's pool with a progress bar."""
+@contextmanager
+def _upload_bar(host: str | None) -> Iterator[Any]:
+    """For a VM made for a host, the upload's progress bar, shown from its first byte (not
+    while the VM is being made on the desk); None for a VM made here."""
+    if host is None:
+        yield None
+        return
     from vmdesk.cli.progress import transfer_progress
-    from vmdesk.core import hosts
-    from vmdesk.service import remote
 
-    hosts.get(library.root, host)  # an unknown host fails before anything is made
-    with remote.staging(library) as staged:
-        config = make(staged)
-        with transfer_progress(console, f"uploading to host {host}") as sent:
-            return remote.place(library, host, staged, config,
-                                upload=lambda _file, done, total: sent(done, total))  # fmt: skip
+    with ExitStack() as stack:
+        bar: list[Any] = []
+
+        def sent(_file: str, done: int, total: int) -> None:
+            if not bar:
+                bar.append(stack.enter_context(
+                    transfer_progress(console, f"uploading to host {host}")))  # fmt: skip
+            bar[0](done, total)
+
+        yield sent
 
 
 def _ask_password() -> str:
@@ -206,24 +212,28 @@ def _ask_password() -> str:
 
 
 def _create_from_image(
-    library: Any, image: str, data: dict[str, Any], options: dict[str, Any], named: list[str]
+    library: Any,
+    image: str,
+    data: dict[str, Any],
+    options: dict[str, Any],
+    named: list[str],
+    host: str | None = None,
 ) -> Any:
     """A built-in image (built on first use) or one to pull, showing the steps or the
-    download's progress."""
+    download's progress (then, for a host, the upload's)."""
     from vmdesk.cli.progress import step_reporter, transfer_progress
     from vmdesk.service import images, vms
 
     settings = _settings(options)
     if image in images.IMAGES:
         arch = data.get("arch") or "this host's architecture"
-        with step_reporter(console, f"{image} image for {arch}") as report:
-            return vms.create(
-                library, data, image=image, settings=settings, named=named, progress=report
-            )
-    with transfer_progress(console, f"downloading {image}") as pulled:
-        return vms.create(
-            library, data, image=image, settings=settings, named=named, pull_progress=pulled
-        )
+        with step_reporter(console, f"{image} image for {arch}") as report, \
+                _upload_bar(host) as upload:  # fmt: skip
+            return vms.create(library, data, image=image, settings=settings, named=named,
+                              progress=report, host=host, upload=upload)  # fmt: skip
+    with transfer_progress(console, f"downloading {image}") as pulled, _upload_bar(host) as upload:
+        return vms.create(library, data, image=image, settings=settings, named=named,
+                          pull_progress=pulled, host=host, upload=upload)  # fmt: skip
 
 
 @click.command("list")

@@ -19,6 +19,7 @@ from vmdesk.supervisor import status as vmstatus
 TYPE_CHECKING = False  # the config model (pydantic) only where a description is built
 if TYPE_CHECKING:
     from vmdesk.core.config import VMConfig
+    from vmdesk.service.remote import Upload
 
 # -- reading ----------------------------------------------------------------------------
 
@@ -224,12 +225,24 @@ def create(
     named: Iterable[str] | None = None,
     progress: images.Progress | None = None,
     pull_progress: image_vms.PullProgress | None = None,
+    host: str | None = None,
+    upload: Upload | None = None,
 ) -> VMConfig:
     """Add a VM from a description and ``settings`` (the CLI's flags, the API's
     ``settings``). ``image`` is a built-in image (built on first use) or an image to pull
     (a catalog name, a URL with ``settings["digest"]``, a file): the VM's disk is then an
     overlay on it and cloud-init gets a seed. ``named`` are the host paths the user named
-    (default: the absolute paths in ``data``, and the paths ``settings`` give)."""
+    (default: the absolute paths in ``data``, and the paths ``settings`` give). On a
+    ``host``, the VM is made by these same rules in a staging library, then its files are
+    uploaded to the host (``upload`` is told each file's bytes sent) and nothing stays here."""
+    if host is not None:
+        from vmdesk.service import remote
+
+        def make(staged: Library) -> VMConfig:
+            return create(staged, data, image=image, settings=settings, named=named,
+                          progress=progress, pull_progress=pull_progress)  # fmt: skip
+
+        return remote.create(library, host, make, upload)
     data = dict(data)
     s: Settings = settings or {}
     files: dict[str, Path] = {}
