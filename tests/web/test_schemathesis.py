@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from tests.web.conftest import TOKEN
+from vmdesk.core import hosts
+from vmdesk.core.errors import VMDeskError
 from vmdesk.service import library as service_library
 from vmdesk.service import vms
 from vmdesk.web.app import create_app
@@ -52,4 +54,18 @@ def test_no_request_gets_a_server_error(case: schemathesis.Case) -> None:
             case.body["start"] = False
         if case.path.endswith(BOOTING):
             return
+    if _dials_a_host(case):  # its 502 is the other host's answer (tests/libvirt has it)
+        return
     case.call_and_validate(headers=HEADERS, checks=[not_a_server_error])
+
+
+def _dials_a_host(case: schemathesis.Case) -> bool:
+    """Whether adding this host would go as far as dialling its URI."""
+    if (case.method, case.path) != ("POST", "/api/hosts") or not isinstance(case.body, dict):
+        return False
+    try:
+        hosts.check_name(str(case.body.get("name")))
+        hosts.check_uri(str(case.body.get("uri")))
+    except VMDeskError:
+        return False
+    return True

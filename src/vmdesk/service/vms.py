@@ -114,6 +114,17 @@ def get(library: Library, ref: str) -> dict[str, Any]:
     }
 
 
+def on_host(library: Library, host: str) -> list[dict[str, Any]]:
+    """The rows of host ``host``'s VMs, as `vmdesk list` has them (``name`` is the VM's
+    name there; ``HOST:NAME`` refers to it); HostError when the host does not answer."""
+    from vmdesk.core import hosts
+    from vmdesk.engines.libvirt import listing
+    from vmdesk.service import remote_list
+
+    found = hosts.get(library.root, host)
+    return listing.rows(found.name, found.uri, remote_list.TIMEOUT)
+
+
 def _memory(bundle: Bundle, runtime: dict[str, Any], balloon: bool) -> dict[str, Any] | None:
     """A running VM's memory as its guest has it and as the host spends it (the balloon)."""
     if runtime.get("status") not in ("running", "paused") or not balloon:

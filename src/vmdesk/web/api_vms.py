@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from vmdesk.core import hosts
 from vmdesk.core.units import human_size, parse_size
 from vmdesk.service import lifecycle, storage, vms
 from vmdesk.service import memory as vm_memory
@@ -27,9 +30,16 @@ router = APIRouter(prefix="/api/vms", tags=["vms"])
 JOB_WAIT = 2.0  # a job done within this answers at once; a longer one answers 202
 
 
-def _row(ctx: Context, name: str) -> dict[str, Any]:
-    rows = ctx.watch.rows(max_age=0)
-    return next((dict(row) for row in rows if row["name"] == name), {"name": name})
+def _row(ctx: Context, ref: str) -> dict[str, Any]:
+    """The VM's row as the library lists it: a VM on a host is not in the desk's status
+    watch, so its row is asked of its host."""
+    host, name = hosts.split(ref)
+    if host is not None:
+        rows = vms.on_host(ctx.library, host)
+        fallback = {"name": name, "host": host, **lifecycle.status(ctx.library, ref)}
+    else:
+        rows, fallback = ctx.watch.rows(max_age=0), {"name": name}
+    return next((dict(row) for row in rows if row["name"] == name), fallback)
 
 
 def _job_response(job: Job, ok_status: int) -> Any:
@@ -70,13 +80,17 @@ def create_vm(ctx: Ctx, body: CreateRequest) -> Any:
             progress=lambda m: job.report(m),
             pull_progress=lambda done, total: job.report(
                 _downloading(str(body.image), done, total), 100 * done / total if total else None),
+            host=body.host,
+            upload=lambda file, done, total: job.report(
+                _uploading(file, str(body.host), done, total), 100 * done / max(total, 1)),
         )  # fmt: skip
+        ref = f"{body.host}:{config.name}" if body.host else config.name
         ctx.watch.invalidate()
         if body.start:
             job.report("starting the VM")
-            lifecycle.start(ctx.library, config.name)
+            lifecycle.start(ctx.library, ref)
             ctx.watch.invalidate()
-        return vms.get(ctx.library, config.name)
+        return vms.get(ctx.library, ref)
 
     return _job_response(ctx.jobs.start("create", work), 201)
 
@@ -85,6 +99,10 @@ def _downloading(image: str, done: int, total: int | None) -> str:
     """A download's progress for people, as the image pull job says it."""
     of = f" of {human_size(total)}" if total else ""
     return f"downloading {image}: {human_size(done)}{of}"
+
+
+def _uploading(file: str, host: str, done: int, total: int) -> str:
+    return f"uploading {file} to host {host}: {human_size(done)} of {human_size(total)}"
 
 
 @router.get("/{name}", summary="A VM's description, status and runtime facts")
@@ -119,7 +137,8 @@ def clone_vm(ctx: Ctx, name: str, body: CloneRequest) -> Any:
             progress=lambda done, total: job.report(progress=100 * done / max(total, 1)),
         )  # fmt: skip
         ctx.watch.invalidate()
-        return vms.get(ctx.library, config.name)
+        host, _ = hosts.split(name)  # a clone is made where its source is
+        return vms.get(ctx.library, f"{host}:{config.name}" if host else config.name)
 
     return _job_response(ctx.jobs.start("clone", work), 201)
 
@@ -257,7 +276,9 @@ def _compact_job(ctx: Context, name: str, which: str | None) -> Any:
     responses={200: {"content": {"image/png": {}}}},
 )
 def screenshot(ctx: Ctx, name: str) -> Response:
-    png = lifecycle.screenshot_png(ctx.library, name)
+    # through lifecycle.screenshot, which asks a VM's host for it when it is on one
+    with tempfile.TemporaryDirectory(prefix="vmdesk-screen-") as tmp:
+        png = lifecycle.screenshot(ctx.library, name, Path(tmp) / "screen.png").read_bytes()
     return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
 
 

@@ -11,7 +11,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from vmdesk import __version__
-from vmdesk.web import api_guest, api_host, api_images, api_vms, bridges, errors, pages
+from vmdesk.web import (
+    api_guest,
+    api_host,
+    api_hosts,
+    api_images,
+    api_vms,
+    bridges,
+    errors,
+    pages,
+)
 from vmdesk.web.context import Context
 from vmdesk.web.hot_path import CachedList
 from vmdesk.web.security import Guard, HostPolicy
@@ -32,6 +41,7 @@ def create_app(token: str, library_root: Path | None = None, listen: Iterable[st
     app.include_router(api_vms.router)
     app.include_router(api_guest.router)
     app.include_router(api_host.router)
+    app.include_router(api_hosts.router)
     app.include_router(api_images.router)
     app.include_router(bridges.router)
     app.include_router(pages.router)

@@ -39,6 +39,25 @@ class CreateRequest(_Body):
         "config by the same rules",
     )
     start: bool = Field(default=False, description="start the VM once it is created")
+    host: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="make it on this libvirt host (see /api/hosts), not on this desk: its "
+        "files are uploaded to the host's pool and it is then HOST:NAME",
+    )
+
+
+class HostRequest(_Body):
+    name: str = Field(max_length=64, description="what VMs on it are called by: NAME:VM")
+    uri: str = Field(
+        max_length=2048,
+        description="its libvirt daemon, e.g. qemu+ssh://user@lab/system (no credentials: "
+        "SSH's agent or libvirt's own authentication give them)",
+    )
+    accel: Literal["auto", "kvm", "tcg"] = Field(
+        default="auto", description="tcg keeps its VMs off a KVM it offers and can't run"
+    )
 
 
 class ValidateRequest(_Body):
