@@ -8,6 +8,8 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from socket import AF_UNIX
+from socket import socket as Stream
 from typing import Any, Literal
 
 from vmdesk.core import hosts, processes
@@ -135,6 +137,28 @@ def socket(library: Library, ref: str, which: Literal["console", "vnc"] = "conso
             hint=f"`vmdesk edit {name} --vnc` while it is stopped",
         )
     return path
+
+
+def stream(library: Library, ref: str, which: Literal["console", "vnc"] = "console") -> Stream:
+    """A connected stream to the running VM's serial console or VNC server, on this desk
+    (its unix socket) or on a host (through libvirt); closing it lets go of the VM."""
+    remote_vm = on_host(ref)
+    if remote_vm is not None:
+        from vmdesk.service import remote_run
+
+        if which == "console":
+            return remote_run.console(library, *remote_vm)
+        return remote_run.display(library, *remote_vm)
+    path = socket(library, ref, which)
+    sock = Stream(AF_UNIX)
+    try:
+        sock.connect(str(path))
+    except OSError as exc:
+        sock.close()
+        raise client.NotRunning(
+            f"cannot reach the VM: {exc.strerror}", hint="it may have just stopped; start it again"
+        ) from None
+    return sock
 
 
 def serial_log(library: Library, ref: str) -> tuple[Path, Callable[[], bool]]:

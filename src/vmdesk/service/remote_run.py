@@ -114,7 +114,20 @@ def console(library: Library, host: str, name: str) -> socket.socket:
     """The VM's serial console, relayed to a local socket (the host's connection with it:
     closing the socket ends both)."""
     known = hosts.get(library.root, host)
-    return LibvirtHost(known.name, known.uri).console(name)
+    conn = LibvirtHost(known.name, known.uri)
+    try:
+        return conn.console(name, on_close=conn.close)
+    except BaseException:
+        with contextlib.suppress(VMDeskError):
+            conn.close()
+        raise
+
+
+def display(library: Library, host: str, name: str) -> socket.socket:
+    """A stream to the VM's VNC server (for the web display), opened through the host's
+    libvirt and SSH: no TCP port is opened on the host."""
+    with connected(library, host) as conn:
+        return conn.display(name)
 
 
 def start(library: Library, host: str, name: str) -> dict[str, Any]:

@@ -373,8 +373,17 @@ def edit(library: Library, ref: str, patch: dict[str, Any]) -> VMConfig:
 
 
 def delete(library: Library, ref: str) -> None:
-    """Delete a stopped (or suspended) VM with its disks, snapshots and saved state."""
+    """Delete a stopped (or suspended) VM with its disks, snapshots and saved state; of a
+    VM on a host (``HOST:VM``), its domain, NVRAM and volumes there."""
+    from vmdesk.core import hosts
     from vmdesk.storage import clones
+
+    host, name = hosts.split(ref)
+    if host is not None:
+        from vmdesk.service import remote
+
+        remote.delete(library, host, name)
+        return
 
     library.delete(name_of(find(library, ref)))
     clones.sweep_bases(library)  # a base the VM was the last user of goes too

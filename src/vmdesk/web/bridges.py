@@ -1,12 +1,12 @@
-"""Websockets bridged to a running VM's unix sockets: its VNC server (for noVNC) and its
-serial console (for xterm.js; the supervisor fans the console out to every client).
-No VNC TCP port is ever opened."""
+"""Websockets bridged to a running VM's VNC server (for noVNC) and its serial console (for
+xterm.js; a local VM's supervisor fans the console out to every client), on this desk or
+on a libvirt host. No VNC TCP port is ever opened."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
+import socket
 from typing import Literal
 
 from fastapi import APIRouter, WebSocket
@@ -23,12 +23,13 @@ CLOSE_NOT_FOUND = 4404  # application close codes: 4000 + the HTTP status it wou
 CLOSE_NOT_RUNNING = 4409
 
 
-def _socket(
+def _stream(
     ctx: Context, name: str, which: Literal["console", "vnc"]
-) -> tuple[Path | None, int, str]:
-    """The VM's unix socket, or why there is none (a close code and reason)."""
+) -> tuple[socket.socket | None, int, str]:
+    """A stream to the VM's console or VNC server (on this desk or a host), or why there
+    is none (a close code and reason)."""
     try:
-        return lifecycle.socket(ctx.library, name, which), 0, ""
+        return lifecycle.stream(ctx.library, name, which), 0, ""
     except NotFound as exc:
         return None, CLOSE_NOT_FOUND, exc.message
     except VMDeskError as exc:
@@ -39,13 +40,14 @@ async def _bridge(websocket: WebSocket, name: str, which: Literal["console", "vn
     ctx: Context = websocket.app.state.vmdesk
     offered = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol="binary" if "binary" in offered else None)
-    path, code, reason = await run_in_threadpool(_socket, ctx, name, which)
-    if path is None:
+    sock, code, reason = await run_in_threadpool(_stream, ctx, name, which)
+    if sock is None:
         await websocket.close(code, reason[:120])
         return
     try:
-        reader, writer = await asyncio.open_unix_connection(str(path))
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
     except OSError as exc:
+        sock.close()
         await websocket.close(CLOSE_NOT_RUNNING, f"cannot reach the VM: {exc.strerror}"[:120])
         return
 

@@ -118,7 +118,7 @@ def _within(seconds: float, call: Callable[[], T], what: str) -> T:
     return box["value"]  # type: ignore[no-any-return]
 
 
-def _ssh_mux() -> Path:
+def ssh_mux() -> Path:
     from vmdesk.core import paths
 
     path = paths.cache_dir() / "tools" / "ssh-mux"
@@ -141,7 +141,7 @@ def shared_ssh(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme != "qemu+ssh" or "command=" in parts.query:
         return uri
-    query = "&".join(filter(None, [parts.query, f"command={quote(str(_ssh_mux()))}"]))
+    query = "&".join(filter(None, [parts.query, f"command={quote(str(ssh_mux()))}"]))
     return urlunsplit(parts._replace(query=query))
 
 

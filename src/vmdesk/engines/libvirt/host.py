@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vmdesk.core import hosts
-from vmdesk.core.errors import Conflict, HostError, NotFound
+from vmdesk.core.errors import Conflict, HostError, NotFound, Unsupported
 from vmdesk.engines.libvirt import connection, metadata
 from vmdesk.engines.libvirt.listing import NAMESPACE, state_of
 
@@ -340,22 +341,50 @@ class LibvirtHost:
 
     # -- console and screen -----------------------------------------------------------------
 
-    def console(self, name: str) -> socket.socket:
+    def console(self, name: str, on_close: Callable[[], None] | None = None) -> socket.socket:
         """The VM's serial console as a local socket: libvirt's console stream, relayed
         both ways by libvirt's event loop (connection.py); what the guest prints before the
-        socket is read waits in it."""
+        socket is read waits in it. ``on_close`` runs (in a thread of its own) once either
+        end has closed."""
         dom = self._domain(name)
         libvirt = self.libvirt
         with connection.errors(self.where):
             stream = self.conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
             dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
         ours, theirs = socket.socketpair()  # blocking: read only when readable
-        relay = _Relay(libvirt, stream, theirs)
+        relay = _Relay(libvirt, stream, theirs, on_close)
         events = libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR
         stream.eventAddCallback(events | libvirt.VIR_STREAM_EVENT_HANGUP, relay.from_guest, None)
         relay.watch = libvirt.virEventAddHandle(theirs.fileno(), libvirt.VIR_EVENT_HANDLE_READABLE,
                                                 relay.to_guest, None)  # fmt: skip
         return ours
+
+    def display(self, name: str) -> socket.socket:
+        """A stream to the running VM's VNC server, with no TCP port open on the host: a
+        descriptor libvirt hands over (a daemon on this machine), else the server's unix
+        socket joined through the host's SSH connection."""
+        dom = self._domain(name)
+        scheme = urlsplit(self.uri).scheme
+        with connection.errors(self.where):
+            if not dom.isActive():
+                raise Conflict(f"{name} is not running on {self.where}",
+                               hint=f"`vmdesk start {self.name}:{name}`")  # fmt: skip
+            if scheme in hosts.LOCAL_SCHEMES:
+                skip_auth = self.libvirt.VIR_DOMAIN_OPEN_GRAPHICS_SKIPAUTH
+                return socket.socket(fileno=dom.openGraphicsFD(0, skip_auth))
+            graphics = ET.fromstring(dom.XMLDesc(0)).find("devices/graphics[@type='vnc']")
+        path = None if graphics is None else graphics.get("socket")
+        if path is None:
+            raise Conflict(f"{name} on {self.where} has no VNC display",
+                           hint="give it one: its display's VNC is off")  # fmt: skip
+        if scheme != "qemu+ssh":
+            raise Unsupported(
+                f"the screen of a VM on {self.where} ({scheme}) can't be shown here yet",
+                hint="add the host with a qemu+ssh:// URI to see its VMs' screens",
+            )
+        from vmdesk.engines.libvirt import tunnel
+
+        return tunnel.open_stream(self.uri, path, self.where)
 
     def screenshot(self, name: str) -> tuple[str, bytes]:
         """The screen as the host's QEMU wrote it: (its MIME type, its bytes); a PPM from
@@ -375,8 +404,10 @@ class _Relay:
     """Bytes between a non-blocking console stream and our end of a socket pair, in
     libvirt's event loop; either side closing ends both."""
 
-    def __init__(self, libvirt: Any, stream: Any, sock: socket.socket) -> None:
+    def __init__(self, libvirt: Any, stream: Any, sock: socket.socket,
+                 on_close: Callable[[], None] | None) -> None:  # fmt: skip
         self.libvirt, self.stream, self.sock = libvirt, stream, sock
+        self.on_close = on_close
         self.watch: int | None = None
         self.closed = False
 
@@ -416,3 +447,5 @@ class _Relay:
             self.stream.eventRemoveCallback()
             self.stream.abort()
         self.sock.close()
+        if self.on_close is not None:  # not from within libvirt's own event loop
+            threading.Thread(target=self.on_close, daemon=True).start()
