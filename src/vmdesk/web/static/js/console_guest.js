@@ -76,7 +76,8 @@ export function guestControls({ name, detail, screen, onFollow = () => {} }) {
 
   function drawState() {
     const [kind, text] = !running() ? ["idle", "clipboard: the VM is not running"]
-      : !clipboardOn ? ["idle", `clipboard: sharing is off for this VM (vmdesk edit ${name} --clipboard)`]
+      : clipFeature && !clipFeature.available ? ["idle", `clipboard: unavailable (${clipFeature.reason})`]
+        : !clipboardOn ? ["idle", `clipboard: sharing is off for this VM (vmdesk edit ${name} --clipboard)`]
         : agent === "connected" ? ["connected", "clipboard: SPICE agent connected"]
           : agent === "waiting" ? ["waiting", "clipboard: waiting for the guest's SPICE agent (spice-vdagent in its desktop)"]
             : agent === "none" ? ["idle", "clipboard: this VM has no SPICE agent channel"]

@@ -77,6 +77,16 @@ export function formatMiB(mib) {
   return `${mib} MiB`;
 }
 
+/** A libvirt host in one line: its URI, and what it said of itself when it answered. */
+export function hostFacts(host) {
+  const facts = [host.uri];
+  if (host.hostname) facts.push(host.hostname);
+  if (host.libvirt) facts.push(`libvirt ${host.libvirt}`);
+  if (host.cpus) facts.push(`${host.cpus} CPU${host.cpus === 1 ? "" : "s"}`);
+  if (host.memory_mib) facts.push(formatMiB(host.memory_mib));
+  return facts.join(" · ");
+}
+
 export function formatBytes(bytes) {
   if (bytes === undefined || bytes === null) return "";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];

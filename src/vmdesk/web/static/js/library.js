@@ -1,11 +1,14 @@
 // The library: every VM as a card (name, OS/arch, state, live screen for running VMs with
-// a display, lifecycle buttons), a filter, and live updates from /api/events.
+// a display, lifecycle buttons), a filter, and live updates from /api/events. VMs on
+// libvirt hosts follow in one group per host, asked for less often (each ask is a call to
+// every host), and never hold up the desk's own list.
 import { actionButtons } from "./actions.js";
 import { get, vmPath } from "./api.js";
-import { badge, clear, fill, errorBox, formatMiB, h, link } from "./dom.js";
+import { badge, clear, fill, errorBox, formatMiB, h, hostFacts, link } from "./dom.js";
 import { subscribe } from "./events.js";
 
 const THUMB_EVERY_MS = 3000;
+const HOSTS_EVERY_MS = 5000;
 const LIVE = ["running", "paused", "starting", "stopping", "unresponsive"];
 
 export async function render(root) {
@@ -16,15 +19,21 @@ export async function render(root) {
   });
   const grid = h("div.vm-grid#vm-grid");
   const summary = h("span.muted#vm-count");
+  // "This desk" is titled only once there are hosts: without them the page is as it was
+  const deskTitle = h("h2.group-title#desk-title", { hidden: true }, "This desk");
+  const hostGroups = h("div#host-groups");
   root.append(h("section.page.library",
     h("div.page-head",
       h("h1", "Library"), summary,
       h("div.spacer"), filter,
       link("/new", { class: "btn btn-primary", id: "new-vm" }, "New VM")),
-    grid));
+    h("section.vm-group#desk-group", deskTitle, grid),
+    hostGroups));
 
   const cards = new Map(); // name -> {vm, el}
   let timer = null;
+  let hostTimer = null;
+  let closed = false;
 
   function applyFilter() {
     const text = filter.value.trim().toLowerCase();
@@ -34,6 +43,9 @@ export async function render(root) {
       const match = !text || name.toLowerCase().includes(text);
       card.el.hidden = !match;
       if (match) shown++;
+    }
+    for (const el of hostGroups.querySelectorAll(".vm-card")) {
+      el.hidden = !!text && !el.dataset.vm.toLowerCase().includes(text);
     }
     const none = grid.querySelector(".no-match");
     if (none) none.remove();
@@ -162,10 +174,79 @@ export async function render(root) {
     }
   }, THUMB_EVERY_MS);
 
+  // -- VMs on libvirt hosts ---------------------------------------------------------------
+
+  let hostsLoading = null;
+
+  /** Every host's group, asked again now (after an action) or at the hosts' cadence. */
+  function reloadHosts() {
+    clearTimeout(hostTimer);
+    hostsLoading = hostsLoading || drawHosts().finally(() => {
+      hostsLoading = null;
+      if (!closed) hostTimer = setTimeout(reloadHosts, HOSTS_EVERY_MS);
+    });
+    return hostsLoading;
+  }
+
+  async function drawHosts() {
+    let known;
+    try {
+      known = await get("/api/hosts");
+    } catch (err) {
+      fill(hostGroups, errorBox(err));
+      return;
+    }
+    const groups = await Promise.all(known.map(hostGroup));
+    if (closed) return;
+    deskTitle.hidden = !known.length;
+    fill(hostGroups, groups);
+    applyFilter();
+  }
+
+  async function hostGroup(host) {
+    const title = h("div.group-head",
+      h("h2.group-title", host.name), h("span.muted.host-facts", hostFacts(host)));
+    const group = h("section.vm-group.host-group", { dataset: { host: host.name } }, title);
+    if (!host.reachable) {
+      group.append(h("p.host-error", { role: "status" }, host.error || "does not answer"));
+      return group;
+    }
+    let vms;
+    try {
+      vms = await get(`/api/hosts/${encodeURIComponent(host.name)}/vms`);
+    } catch (err) {
+      group.append(h("p.host-error", { role: "status" }, err.message));
+      return group;
+    }
+    vms.sort((a, b) => a.name.localeCompare(b.name));
+    group.append(h("div.vm-grid", vms.length ? vms.map((vm) => hostCard(host.name, vm))
+      : h("p.muted.no-vms", "No VM-Desk VMs on this host yet.")));
+    return group;
+  }
+
+  function hostCard(host, vm) {
+    const ref = `${host}:${vm.name}`;
+    const page = `/vms/${encodeURIComponent(ref)}`;
+    return h("article.vm-card", { dataset: { vm: ref, status: vm.status, host } },
+      link(page, { class: "thumb-link", tabindex: "-1" },
+        h("div.thumb.placeholder", h("span", vm.arch || ""), h("small", `on ${host}`))),
+      h("div.card-body",
+        h("div.card-title", link(page, { class: "vm-name" }, vm.name), badge(vm.status)),
+        h("div.card-meta", [vm.arch, `${vm.cpus} CPU${vm.cpus === 1 ? "" : "s"}`, vm.memory]
+          .filter(Boolean).join(" · ")),
+        h("div.card-actions",
+          actionButtons(ref, vm.status, ["start", "stop"], { onDone: () => reloadHosts() }),
+          LIVE.includes(vm.status) ? link(`${page}/console`,
+            { class: "btn", "data-action": "console" }, "Console") : null)));
+  }
+
   await reload();
+  reloadHosts();
   return () => {
+    closed = true;
     unsubscribe();
     clearInterval(timer);
+    clearTimeout(hostTimer);
   };
 }
 

@@ -1,5 +1,7 @@
 // One VM: its state and lifecycle buttons, settings (editable when it is stopped), disks,
-// port forwards, shared folders, snapshots as a tree, and its logs.
+// port forwards, shared folders, snapshots as a tree, and its logs. A VM on a libvirt host
+// (HOST:VM) has what VM-Desk does with it there: its state, lifecycle, files, snapshots,
+// clone and delete; its description is shown, not edited, and no status events come for it.
 import { actionButtons } from "./actions.js";
 import { del, followJob, get, patch, post, vmPath } from "./api.js";
 import { navigate } from "./app.js";
@@ -8,6 +10,7 @@ import { subscribe } from "./events.js";
 
 const EDITABLE = ["stopped", "crashed"];
 const LIVE = ["running", "paused", "starting", "stopping", "unresponsive"];
+const HOST_POLL_MS = 5000; // a VM on a host sends no events: its state is asked for
 
 export async function render(root, name) {
   document.title = `${name} — VM-Desk`;
@@ -37,6 +40,8 @@ export async function render(root, name) {
 
   const status = () => detail?.status;
   const editable = () => EDITABLE.includes(status());
+  const onHost = () => !!detail?.host;
+  const changeable = () => editable() && !onHost(); // a host's VM is not edited from here
 
   async function load() {
     try {
@@ -62,6 +67,7 @@ export async function render(root, name) {
       h("div",
         h("div.crumbs", link("/", {}, "Library"), " / "),
         h("h1", h("span.vm-title", cfg.name), " ", badge(detail.status)),
+        onHost() ? h("div.muted#vm-host", `On host ${detail.host} (its files are in the host's storage pool)`) : null,
         h("div.muted", `${cfg.arch} · ${cfg.cpus} CPU${cfg.cpus === 1 ? "" : "s"} · ${cfg.memory} · ${describeBoot(cfg.boot)}`),
         reason && detail.status !== "running" ? h("div.muted.reason", reason) : null,
         // which engine runs the VM here, and why (engine: auto says what decided it)
@@ -71,8 +77,8 @@ export async function render(root, name) {
         drawAgents()),
       h("div.spacer"),
       h("div.actions#vm-actions",
-        actionButtons(cfg.name, detail.status,
-          ["start", "stop", "pause", "resume", "reboot", "suspend", "kill"],
+        actionButtons(onHost() ? name : cfg.name, detail.status,
+          ["start", "stop", "pause", "resume", "reboot", ...(onHost() ? [] : ["suspend"]), "kill"],
           { onDone: () => refresh() }),
         LIVE.includes(detail.status)
           ? link(`${location.pathname.replace(/\/$/, "")}/console`, { class: "btn", id: "open-console" }, "Console")
@@ -133,7 +139,7 @@ export async function render(root, name) {
     const settled = !live || (agents && !Object.values(agents).includes("waiting")
       && (agents.guest_agent !== "connected" || detail.guest));
     agentsTimer = setTimeout(async () => {
-      if (detail && LIVE.includes(detail.status) && !document.hidden) {
+      if (detail && (LIVE.includes(detail.status) || onHost()) && !document.hidden) {
         try {
           const fresh = await get(base);
           if (fresh.status !== detail.status) await refresh();
@@ -145,7 +151,7 @@ export async function render(root, name) {
         } catch { /* the next event or poll tells */ }
       }
       pollAgents();
-    }, settled ? 15000 : 3000);
+    }, onHost() ? HOST_POLL_MS : settled ? 15000 : 3000);
   }
 
   function drawPreview() {
@@ -179,7 +185,7 @@ export async function render(root, name) {
 
   function drawSettings() {
     const cfg = detail.config;
-    const locked = !editable();
+    const locked = !changeable();
     const form = h("form.settings-form#settings-form", { on: { submit: saveSettings } });
     const display = cfg.display || {};
     const bootKind = cfg.boot?.kind;
@@ -198,7 +204,9 @@ export async function render(root, name) {
         h("div.form-actions", h("button.btn.btn-primary", { type: "submit" }, "Save settings"))));
     fill(sections.settings,
       h("h2", "Settings"),
-      locked ? h("p.muted.locked-note", detail.status === "suspended"
+      locked ? h("p.muted.locked-note", onHost()
+        ? `A VM on host ${detail.host} is not changed from here yet.`
+        : detail.status === "suspended"
         ? "The VM is suspended: its saved state needs the same hardware. Start it and shut it down, or stop it to discard the state, to edit." :
         "Stop the VM to change its settings.") : null,
       form);
@@ -263,13 +271,15 @@ export async function render(root, name) {
         h("td", h("code", cd.file)),
         h("td", cd.boot_order ? `boot order ${cd.boot_order}` : ""),
         h("td", h("button.btn.btn-small", {
-          type: "button", disabled: !editable(), "data-action": "eject",
+          type: "button", disabled: !changeable(), "data-action": "eject",
           on: { click: () => save({ cdroms: cdroms.filter((_, j) => j !== i) }, errors, "Ejected") },
         }, "Eject")))))), errors);
   }
 
   async function drawDisks() {
-    diskForm.querySelector("button").disabled = !editable();
+    diskForm.querySelector("button").disabled = !changeable();
+    diskForm.hidden = onHost();
+    if (onHost()) return drawHostFiles();
     let disks;
     try {
       disks = await get(`${base}/disks`);
@@ -286,6 +296,16 @@ export async function render(root, name) {
         h("td", d.format || d.image?.format || ""),
         h("td", d.image ? `${formatBytes(d.image.virtual_size)} (${formatBytes(d.image.allocated)} used)` : (d.problem || "")),
         h("td", d.read_only ? "read-only" : ""))) : h("tr", h("td.muted", { colspan: 6 }, "No disks.")))));
+  }
+
+  // A host's VM has no bundle here: its files are volumes in the host's pool.
+  function drawHostFiles() {
+    const files = Object.entries(detail.files || {});
+    fill(diskTable, h("table.table#disk-list",
+      h("thead", h("tr", ["File", `Volume on ${detail.host}`].map((t) => h("th", t)))),
+      h("tbody", files.length ? files.map(([file, volume]) => h("tr",
+        h("td", h("code", file)), h("td", h("code", volume))))
+        : h("tr", h("td.muted", { colspan: 2 }, "No files.")))));
   }
 
   async function addDisk(event) {
@@ -306,7 +326,7 @@ export async function render(root, name) {
     } catch (err) {
       errors.append(errorBox(err));
     } finally {
-      button.disabled = !editable();
+      button.disabled = !changeable();
     }
   }
 
@@ -327,7 +347,7 @@ export async function render(root, name) {
       h("tbody", forwards.length ? forwards.map((f, i) => h("tr",
         h("td", f.protocol), h("td", `${f.host_address}:${f.host_port}`), h("td", String(f.guest_port)),
         h("td", h("button.btn.btn-small", {
-          type: "button", disabled: !editable(),
+          type: "button", disabled: !changeable(),
           on: { click: () => setForwards(index, forwards.filter((_, j) => j !== i)) },
         }, "Remove")))) : h("tr", h("td.muted", { colspan: 4 }, "No port forwards.")))));
     const errors = h("div.form-errors");
@@ -347,7 +367,7 @@ export async function render(root, name) {
     h("input.input.narrow", { name: "host_address", value: "127.0.0.1", "aria-label": "Host address" }),
     h("input.input.narrow", { name: "host_port", type: "number", placeholder: "host port", required: true, "aria-label": "Host port" }),
     h("input.input.narrow", { name: "guest_port", type: "number", placeholder: "guest port", required: true, "aria-label": "Guest port" }),
-    h("button.btn", { type: "submit", disabled: !editable() }, "Add forward"),
+    h("button.btn", { type: "submit", disabled: !changeable() }, "Add forward"),
     errors));
     fill(sections.forwards, ...out);
   }
@@ -370,7 +390,7 @@ export async function render(root, name) {
           h("td", h("code", s.tag)), h("td", h("code", s.path)), h("td", s.read_only ? "read-only" : "read-write"),
           h("td", s.mode || "auto"),
           h("td", h("button.btn.btn-small", {
-            type: "button", disabled: !editable(),
+            type: "button", disabled: !changeable(),
             on: { click: () => save({ shares: shares.filter((_, j) => j !== i) }, errors, "Shared folder removed") },
           }, "Remove")))) : h("tr", h("td.muted", { colspan: 5 }, "No shared folders.")))),
       h("form.inline-form#add-share", {
@@ -391,7 +411,7 @@ export async function render(root, name) {
       h("input.input.narrow", { name: "tag", placeholder: "tag", required: true, "aria-label": "Tag" }),
       h("label.check", h("input", { type: "checkbox", name: "read_only" }), " read-only"),
       h("select.input.narrow", { name: "mode", "aria-label": "Mode" }, ["auto", "virtiofs", "9p"].map((m) => h("option", { value: m }, m))),
-      h("button.btn", { type: "submit", disabled: !editable() }, "Add folder"),
+      h("button.btn", { type: "submit", disabled: !changeable() }, "Add folder"),
       errors));
   }
 
@@ -473,6 +493,11 @@ export async function render(root, name) {
   // -- logs -------------------------------------------------------------------------------
 
   function drawLogs() {
+    if (onHost()) {
+      fill(sections.logs, h("h2", "Logs"), h("p.muted#host-logs",
+        `The serial log of a VM on a host is kept on ${detail.host}; its console is live on the Console page.`));
+      return;
+    }
     const pre = h("pre.log#log-text", "");
     const kind = h("select.input.narrow#log-kind", { "aria-label": "Log" },
       [["serial", "Serial console"], ["engine", "Engine (QEMU)"], ["events", "Events"]].map(([v, t]) => h("option", { value: v }, t)));
@@ -542,7 +567,7 @@ export async function render(root, name) {
         });
         dialog.close();
         toast(`Created ${target}`, { kind: "ok", timeout: 2500 });
-        navigate(`/vms/${encodeURIComponent(target)}`);
+        navigate(`/vms/${encodeURIComponent(onHost() ? `${detail.host}:${target}` : target)}`);
       } catch (err) {
         clear(progress);
         errors.append(errorBox(err));

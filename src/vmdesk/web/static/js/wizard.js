@@ -4,7 +4,7 @@
 // from an image (the catalog's, or one at a URL) is sent with the image and its settings
 // (disk size, the cloud-init user...); the server pulls the image as part of the job.
 import { followJob, get, post, vmPath } from "./api.js";
-import { clear, fill, errorBox, formatBytes, formatMiB, h } from "./dom.js";
+import { clear, fill, errorBox, formatBytes, formatMiB, h, hostFacts } from "./dom.js";
 import { navigate } from "./app.js";
 
 const STEPS = [
@@ -65,6 +65,7 @@ function defaults() {
     displayDevice: "virtio-gpu", resolution: "1280x800", width: 1280, height: 800,
     firmware: "uefi", secureBoot: false, tpm: false,
     start: false,
+    where: "", // "": this desk; else a libvirt host's name
   };
 }
 
@@ -140,6 +141,14 @@ export async function render(root) {
   const arches = archInfo.map((a) => a.arch);
   const usable = archInfo.filter((a) => a.available !== false).map((a) => a.arch);
   state.arch = usable.includes(host.host_arch) ? host.host_arch : usable[0] || arches[0];
+
+  // The hosts a VM can be made on: asked for without holding up the wizard (each host is
+  // called); the "Where" choice appears once they are known.
+  let hosts = [];
+  get("/api/hosts").then((known) => {
+    hosts = known;
+    if (STEPS[current].id === "source" && hosts.length) draw();
+  }).catch(() => { /* no hosts to offer: VMs are made on this desk */ });
 
   let current = 0;
   let problems = [];
@@ -340,6 +349,7 @@ export async function render(root) {
 
   const PAGES = {
     source: () => [
+      ...(hosts.length ? [whereField()] : []),
       field("Name", text("name", {
         id: "vm-name", name: "name", placeholder: "e.g. dev", required: true, "data-field": "name",
       }), "Letters, digits, '.', '_' or '-'; it names the VM's bundle too."),
@@ -500,6 +510,7 @@ export async function render(root) {
     summary: () => {
       const c = buildConfig(state);
       const rows = [
+        ["Where", state.where ? `host ${state.where}` : "this desk"],
         ["Name", c.name || "(none yet)"],
         ["Source", describeSource(state)],
         ["System", `${c.arch}, ${c.cpus} CPU${c.cpus === 1 ? "" : "s"}, ${c.memory}`],
@@ -524,6 +535,19 @@ export async function render(root) {
       ];
     },
   };
+
+  /** This desk, or a libvirt host: a VM for a host is made here, then uploaded to it. */
+  function whereField() {
+    const reachable = hosts.filter((x) => x.reachable);
+    const silent = hosts.filter((x) => !x.reachable);
+    return h("div.field#wizard-where", h("span.label", "Where"),
+      radios("where", [
+        ["", "This desk", "Run by VM-Desk on this machine."],
+        ...reachable.map((x) => [x.name, `Host ${x.name}`,
+          `${hostFacts(x)}. Made here with the same rules, then its files are uploaded to the host's storage pool.`]),
+      ]),
+      silent.map((x) => h("small.help.host-silent", `Host ${x.name} does not answer: ${x.error || "no reply"}`)));
+  }
 
   // -- images -----------------------------------------------------------------------------
 
@@ -652,7 +676,8 @@ export async function render(root) {
     next.disabled = true;
     back.disabled = true;
     const config = buildConfig(state);
-    const name = config.name;
+    const host = state.where;
+    const name = host ? `${host}:${config.name}` : config.name; // how the API calls it
     const report = (title) => {
       const li = h("li.running", h("span.progress-title", title), h("progress", { max: 100 }),
         h("span.progress-percent"), h("span.progress-message"));
@@ -672,16 +697,19 @@ export async function render(root) {
     let stage = null;
     try {
       const image = isImage(state) ? buildImageRequest(state) : null;
-      stage = report(state.source === "tiny-linux"
+      stage = report((state.source === "tiny-linux"
         ? "Creating the VM (the tiny Linux image is built on first use)"
         : image ? `Creating the VM from ${state.source === "catalog" ? image.image : "the image"} (downloaded first unless it is cached)`
-          : "Creating the VM");
-      // The server starts the VM itself at the end of the job, unless a disk comes first.
-      const newDisk = state.newDisk && !image;
+          : "Creating the VM") + (host ? `, then uploading it to host ${host}` : ""));
+      // The server starts the VM itself at the end of the job, unless a disk comes first
+      // (on a host the new disk is made with the VM: it can't be added there afterwards).
+      const newDisk = state.newDisk && !image && !host;
       const startNow = state.start && !newDisk;
       const body = { config, start: startNow };
       if (state.source === "tiny-linux") body.image = "tiny-linux";
       if (image) Object.assign(body, image);
+      if (host) body.host = host;
+      if (host && state.newDisk && !image) body.settings = { disk_size: `${state.diskSize}GiB` };
       await followJob(await post("/api/vms", body), stage.update);
       stage.done();
       if (newDisk) {
