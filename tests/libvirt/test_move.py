@@ -149,3 +149,39 @@ def test_moves_that_must_not_happen_are_refused_and_change_nothing(lab: CLI, vm_
     assert lab.status(f"lab:{vm_name}")["status"] == "running"
     assert not bundle.exists()
     lab("stop", f"lab:{vm_name}", "--force")
+
+
+def test_a_running_vm_moves_live_between_two_hosts_and_back(
+    lab: CLI, lab2: SessionDaemon, vm_name: str
+) -> None:
+    lab("create", vm_name, "--host", "lab", "--image", "tiny-linux", "--arch", "x86_64",
+        "--disk-size", "16MiB", timeout=300)  # fmt: skip
+    lab("host", "add", "lab2", lab2.uri)
+    ref = f"lab:{vm_name}"
+    lab("start", ref, "--wait-ready", "--timeout", "180", timeout=240)
+    # in its RAM (a tmpfs) and on its disk, before it moves
+    _type_in_console(lab, ref, f"echo in-ram-$((40+2)) > /tmp/marker; printf {HOST_TEXT.decode()} "
+                     f"| dd of=/dev/vda bs=1 seek={HOST_TEXT_AT} conv=notrunc 2>/dev/null; "
+                     "sync; echo written-$((40+2))", b"written-42")  # fmt: skip
+
+    out = lab("move", ref, "--to", "lab2", timeout=300)
+    assert f"moved {ref} to lab2:{vm_name}" in out, out
+    there = f"lab2:{vm_name}"
+    assert lab.status(there)["status"] == "running"
+    assert not [v for v in _volumes(SYSTEM) if v.startswith(f"{vm_name}-")]
+    assert vm_name not in subprocess.run([*SYSTEM, "list", "--all", "--name"],
+                                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    # the same boot goes on: what it held in RAM is there, and its disk came along
+    read_back = (
+        f"dd if=/dev/vda bs=1 skip={HOST_TEXT_AT} count={len(HOST_TEXT)} "
+        "2>/dev/null | tr a-z A-Z; echo"
+    )  # upper case: not the typed line's echo
+    _type_in_console(lab, there, read_back, HOST_TEXT.upper())
+    _type_in_console(lab, there, "cat /tmp/marker", b"in-ram-42")
+
+    out = lab("move", there, "--to", "lab", timeout=300)
+    assert f"moved {there} to {ref}" in out, out
+    assert lab.status(ref)["status"] == "running"
+    assert not [v for v in _volumes(["virsh", "-c", lab2.uri]) if v.startswith(f"{vm_name}-")]
+    _type_in_console(lab, ref, "cat /tmp/marker", b"in-ram-42")
+    lab("stop", ref, "--force")

@@ -1,8 +1,9 @@
-"""Moving a stopped VM between this desk and a libvirt host, or between two hosts.
+"""Moving a VM between this desk and a libvirt host, or between two hosts.
 
-Offline: every file of the VM is copied whole, the copy is read back and compared with
-what was sent (SHA-256), and only then is the source removed. Whatever fails before that
-leaves the source as it was and nothing at the destination.
+A stopped VM moves offline: every file of it is copied whole, the copy is read back and
+compared with what was sent (SHA-256), and only then is the source removed. A running VM
+moves between two hosts live (libvirt's migration). Whatever fails before the end leaves
+the source as it was and nothing at the destination.
 """
 
 from __future__ import annotations
@@ -83,11 +84,17 @@ def _refuse_unmovable_bundle(library: Library, bundle: Bundle, name: str) -> Non
 # -- from a host ----------------------------------------------------------------------------
 
 
-def _stopped_domain(conn: LibvirtHost, name: str) -> Domain:
+def _stopped_domain(conn: LibvirtHost, name: str, *, live: str = "") -> Domain:
+    """The VM, when it can move: stopped (or, where ``live`` names the other host, running
+    or paused, to move live), without snapshots."""
     domain = conn.domain(name)
-    if domain.state not in states.ENDED:
-        raise Conflict(f"{name} is {domain.state} on {conn.where}: only a stopped VM moves",
-                       hint=f"stop it first (`vmdesk stop {conn.name}:{name}`)")  # fmt: skip
+    movable = (*states.ENDED, *(("running", "paused") if live else ()))
+    if domain.state not in movable:
+        raise Conflict(
+            f"{name} is {domain.state} on {conn.where}: only a stopped VM moves to this desk, "
+            "and a running one only between hosts",
+            hint=f"stop it first (`vmdesk stop {conn.name}:{name}`)",
+        )
     count = len(conn.snapshots(name)[0])
     if count:
         raise Conflict(
@@ -119,7 +126,9 @@ def _host_to_desk(library: Library, host: str, name: str, progress: Transfer | N
 def _host_to_host(library: Library, host: str, name: str, to: str,
                   progress: Transfer | None) -> str:  # fmt: skip
     with connected(library, host) as conn:
-        domain = _stopped_domain(conn, name)
+        domain = _stopped_domain(conn, name, live=to)
+        if domain.state not in states.ENDED:
+            return _live(library, conn, name, to)
         config = domain.stored.config
         names = _local_names(config, domain.stored.files)
         with remote.staging(library) as staged:
@@ -128,6 +137,17 @@ def _host_to_host(library: Library, host: str, name: str, to: str,
             _fetch(conn, domain.stored.files, names, bundle, progress)
             remote.place(library, to, staged, config, progress, verify=True)
         conn.undefine(name)
+    return f"{to}:{name}"
+
+
+def _live(library: Library, conn: LibvirtHost, name: str, to: str) -> str:
+    """A running VM from one host to another, live (libvirt's migration, its disks copied
+    while it runs); the source's domain and volumes go once it runs on ``to``."""
+    from vmdesk.engines.libvirt import migration
+
+    with connected(library, to) as dest:
+        dest.refuse_taken(name)
+        migration.migrate(conn, dest, name)
     return f"{to}:{name}"
 
 

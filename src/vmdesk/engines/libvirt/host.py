@@ -121,6 +121,10 @@ class LibvirtHost:
                 ) from None
             return dom
 
+    def handle(self, name: str) -> Any:
+        """The libvirt domain of our VM ``name`` (for the engine's modules beside this)."""
+        return self._domain(name)
+
     def state(self, name: str) -> str:
         """The VM's state alone (no description read)."""
         dom = self._domain(name)
@@ -222,23 +226,33 @@ class LibvirtHost:
         host and the SHA-256 of the bytes sent. The volume is made raw of the file's exact
         size, whatever the file holds (a qcow2 volume would be made by qemu-img, larger than
         what overwrites it)."""
-        pool = self.pool()
         size = source.stat().st_size
-        vol = ET.Element("volume")
-        ET.SubElement(vol, "name").text = volume
-        ET.SubElement(vol, "capacity", unit="bytes").text = str(size)
-        ET.SubElement(ET.SubElement(vol, "target"), "format", type="raw")
-        vol_xml = ET.tostring(vol, encoding="unicode")
+        path = self.new_volume(volume, size, "raw")
         with connection.errors(self.where):
-            with contextlib.suppress(self.libvirt.libvirtError):  # a killed upload's leftover
-                pool.storageVolLookupByName(volume).delete(0)
-            vol = pool.createXML(vol_xml, 0)
+            vol = self.conn.storageVolLookupByPath(path)
             try:
                 digest = self._send(vol, source, size, progress)
             except BaseException:
                 vol.delete(0)
                 raise
-            return str(vol.path()), digest
+            return path, digest
+
+    def new_volume(self, volume: str, capacity: int, fmt: str) -> str:
+        """A new volume in the pool (a killed transfer's leftover of that name replaced);
+        its path. A raw one is a sparse file of ``capacity`` bytes."""
+        pool = self.pool()
+        vol = ET.Element("volume")
+        ET.SubElement(vol, "name").text = volume
+        ET.SubElement(vol, "capacity", unit="bytes").text = str(capacity)
+        ET.SubElement(ET.SubElement(vol, "target"), "format", type=fmt)
+        with connection.errors(self.where):
+            with contextlib.suppress(self.libvirt.libvirtError):
+                pool.storageVolLookupByName(volume).delete(0)
+            return str(pool.createXML(ET.tostring(vol, encoding="unicode"), 0).path())
+
+    def address(self) -> str:
+        """Where another host's QEMU reaches this one (for a live migration's data)."""
+        return urlsplit(self.uri).hostname or "127.0.0.1"
 
     def clone_volume(self, path: str, volume: str) -> str:
         """A copy of the volume at ``path`` as a new volume of the pool; its path. Made by
