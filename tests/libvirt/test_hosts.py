@@ -107,10 +107,15 @@ def test_stop_forces_and_kill_ends_a_vm_on_a_host(lab: CLI, vm_name: str) -> Non
 
 
 def test_wrong_unreachable_and_unknown_hosts_are_one_line_errors_that_change_nothing(
-    lab: CLI, vm_name: str
+    lab: CLI, vm_name: str, sshd: Sshd, tmp_path: Path
 ) -> None:
     before = hosts_file(lab)
+    wrong_key = tmp_path / "not-authorized"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)],
+                   check=True)  # fmt: skip
+    refused = sshd.uri.replace(str(sshd.key), str(wrong_key))
     cases = {
+        ("host", "add", "nokey", refused): "host nokey: the host refused the SSH login",
         ("host", "add", "web", "http://lab/system"): "drives libvirt's QEMU driver only",
         ("host", "add", "pw", "qemu+ssh://me:secret@lab/system"): "stores no credentials",
         ("host", "add", "none", "qemu+ssh://root@127.0.0.1:1/system?no_verify=1"): "host none",
@@ -124,7 +129,7 @@ def test_wrong_unreachable_and_unknown_hosts_are_one_line_errors_that_change_not
         out = lab(*args, ok=False, timeout=60)
         lines = [line for line in out.strip().splitlines() if line.strip()]
         assert needle in lines[0], (args, out)
-        assert any("hint:" in line for line in lines), (args, out)
+        assert len(lines) == 2 and lines[1].startswith("hint: "), (args, out)
         assert "Traceback" not in out
     assert hosts_file(lab) == before
     assert not list(lab.home.glob("*.vmdesk")) and not list(lab.home.glob(".remote-*"))

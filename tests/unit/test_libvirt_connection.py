@@ -39,3 +39,19 @@ def test_a_list_row_is_read_from_our_metadata_element_alone() -> None:
                    "uuid": "u"}  # fmt: skip
     assert listing._row("lab", "<vm><config>not json</config></vm>", "running") is None
     assert listing._row("lab", "<not-closed", "running") is None
+
+
+def test_a_failed_ssh_login_is_one_line_saying_so_without_sshs_notes() -> None:
+    import libvirt
+
+    from vmdesk.core.errors import HostError
+    from vmdesk.engines.libvirt import connection
+
+    said = ("Cannot recv data: Warning: Permanently added '[lab]:22' (ED25519) to the list "
+            "of known hosts.\r\nme@lab: Permission denied (publickey).: Connection reset by "
+            "peer")  # fmt: skip
+    error = connection.translate(libvirt.libvirtError(said), "host lab")
+    assert isinstance(error, HostError)
+    assert error.message.startswith("host lab: the host refused the SSH login (")
+    assert "Permanently" not in error.message and "\n" not in error.message
+    assert error.hint is not None and "ssh-add" in error.hint

@@ -76,11 +76,35 @@ def _hint_for(code: int, libvirt: Any, where: str) -> tuple[type[VMDeskError], s
     return HostError, f"see the libvirt daemon's log on {where}"
 
 
+# What ssh says when libvirt's qemu+ssh transport fails, and what to do about it
+SSH_FAILURES = (
+    ("Permission denied", "the host refused the SSH login",
+     "load a key it accepts into your SSH agent (ssh-add), or name its user: "
+     "qemu+ssh://USER@HOST/system"),
+    ("Host key verification failed", "the host's SSH key is not known here",
+     "ssh to the host once by hand and accept its key"),
+    ("Could not resolve hostname", "the host's name does not resolve",
+     "check the name in the URI (`vmdesk host list`)"),
+    ("ssh: connect to host", "no SSH connection to the host",
+     "check that its sshd runs and the port in the URI"),
+)  # fmt: skip
+
+
+def _message(text: str) -> str:
+    """libvirt's message on one line, without ssh's notes about known hosts."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    kept = [line for line in lines if line and not line.startswith("Warning: Permanently")]
+    return " ".join(kept) or "libvirt failed"
+
+
 def translate(exc: Exception, where: str) -> VMDeskError:
-    """A libvirtError as one of ours: libvirt's own message, first line only."""
+    """A libvirtError as one of ours, on one line; an SSH login that failed says so."""
     libvirt = module()
     code = exc.get_error_code() if isinstance(exc, libvirt.libvirtError) else None
-    message = (str(exc).strip().splitlines() or ["libvirt failed"])[0]
+    message = _message(str(exc))
+    for needle, said, hint in SSH_FAILURES:
+        if needle in message:
+            return HostError(f"{where}: {said} ({message})", hint=hint)
     kind, hint = _hint_for(code or 0, libvirt, where)
     return kind(f"{where}: {message}", hint=hint)
 
