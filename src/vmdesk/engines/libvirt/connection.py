@@ -6,6 +6,7 @@ libvirt-python is imported here only, lazily: a desk without it still runs local
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,9 +93,8 @@ SSH_FAILURES = (
 
 def _message(text: str) -> str:
     """libvirt's message on one line, without ssh's notes about known hosts."""
-    lines = [line.strip() for line in text.strip().splitlines()]
-    kept = [line for line in lines if line and not line.startswith("Warning: Permanently")]
-    return " ".join(kept) or "libvirt failed"
+    text = re.sub(r"Warning: Permanently added .*? to the list of known hosts\.\s*", "", text)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or "libvirt failed"
 
 
 def translate(exc: Exception, where: str) -> VMDeskError:
