@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vmdesk.core import hosts
 from vmdesk.core.library import Library
 from vmdesk.service import snapshots as live
 from vmdesk.service.library import find, name_of
@@ -52,6 +53,11 @@ def snapshot_delete(library: Library, ref: str, snapshot: str) -> snapshots.Snap
 
 def attached_disks(library: Library, ref: str) -> list[vm_media.AttachedDisk]:
     """The VM's disks with what their images are (an unreadable one says why)."""
+    host, name = hosts.split(ref)
+    if host is not None:
+        from vmdesk.service import remote_disks
+
+        return remote_disks.disks(library, host, name)
     return vm_media.disks(library, _name(library, ref))
 
 
@@ -73,7 +79,13 @@ def disk_add(
     fmt: str = "qcow2",
     interface: vm_media.Interface = "virtio-blk",
 ) -> tuple[Disk, ImageInfo]:
-    """A new empty disk in the VM's bundle, attached to it."""
+    """A new empty disk in the VM's bundle (of a VM on a host, in the host's pool),
+    attached to it."""
+    host, name = hosts.split(ref)
+    if host is not None:
+        from vmdesk.service import remote_disks
+
+        return remote_disks.add(library, host, name, size, images.parse_format(fmt), interface)
     return vm_media.add(library, _name(library, ref), size, images.parse_format(fmt), interface)
 
 

@@ -154,6 +154,14 @@ class LibvirtHost:
         with connection.errors(self.where):
             self.conn.defineXML(build_domain(config, placement))
 
+    def redefine(self, config: VMConfig, placement: Placement) -> None:
+        """Our VM's domain defined anew (the same name and UUID): a changed description."""
+        from vmdesk.engines.libvirt.domain_xml import build_domain
+
+        self._domain(config.name)
+        with connection.errors(self.where):
+            self.conn.defineXML(build_domain(config, placement))
+
     def act(self, name: str, action: str) -> None:
         """start, start-paused, shutdown (the power button), destroy, suspend, resume,
         reboot."""
