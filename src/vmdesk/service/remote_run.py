@@ -132,8 +132,7 @@ def display(library: Library, host: str, name: str) -> socket.socket:
 
 def start(library: Library, host: str, name: str) -> dict[str, Any]:
     with connected(library, host) as conn:
-        domain = conn.domain(name)
-        if domain.state not in ("stopped", "crashed"):
+        if conn.state(name) not in ("stopped", "crashed"):  # no description read: no model
             return {"already_running": True, "host": host}
         conn.act(name, "start")
     return {"host": host, "engine": f"libvirt on host {host}"}
