@@ -177,10 +177,9 @@ def screenshot(library: Library, ref: str, output: Path) -> Path:
 
 
 def screenshot_png(library: Library, ref: str) -> bytes:
-    """The running VM's screen as PNG bytes."""
-    bundle = find(library, ref)
+    """The running VM's screen as PNG bytes (of a VM on this desk or on a host)."""
     with tempfile.TemporaryDirectory(prefix="vmdesk-screen-") as tmp:
-        return client.screenshot(bundle, Path(tmp) / "screen.png").read_bytes()
+        return screenshot(library, ref, Path(tmp) / "screen.png").read_bytes()
 
 
 def log_text(library: Library, ref: str, kind: LogKind, tail: int | None = None) -> str:

@@ -54,17 +54,24 @@ def remove_host(library: Library, name: str) -> None:
 
 
 def host_rows(library: Library) -> list[dict[str, Any]]:
-    """Each host: reachable or not (with why), its facts and how many VM-Desk VMs it has."""
-    rows = []
-    for host in hosts.load(library.root):
+    """Each host: reachable or not (with why), its facts and how many VM-Desk VMs it has;
+    the hosts asked at once, as `vmdesk list` asks them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(host: hosts.Host) -> dict[str, Any]:
         row: dict[str, Any] = {"name": host.name, "uri": host.uri}
         try:
             with connected(library, host.name, timeout=remote_list.TIMEOUT) as conn:
-                row.update(conn.facts(), reachable=True, vms=len(conn.domains()))
+                row.update(conn.facts(), reachable=True, vms=conn.vm_count())
         except VMDeskError as exc:
             row.update(reachable=False, error=exc.message)
-        rows.append(row)
-    return rows
+        return row
+
+    known = hosts.load(library.root)
+    if not known:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(known))) as pool:
+        return list(pool.map(ask, known))
 
 
 # -- VMs ------------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -276,9 +274,7 @@ def _compact_job(ctx: Context, name: str, which: str | None) -> Any:
     responses={200: {"content": {"image/png": {}}}},
 )
 def screenshot(ctx: Ctx, name: str) -> Response:
-    # through lifecycle.screenshot, which asks a VM's host for it when it is on one
-    with tempfile.TemporaryDirectory(prefix="vmdesk-screen-") as tmp:
-        png = lifecycle.screenshot(ctx.library, name, Path(tmp) / "screen.png").read_bytes()
+    png = lifecycle.screenshot_png(ctx.library, name)  # a VM's host is asked when it has one
     return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
 
 

@@ -103,6 +103,19 @@ class LibvirtHost:
                     found.append(Domain(dom.name(), state_of(self.libvirt, dom.state()[0]), stored))
         return sorted(found, key=lambda d: d.name)
 
+    def vm_count(self) -> int:
+        """How many VM-Desk domains the host has (their metadata found, not read)."""
+        element = self.libvirt.VIR_DOMAIN_METADATA_ELEMENT
+        count = 0
+        with connection.errors(self.where):
+            for dom in self.conn.listAllDomains(0):
+                try:
+                    dom.metadata(element, NAMESPACE)
+                except self.libvirt.libvirtError:
+                    continue
+                count += 1
+        return count
+
     def _domain(self, name: str) -> Any:
         """The domain named so, if it carries our metadata (else NotFound)."""
         with connection.errors(self.where):
