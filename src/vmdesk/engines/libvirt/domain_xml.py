@@ -26,7 +26,7 @@ from vmdesk.core.config import (
 )
 from vmdesk.core.errors import EngineError
 from vmdesk.engines.libvirt import metadata
-from vmdesk.integration.ports import GUEST_AGENT_PORT
+from vmdesk.integration.ports import GUEST_AGENT_PORT, SPICE_AGENT_PORT
 
 # vm_argv.py's limits, for the same reasons: q35's AHCI ports, TCG's GICv2
 AHCI_PORTS = 6
@@ -182,9 +182,7 @@ def _devices(config: VMConfig, placement: Placement) -> ET.Element:
             ET.SubElement(devices, "input", type=kind, bus="usb")
     _display(devices, config)
     _serial(devices, config, placement)
-    if config.guest_agent:
-        channel = ET.SubElement(devices, "channel", type="unix")
-        ET.SubElement(channel, "target", type="virtio", name=GUEST_AGENT_PORT)
+    _agent_channels(devices, config)
     _tpm(devices, config)
     for dev in config.usb_devices:
         hostdev = ET.SubElement(devices, "hostdev", mode="subsystem", type="usb")
@@ -418,6 +416,18 @@ def _serial(devices: ET.Element, config: VMConfig, placement: Placement) -> None
     ET.SubElement(serial, "target", port="0")
     console = ET.SubElement(devices, "console", type="pty")
     ET.SubElement(console, "target", type="serial", port="0")
+
+
+def _agent_channels(devices: ET.Element, config: VMConfig) -> None:
+    """The guests' agents' ports, on unix sockets libvirt names on the host: qemu-ga's,
+    and the SPICE agent's (clipboard and display size), as the QEMU engine gives them. No
+    VM-Desk speaks on them on a host yet (capabilities say so); the guest finds its ports."""
+    ports = [GUEST_AGENT_PORT] if config.guest_agent else []
+    if config.clipboard or config.display.device != "none":
+        ports.append(SPICE_AGENT_PORT)
+    for port in ports:
+        channel = ET.SubElement(devices, "channel", type="unix")
+        ET.SubElement(channel, "target", type="virtio", name=port)
 
 
 def _tpm(devices: ET.Element, config: VMConfig) -> None:
