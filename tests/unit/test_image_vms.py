@@ -45,3 +45,16 @@ def test_qemu_gets_an_overlay_and_vz_a_raw_copy_converted_once(vmdesk: Run, tmp_
     converted = list((tmp_path / "cache" / "images" / "raw").iterdir())
     assert len(converted) == 1  # converted once, for both VMs
     assert not (tmp_path / "cloud.qcow2.raw").exists()  # nothing beside the user's file
+
+
+def test_a_seed_for_the_built_in_guest_without_cloud_init_is_refused(tmp_path: Path) -> None:
+    from vmdesk.core.errors import ConfigError
+    from vmdesk.core.library import Library
+    from vmdesk.service import vms
+
+    library = Library(tmp_path)
+    with pytest.raises(ConfigError, match="tiny-linux has no cloud-init") as caught:
+        vms.create(library, {"name": "t", "arch": "x86_64"}, image="tiny-linux",
+                   settings={"user": "bob", "ssh_keys": ["k.pub"]})  # fmt: skip
+    assert "--user, --ssh-keys" in str(caught.value) and caught.value.hint
+    assert not list(tmp_path.glob("*.vmdesk"))

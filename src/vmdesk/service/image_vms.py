@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vmdesk.core.errors import ConfigError, Problem
 from vmdesk.core.host_paths import expand
 from vmdesk.core.library import Library
 from vmdesk.service.settings import Settings
@@ -35,6 +36,18 @@ class Plan:
     seed: bool  # whether the VM gets a cloud-init seed
     settings: Settings
     raw: bool = False  # a raw copy of the image (vz), not a qcow2 overlay
+
+
+def refuse_seed(image: str, settings: Settings) -> None:
+    """A built-in guest without cloud-init (tiny-linux) can't take a user, keys or the
+    rest of a seed: saying so beats a VM that silently lacks them."""
+    given = [key for key in _SEED_KEYS if settings.get(key)]
+    if given:
+        options = ", ".join("--" + key.replace("_", "-") for key in given)
+        raise ConfigError([Problem(
+            given[0], f"{image} has no cloud-init, so {options} would do nothing",
+            "leave them out, or use an image with cloud-init (`vmdesk image list`)",
+        )])  # fmt: skip
 
 
 def plan(

@@ -259,6 +259,7 @@ def create(
     files: dict[str, Path] = {}
     pulled: image_vms.Plan | None = None
     if image in images.IMAGES:
+        image_vms.refuse_seed(image, s)
         files = images.use(image, data, progress)
     elif image is not None:
         pulled = image_vms.plan(image, data, s, pull_progress)
