@@ -48,14 +48,16 @@ def ours() -> set[str]:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, system_uri: str) -> Iterator[CLI]:
-    """A CLI whose library knows host `lab` (this machine's libvirtd); VMs made on the
-    daemon during the test are destroyed and undefined afterwards, with their volumes."""
+def lab(tmp_path: Path, system_uri: str, vm_name: str) -> Iterator[CLI]:
+    """A CLI whose library knows host `lab` (this machine's libvirtd). The test's VMs on
+    the daemon (named `vm_name` or `vm_name-...`) are destroyed and undefined afterwards,
+    with their volumes; another run's VMs on the same daemon are left alone."""
     runner = CLI(tmp_path / "library")
-    before = ours()
     runner("host", "add", "lab", system_uri)
     yield runner
-    for name in ours() - before:
+    for name in ours():
+        if name != vm_name and not name.startswith(f"{vm_name}-"):
+            continue
         _virsh("destroy", name)
         _virsh("undefine", name, "--nvram")
         listed = _virsh("vol-list", "vmdesk").stdout.splitlines()[2:]

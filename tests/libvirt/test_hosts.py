@@ -107,13 +107,24 @@ def test_stop_forces_and_kill_ends_a_vm_on_a_host(lab: CLI, vm_name: str) -> Non
 
 
 def test_wrong_unreachable_and_unknown_hosts_are_one_line_errors_that_change_nothing(
-    lab: CLI, vm_name: str, sshd: Sshd, tmp_path: Path
+    lab: CLI, vm_name: str, tmp_path: Path
 ) -> None:
     before = hosts_file(lab)
+    # an sshd of its own: no SSH connection shared with the other tests' can let us in
+    refusing = Sshd(tmp_path / "refusing")
     wrong_key = tmp_path / "not-authorized"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)],
                    check=True)  # fmt: skip
-    refused = sshd.uri.replace(str(sshd.key), str(wrong_key))
+    refused = refusing.uri.replace(str(refusing.key), str(wrong_key))
+    try:
+        _each_a_line_and_a_hint(lab, vm_name, refused)
+    finally:
+        refusing.close()
+    assert hosts_file(lab) == before
+    assert not list(lab.home.glob("*.vmdesk")) and not list(lab.home.glob(".remote-*"))
+
+
+def _each_a_line_and_a_hint(lab: CLI, vm_name: str, refused: str) -> None:
     cases = {
         ("host", "add", "nokey", refused): "host nokey: the host refused the SSH login",
         ("host", "add", "web", "http://lab/system"): "drives libvirt's QEMU driver only",
@@ -131,8 +142,6 @@ def test_wrong_unreachable_and_unknown_hosts_are_one_line_errors_that_change_not
         assert needle in lines[0], (args, out)
         assert len(lines) == 2 and lines[1].startswith("hint: "), (args, out)
         assert "Traceback" not in out
-    assert hosts_file(lab) == before
-    assert not list(lab.home.glob("*.vmdesk")) and not list(lab.home.glob(".remote-*"))
 
 
 def test_a_second_host_over_ssh_lists_its_vms_beside_the_firsts(
