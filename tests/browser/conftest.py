@@ -36,9 +36,9 @@ expect.set_options(timeout=20_000)
 class UI:
     """A `vmdesk ui --no-browser --port 0` process over its own library."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.home = home
-        self.env = {**os.environ, "VMDESK_HOME": str(home), "VMDESK_ACCEL": "tcg"}
+        self.env = {**os.environ, "VMDESK_HOME": str(home), "VMDESK_ACCEL": "tcg", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vmdesk.cli.main", "ui", "--no-browser", "--port", "0"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

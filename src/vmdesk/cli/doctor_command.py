@@ -18,15 +18,10 @@ def doctor(as_json: bool, no_probe: bool) -> None:
     """Check QEMU, firmware, the accelerator, swtpm, virtiofsd and free disk space."""
     from rich.table import Table
 
-    from vmdesk.engines.qemu import doctor as qemu_doctor
+    from vmdesk.service import host
 
-    checks = qemu_doctor.checks(probe_accel=not no_probe)
-    if sys.platform == "darwin":  # the vz engine's needs (warnings: QEMU runs VMs anyway)
-        from vmdesk.engines.vz import doctor as vz_doctor
-        from vmdesk.engines.vz.capabilities import current_host
-
-        checks += vz_doctor.checks(current_host())
-    failed = [c for c in checks if not c.ok and c.severity == "error"]
+    checks = host.doctor(probe=not no_probe)
+    failed = host.blocking(checks)
     if as_json:
         print_json([c.as_dict() for c in checks])
     else:

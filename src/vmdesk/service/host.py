@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from vmdesk.core.arch import ARCHES, host_arch
 from vmdesk.core.errors import VMDeskError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vmdesk.engines.checks import Check
 
 
 def _memory_mib() -> int | None:
@@ -36,3 +41,23 @@ def facts() -> dict[str, Any]:
         "host_arch": host_arch(),
         "arches": arches,
     }
+
+
+def doctor(*, probe: bool = True) -> list[Check]:
+    """`vmdesk doctor`'s checks: QEMU's engine's and, on a Mac, the vz engine's (warnings
+    there: QEMU runs VMs anyway). ``probe`` runs the accelerator's probe (it may boot a
+    guest, for seconds)."""
+    from vmdesk.engines.qemu import doctor as qemu_doctor
+
+    checks = qemu_doctor.checks(probe_accel=probe)
+    if sys.platform == "darwin":
+        from vmdesk.engines.vz import doctor as vz_doctor
+        from vmdesk.engines.vz.capabilities import current_host
+
+        checks += vz_doctor.checks(current_host())
+    return checks
+
+
+def blocking(checks: list[Check]) -> list[Check]:
+    """The failed checks that stop VMs from running here (not the warnings)."""
+    return [c for c in checks if not c.ok and c.severity == "error"]

@@ -33,6 +33,13 @@ def host_facts() -> dict[str, Any]:
     return _host_facts()
 
 
+@router.get("/doctor", summary="Whether this host can run VMs, and what to install if not")
+def doctor() -> dict[str, Any]:
+    # No accelerator probe: it may boot a guest, and a page waits for this answer.
+    checks = host.doctor(probe=False)
+    return {"ready": not host.blocking(checks), "checks": [c.as_dict() for c in checks]}
+
+
 @router.get("/schema", summary="The JSON Schema of a VM description")
 def schema() -> dict[str, Any]:
     return vms.schema()

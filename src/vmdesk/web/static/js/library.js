@@ -22,13 +22,16 @@ export async function render(root) {
   // "This desk" is titled only once there are hosts: without them the page is as it was
   const deskTitle = h("h2.group-title#desk-title", { hidden: true }, "This desk");
   const hostGroups = h("div#host-groups");
+  const readiness = h("div#doctor-banner", { hidden: true });
   root.append(h("section.page.library",
     h("div.page-head",
       h("h1", "Library"), summary,
       h("div.spacer"), filter,
       link("/new", { class: "btn btn-primary", id: "new-vm" }, "New VM")),
+    readiness,
     h("section.vm-group#desk-group", deskTitle, grid),
     hostGroups));
+  showReadiness(readiness);
 
   const cards = new Map(); // name -> {vm, el}
   let timer = null;
@@ -256,4 +259,26 @@ function osName(vm) {
   if (vm.os) return vm.os;  // what the guest's agent last reported
   const hint = vm.os_hint || (vm.boot === "linux" ? "linux" : "");
   return OS_NAMES[hint] || hint;
+}
+
+// A first run on a host that lacks QEMU, its firmware or its tools: what `vmdesk doctor`
+// found, each with the command that installs what is missing. Warnings (a slower NAT, no
+// TPM) are left to `vmdesk doctor`: VMs run without them.
+async function showReadiness(banner) {
+  let found;
+  try {
+    found = await get("/api/doctor");
+  } catch {
+    return; // the library works without this answer
+  }
+  const failed = found.checks.filter((c) => !c.ok && c.severity === "error");
+  if (!failed.length) return;
+  fill(banner,
+    h("div.doctor-banner",
+      h("h2", "This computer can't run VMs yet"),
+      h("p", "Install what is missing, then reload this page (`vmdesk doctor` checks again):"),
+      h("ul", failed.map((c) => h("li.doctor-check", { dataset: { check: c.name } },
+        h("strong", c.name), ": ", c.detail.split("\n")[0],
+        c.fix ? h("div", h("code.doctor-fix", c.fix)) : null)))));
+  banner.hidden = false;
 }
