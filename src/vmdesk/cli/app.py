@@ -27,6 +27,10 @@ _VM, _RUN, _STORAGE, _GUEST = (
 # importing anything.
 # tests/unit/test_cli_startup.py checks this table against the commands themselves.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "app": (
+        "vmdesk.cli.app_command:app",
+        "Open VM-Desk in its own window, with a tray icon (a second launch shows the first).",
+    ),
     "boot-order": (
         _STORAGE,
         "Boot from the CD-ROMs first (installing), the disks first, or the network (PXE).",

@@ -4,6 +4,9 @@ from the app's own pages.
 - The token is handed out once in the printed URL; the first request carrying it gets an
   HttpOnly, SameSite=Strict cookie and is redirected to the same URL without the token.
   Scripts may send ``Authorization: Bearer TOKEN`` instead.
+- The desktop app never puts the token in a URL: its window opens ``/signin`` (a blank
+  page, the only one served without the token) and, from that page, POSTs the token as a
+  bearer to ``/api/session``, which answers with the cookie.
 - The Host header must be a loopback name (or the address given with ``--listen``): a
   page on another site that rebinds its DNS name to 127.0.0.1 is refused.
 - State-changing requests and websocket upgrades carrying the cookie must come from the
@@ -27,6 +30,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKEN_PARAM = "token"
+SIGNIN_PATH = "/signin"
+SESSION_PATH = "/api/session"
+# No data and no script: the app's window runs its own script here, on our origin.
+SIGNIN_PAGE = (
+    b"<!doctype html><html><head><meta charset=utf-8><title>VM-Desk</title></head>"
+    b"<body style='background:#1e2127'></body></html>"
+)
 
 
 def new_token() -> str:
@@ -36,6 +46,10 @@ def new_token() -> str:
 def cookie_name(port: int | None) -> str:
     """Per port, so two servers on one host (each its own token) do not evict each other."""
     return f"vmdesk_token_{port}" if port else "vmdesk_token"
+
+
+def session_cookie(name: str, token: str) -> str:
+    return f"{name}={token}; Path=/; HttpOnly; SameSite=Strict"
 
 
 def host_name(host_header: str) -> str:
@@ -107,6 +121,9 @@ class Guard:
                 await _deny(scope, send, 401, "the token in the URL is not this server's",
                             "open the URL that the running `vmdesk ui` printed")  # fmt: skip
             return
+        if scope["type"] == "http" and scope["path"] == SIGNIN_PATH:
+            await _page(send, SIGNIN_PAGE)
+            return
         auth = self._authenticated(headers, cookie_name(port))
         if auth is None:
             await _deny(scope, send, 401, "this needs the token of this `vmdesk ui` session",
@@ -123,6 +140,9 @@ class Guard:
                             "VM-Desk's own pages", "use the web UI itself, or a script with "
                             "`Authorization: Bearer TOKEN` and no foreign Origin")  # fmt: skip
                 return
+        if scope["type"] == "http" and scope["path"] == SESSION_PATH:
+            await _session(scope, send, auth, cookie_name(port), self.token)
+            return
         if scope["type"] == "http":
             send = _with_headers(send)
         await self.app(scope, receive, send)
@@ -185,7 +205,7 @@ async def _redirect_with_cookie(
     rest = urlencode({k: v for k, v in query.items() if k != TOKEN_PARAM})
     path = "/" + quote(scope["path"]).lstrip("/")  # never "//host": no open redirect
     location = path + (f"?{rest}" if rest else "")
-    cookie = f"{name}={token}; Path=/; HttpOnly; SameSite=Strict"
+    cookie = session_cookie(name, token)
     await send(
         {
             "type": "http.response.start",
@@ -198,4 +218,25 @@ async def _redirect_with_cookie(
             ],
         }
     )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _page(send: Send, body: bytes) -> None:
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store"),
+               (b"content-length", str(len(body)).encode()), *PAGE_HEADERS]  # fmt: skip
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _session(scope: Scope, send: Send, auth: str, name: str, token: str) -> None:
+    """POST with the bearer token (from our own page: the Origin rule above ran): the
+    cookie, so the window's later pages and websockets carry it."""
+    if scope["method"] != "POST" or auth != "bearer":
+        await _deny(scope, send, 405, "a session is opened by POST with the bearer token",
+                    "send `Authorization: Bearer TOKEN` in a POST")  # fmt: skip
+        return
+    cookie = session_cookie(name, token)
+    headers = [(b"set-cookie", cookie.encode()), (b"cache-control", b"no-store"),
+               (b"content-length", b"0"), *PAGE_HEADERS]  # fmt: skip
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
     await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,18 @@
+"""`vmdesk app`: VM-Desk in its own window, with a tray icon."""
+
+from __future__ import annotations
+
+import click
+
+from vmdesk.cli.output import console
+
+
+@click.command()
+@click.option("--console", "vm", metavar="VM", help="Also open VM's console in a window.")
+@click.option("--page", default="/", show_default=True, help="The page to open, e.g. /new.")
+def app(vm: str | None, page: str) -> None:
+    """Open VM-Desk in its own window, with a tray icon (a second launch shows the first)."""
+    from vmdesk.desktop import launcher
+
+    if launcher.launch(page, console=vm) == "handed over":
+        console.print("VM-Desk is already open: it shows the page there")

@@ -1,0 +1,108 @@
+"""`vmdesk app` on a desktop of its own (Xvfb, a session bus): its window shows the
+library, a second launch hands over instead of serving again, and the tray's menu lists
+the VMs and starts, opens and stops them for real."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ImageGetter
+from tests.desktop import menu_client
+from tests.desktop.conftest import Desktop, until
+from vmdesk.service import library as service_library
+from vmdesk.service import lifecycle
+
+
+def _listening(pid: int) -> list[str]:
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if f"pid={pid}," in line]
+
+
+def _stop(app: subprocess.Popen[str]) -> str:
+    if app.poll() is None:
+        app.send_signal(signal.SIGTERM)
+    _, err = app.communicate(timeout=30)
+    return err
+
+
+def test_window_shows_the_library_and_a_second_launch_hands_over(
+    desktop: Desktop, tmp_path: Path
+) -> None:
+    made = desktop.vmdesk("create", "ocrcheck")
+    assert made.returncode == 0, made.stderr
+    app = desktop.app()
+    try:
+        until(lambda: desktop.titled("VM-Desk"), 60, "the app's window")
+        wid = desktop.titled("VM-Desk")[0]
+        assert "VM-Desk" in desktop.wm_class(wid)  # what the .desktop file's StartupWMClass names
+        # Its pixels are the library: the VM's name and state, read back from the screen.
+        text = until(lambda: (t := desktop.screen_text(tmp_path / "s.png")) and
+                     "ocrcheck" in t and t, 60, "the library on screen")  # fmt: skip
+        assert "Library" in str(text) and "Stopped" in str(text)
+        servers = _listening(app.pid)
+        assert len(servers) == 1 and "127.0.0.1:" in servers[0]  # loopback only
+
+        again = desktop.vmdesk("app", "--console", "ocrcheck", timeout=30)
+        assert again.returncode == 0 and "already open" in again.stdout, again.stderr
+        until(lambda: desktop.titled("ocrcheck — VM-Desk"), 60, "the console window")
+        assert _listening(app.pid) == servers  # no second server, same port
+        assert app.poll() is None
+        shown = desktop.vmdesk("app", "--console", "ocrcheck", timeout=30)
+        assert shown.returncode == 0
+        assert len(desktop.titled("ocrcheck — VM-Desk")) == 1  # one window per console
+    finally:
+        _stop(app)
+
+
+def test_without_a_display_or_with_a_bad_page_it_says_what_to_do(desktop: Desktop) -> None:
+    bare = {k: v for k, v in desktop.env.items() if k != "DISPLAY"}
+    run = subprocess.run([desktop.program, "app"], env=bare, capture_output=True, text=True,
+                         timeout=30)  # fmt: skip
+    assert run.returncode != 0 and "no DISPLAY" in run.stderr and "vmdesk ui" in run.stderr
+    bad = desktop.vmdesk("app", "--page", "http://evil.example/")
+    assert bad.returncode != 0 and "not a page of the app" in bad.stderr
+
+
+@pytest.mark.vm
+def test_tray_lists_starts_opens_and_stops_vms(desktop: Desktop, tiny_image: ImageGetter) -> None:
+    tiny_image("aarch64")
+    made = desktop.vmdesk("create", "traytest", "--image", "tiny-linux", "--arch", "aarch64")
+    assert made.returncode == 0, made.stderr
+    app = desktop.app()
+    library = service_library.open(desktop.root)
+    try:
+        names = until(lambda: menu_client.item_names(desktop.bus), 60, "the tray icon")
+        item = names[0]
+        menu = menu_client.layout(desktop.bus, item)
+        assert "Open VM-Desk" in menu and "traytest — stopped" in menu, menu
+        actions = menu["traytest — stopped"][1]
+        assert set(actions) >= {"Start", "Open console"} and "Stop" not in actions
+        menu_client.click(desktop.bus, item, actions["Start"][0])
+        until(lambda: lifecycle.status(library, "traytest")["status"] == "running", 120,
+              "the VM started from the tray")  # fmt: skip
+        menu = until(lambda: (m := menu_client.layout(desktop.bus, item)) and
+                     "traytest — running" in m and m, 30, "the menu to follow")  # fmt: skip
+        actions = menu["traytest — running"][1]
+        assert {"Stop", "Suspend", "Open console"} <= set(actions)
+
+        menu_client.click(desktop.bus, item, actions["Open console"][0])
+        until(lambda: desktop.titled("traytest — VM-Desk"), 60, "the console window")
+
+        quit_menu = menu["Quit"][1]
+        asked = {"Leave 1 VM running and quit", "Suspend all and quit", "Stop all and quit"}
+        assert set(quit_menu) == asked, quit_menu
+        menu_client.click(desktop.bus, item, quit_menu["Stop all and quit"][0])
+        app.wait(90)
+        assert app.returncode == 0
+        assert lifecycle.status(library, "traytest")["status"] == "stopped"
+        assert not desktop.titled("VM-Desk")
+    finally:
+        err = _stop(app)
+        if lifecycle.status(library, "traytest")["status"] == "running":
+            lifecycle.stop(library, "traytest", force=True)
+    assert not re.search(r"Traceback", err), err
