@@ -74,8 +74,8 @@ class Desktop:
         return subprocess.run([self.program, *args], env=self.env, capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
 
-    def app(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([self.program, "app", *args], env=self.env, text=True,
+    def app(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([self.program, "app", *args], env={**self.env, **env}, text=True,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)  # fmt: skip
 

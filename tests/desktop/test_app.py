@@ -59,6 +59,19 @@ def test_window_shows_the_library_and_a_second_launch_hands_over(
         _stop(app)
 
 
+def test_a_first_run_without_qemu_says_what_to_install(desktop: Desktop, tmp_path: Path) -> None:
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    app = desktop.app(PATH=str(bare))  # no QEMU, no qemu-img on this PATH
+    try:
+        text = until(lambda: (t := desktop.screen_text(tmp_path / "s.png")) and
+                     "run VMs yet" in t and t, 60, "the first-run banner")  # fmt: skip
+        assert "sudo apt-get install qemu-utils" in text  # the fix
+        assert "No virtual machines yet" in text and "New VM" in text  # the way in
+    finally:
+        _stop(app)
+
+
 def test_without_a_display_or_with_a_bad_page_it_says_what_to_do(desktop: Desktop) -> None:
     bare = {k: v for k, v in desktop.env.items() if k != "DISPLAY"}
     run = subprocess.run([desktop.program, "app"], env=bare, capture_output=True, text=True,
@@ -96,11 +109,17 @@ def test_tray_lists_starts_opens_and_stops_vms(desktop: Desktop, tiny_image: Ima
         quit_menu = menu["Quit"][1]
         asked = {"Leave 1 VM running and quit", "Suspend all and quit", "Stop all and quit"}
         assert set(quit_menu) == asked, quit_menu
-        menu_client.click(desktop.bus, item, quit_menu["Stop all and quit"][0])
-        app.wait(90)
-        assert app.returncode == 0
+        menu_client.click(desktop.bus, item, quit_menu["Leave 1 VM running and quit"][0])
+        assert app.wait(60) == 0 and not desktop.titled("VM-Desk")
+        assert lifecycle.status(library, "traytest")["status"] == "running"  # left running
+
+        app = desktop.app()  # the next launch finds it running, and stops it on the way out
+        names = until(lambda: menu_client.item_names(desktop.bus), 60, "the tray icon again")
+        menu = menu_client.layout(desktop.bus, names[0])
+        assert "traytest — running" in menu, menu
+        menu_client.click(desktop.bus, names[0], menu["Quit"][1]["Stop all and quit"][0])
+        assert app.wait(90) == 0 and not desktop.titled("VM-Desk")
         assert lifecycle.status(library, "traytest")["status"] == "stopped"
-        assert not desktop.titled("VM-Desk")
     finally:
         err = _stop(app)
         if lifecycle.status(library, "traytest")["status"] == "running":
