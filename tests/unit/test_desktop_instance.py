@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -105,3 +106,25 @@ def test_pages_are_paths_of_the_app(page: str) -> None:
     with pytest.raises(VMDeskError, match="not a page of the app"):
         launcher.check_page(page)
     assert launcher.check_page("/vms/x") == "/vms/x"
+
+
+def test_a_host_without_the_window_toolkit_is_told_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vmdesk.core.errors import HostToolMissing
+    from vmdesk.desktop import toolkit
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setitem(sys.modules, "webview", None)  # as if pywebview were not installed
+    with pytest.raises(HostToolMissing, match="needs pywebview") as raised:
+        toolkit.load()
+    assert raised.value.hint is not None and "vmdesk[app]" in raised.value.hint
+    monkeypatch.delitem(sys.modules, "webview")
+    monkeypatch.setitem(sys.modules, "gi", None)  # pywebview, but no GTK bindings
+    with pytest.raises(HostToolMissing, match="GTK 3 and WebKitGTK") as raised:
+        toolkit.load()
+    assert raised.value.hint is not None and "gir1.2-webkit2-4.1" in raised.value.hint
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(VMDeskError, match="no DISPLAY"):
+        toolkit.load()
