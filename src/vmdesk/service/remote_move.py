@@ -84,9 +84,9 @@ def _refuse_unmovable_bundle(library: Library, bundle: Bundle, name: str) -> Non
 # -- from a host ----------------------------------------------------------------------------
 
 
-def _stopped_domain(conn: LibvirtHost, name: str, *, live: str = "") -> Domain:
-    """The VM, when it can move: stopped (or, where ``live`` names the other host, running
-    or paused, to move live), without snapshots."""
+def _stopped_domain(conn: LibvirtHost, name: str, *, live: bool = False) -> Domain:
+    """The VM, when it can move: stopped (or, with ``live``, running or paused, to move
+    between hosts), without snapshots."""
     domain = conn.domain(name)
     movable = (*states.ENDED, *(("running", "paused") if live else ()))
     if domain.state not in movable:
@@ -126,7 +126,7 @@ def _host_to_desk(library: Library, host: str, name: str, progress: Transfer | N
 def _host_to_host(library: Library, host: str, name: str, to: str,
                   progress: Transfer | None) -> str:  # fmt: skip
     with connected(library, host) as conn:
-        domain = _stopped_domain(conn, name, live=to)
+        domain = _stopped_domain(conn, name, live=True)
         if domain.state not in states.ENDED:
             return _live(library, conn, name, to)
         config = domain.stored.config
@@ -189,8 +189,5 @@ def _fetch(conn: LibvirtHost, files: dict[str, str], names: dict[str, str], bund
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as data:
-        while chunk := data.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(data, "sha256").hexdigest()
