@@ -32,7 +32,7 @@ PACKAGES=(
     # GObject introspection and cairo); its tests run it under Xvfb on a bus of their own,
     # find windows with xdotool and xprop, and read the screen back (ImageMagick, OCR)
     gir1.2-gtk-3.0 gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev dbus
-    xdotool x11-utils imagemagick tesseract-ocr desktop-file-utils
+    xdotool x11-utils imagemagick tesseract-ocr desktop-file-utils shared-mime-info
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

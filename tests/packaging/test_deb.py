@@ -19,6 +19,11 @@ for deb in /var/cache/apt/archives/*.deb; do
 done
 """
 
+WINDOW_CHECK = """import gi, webview, dbus_fast
+gi.require_version("Gtk", "3.0"); gi.require_version("WebKit2", "4.1")
+from gi.repository import WebKit2
+print("ok")"""
+
 
 def _build(into: Path) -> Path:
     subprocess.run(["bash", str(ROOT / "scripts" / "build-deb.sh"), str(into)], check=True,
@@ -62,8 +67,11 @@ def test_the_deb_installs_into_a_fresh_debian_and_runs(tmp_path: Path) -> None:
         doctor = _chroot(root, "vmdesk", "doctor")
         assert doctor.returncode == 0 and "this host can run VMs" in doctor.stdout, doctor
         assert "qemu-system-x86_64" in doctor.stdout and "swtpm" in doctor.stdout
+        # The app window's toolkit: pywebview from our wheels, GTK and WebKit from Debian.
+        window = _chroot(root, "/opt/vmdesk/venv/bin/python", "-c", WINDOW_CHECK)
+        assert window.returncode == 0 and window.stdout.strip() == "ok", window.stderr
         desktop = (root / "usr/share/applications/vmdesk.desktop").read_text()
-        assert "Exec=vmdesk ui" in desktop and "Icon=vmdesk" in desktop
+        assert "Exec=vmdesk open %u" in desktop and "Icon=vmdesk" in desktop
         assert (root / "usr/share/icons/hicolor/scalable/apps/vmdesk.svg").is_file()
         removed = _chroot(root, "dpkg", "--purge", "vmdesk")
         assert removed.returncode == 0, removed.stderr

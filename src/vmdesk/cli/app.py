@@ -74,6 +74,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "vmdesk.cli.host_commands:move",
         "Move a stopped VM to a libvirt host, back to this desk (--to local), or between hosts.",
     ),
+    "open": ("vmdesk.cli.open_command:open_target", "Open the app at a vmdesk:// link or bundle."),
     "pause": (_RUN, "Pause a running VM (its vCPUs stop)."),
     "reboot": (_RUN, "Reset a running VM (like the reset button)."),
     "rename": (_VM, "Rename a stopped VM (its bundle directory follows)."),
