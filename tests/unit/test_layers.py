@@ -21,6 +21,8 @@ FORBIDDEN = {
     "engines": ("supervisor", "service", "cli", "web"),
     "supervisor": ("service", "cli", "web"),
     "service": ("cli", "web"),
+    # the app: a client of the service and host of the web app, like the CLI
+    "desktop": ("engines", "supervisor", "cli"),
 }
 # One engine never imports another.
 ENGINES = ("qemu", "vz", "libvirt")
