@@ -30,9 +30,11 @@ PACKAGES=(
     libxml2-utils openssh-server
     # the desktop app (vmdesk app): its window is WebKitGTK (PyGObject is built against
     # GObject introspection and cairo); its tests run it under Xvfb on a bus of their own,
-    # find windows with xdotool and xprop, and read the screen back (ImageMagick, OCR)
+    # find windows with xdotool and xprop, close them through a window manager (openbox,
+    # wmctrl), and read the screen back (ImageMagick, OCR)
     gir1.2-gtk-3.0 gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev dbus
     xdotool x11-utils imagemagick tesseract-ocr desktop-file-utils shared-mime-info
+    openbox wmctrl
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

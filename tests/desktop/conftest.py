@@ -58,6 +58,10 @@ class Desktop:
     def titled(self, title: str) -> list[str]:
         return [wid for wid, name in self.windows().items() if name == title]
 
+    def close(self, title: str) -> None:
+        """As the window's close button does (the window manager asks the app)."""
+        subprocess.run(["wmctrl", "-F", "-c", title], env=self.env, check=True)
+
     def wm_class(self, wid: str) -> str:
         out = subprocess.run(["xprop", "-id", wid, "WM_CLASS"], env=self.env,
                              capture_output=True, text=True, check=True)  # fmt: skip
@@ -131,6 +135,22 @@ def session_bus(tmp_path: Path) -> Iterator[str]:
     yield address
     daemon.terminate()
     daemon.wait(10)
+
+
+@pytest.fixture
+def window_manager(desktop: Desktop) -> Iterator[None]:
+    """openbox on the test's display: windows get a close button (wmctrl -c presses it)."""
+    wm = subprocess.Popen(["openbox"], env=desktop.env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)  # fmt: skip
+    until(lambda: "openbox" in _wm_name(desktop), 20, "the window manager")
+    yield
+    wm.terminate()
+    wm.wait(10)
+
+
+def _wm_name(desktop: Desktop) -> str:
+    shown = subprocess.run(["wmctrl", "-m"], env=desktop.env, capture_output=True, text=True)
+    return shown.stdout.lower()
 
 
 @pytest.fixture

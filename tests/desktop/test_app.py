@@ -59,6 +59,33 @@ def test_window_shows_the_library_and_a_second_launch_hands_over(
         _stop(app)
 
 
+@pytest.mark.usefixtures("window_manager")
+def test_closing_the_window_leaves_the_app_in_the_tray(desktop: Desktop) -> None:
+    app = desktop.app()
+    try:
+        until(lambda: desktop.titled("VM-Desk"), 60, "the app's window")
+        item = until(lambda: menu_client.item_names(desktop.bus), 30, "the tray icon")[0]
+        desktop.close("VM-Desk")
+        until(lambda: not desktop.titled("VM-Desk"), 20, "the window to close")
+        assert app.poll() is None and menu_client.item_names(desktop.bus) == [item]
+        menu = menu_client.layout(desktop.bus, item)
+        menu_client.click(desktop.bus, item, menu["Open VM-Desk"][0])
+        until(lambda: desktop.titled("VM-Desk"), 20, "the window back from the tray")
+        menu_client.click(desktop.bus, item, menu["Quit"][0])  # nothing runs: no question
+        assert app.wait(30) == 0
+    finally:
+        _stop(app)
+    # Without a tray to come back from, closing the window quits the app.
+    app = desktop.app(DBUS_SESSION_BUS_ADDRESS="unix:path=/nonexistent")
+    try:
+        until(lambda: desktop.titled("VM-Desk"), 60, "the app's window")
+        desktop.close("VM-Desk")
+        assert app.wait(30) == 0
+    finally:
+        err = _stop(app)
+    assert "no tray icon" in err
+
+
 def test_a_first_run_without_qemu_says_what_to_install(desktop: Desktop, tmp_path: Path) -> None:
     bare = tmp_path / "bin"
     bare.mkdir()
