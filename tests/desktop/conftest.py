@@ -67,9 +67,11 @@ class Desktop:
                              capture_output=True, text=True, check=True)  # fmt: skip
         return out.stdout.split("=", 1)[1].strip()
 
-    def screen_text(self, shot: Path) -> str:
-        """The whole screen as PNG, read back by OCR."""
-        subprocess.run(["import", "-window", "root", str(shot)], env=self.env, check=True)
+    def screen_text(self, shot: Path, window: str = "root", zoom: int = 100) -> str:
+        """The screen (or one window) as PNG, read back by OCR (small text reads better
+        zoomed)."""
+        subprocess.run(["import", "-window", window, "-resize", f"{zoom}%", str(shot)],
+                       env=self.env, check=True)  # fmt: skip
         return subprocess.run(
             ["tesseract", str(shot), "-"], capture_output=True, text=True, check=True
         ).stdout

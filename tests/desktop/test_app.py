@@ -99,6 +99,27 @@ def test_a_first_run_without_qemu_says_what_to_install(desktop: Desktop, tmp_pat
         _stop(app)
 
 
+def test_a_bad_link_from_the_desktop_is_shown_in_a_dialog(desktop: Desktop, tmp_path: Path) -> None:
+    """What the menu entry runs (`vmdesk open --show-errors %u`) has no terminal."""
+    opened = subprocess.Popen([desktop.program, "open", "--show-errors", "vmdesk://vm/..%2Fetc"],
+                              env=desktop.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wid = until(lambda: desktop.titled("VM-Desk"), 30, "the error dialog")[0]
+        shot = tmp_path / "s.png"
+        text = until(lambda: (t := desktop.screen_text(shot, wid, zoom=200)) and
+                     "not a VM name" in t and "letters, digits" in t and t, 30,
+                     "the error and its hint on screen")  # fmt: skip
+        assert "Close" in text
+        subprocess.run(["xdotool", "windowfocus", "--sync", wid, "key", "Return"],
+                       env=desktop.env, check=True)  # fmt: skip
+        _, err = opened.communicate(timeout=30)
+    finally:
+        if opened.poll() is None:
+            opened.kill()
+    assert opened.returncode == 2 and "not a VM name" in err  # and printed, as always
+
+
 def test_without_a_display_or_with_a_bad_page_it_says_what_to_do(desktop: Desktop) -> None:
     bare = {k: v for k, v in desktop.env.items() if k != "DISPLAY"}
     run = subprocess.run([desktop.program, "app"], env=bare, capture_output=True, text=True,

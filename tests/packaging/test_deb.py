@@ -71,7 +71,7 @@ def test_the_deb_installs_into_a_fresh_debian_and_runs(tmp_path: Path) -> None:
         window = _chroot(root, "/opt/vmdesk/venv/bin/python", "-c", WINDOW_CHECK)
         assert window.returncode == 0 and window.stdout.strip() == "ok", window.stderr
         desktop = (root / "usr/share/applications/vmdesk.desktop").read_text()
-        assert "Exec=vmdesk open %u" in desktop and "Icon=vmdesk" in desktop
+        assert "Exec=vmdesk open --show-errors %u" in desktop and "Icon=vmdesk" in desktop
         assert (root / "usr/share/icons/hicolor/scalable/apps/vmdesk.svg").is_file()
         removed = _chroot(root, "dpkg", "--purge", "vmdesk")
         assert removed.returncode == 0, removed.stderr

@@ -44,13 +44,13 @@ def test_the_desktop_entry_passes_desktop_file_validate() -> None:
 
 def test_the_desktop_entry_opens_bundles_and_links_through_vmdesk_open() -> None:
     entry = _entry()["Desktop Entry"]
-    assert entry["Exec"] == "vmdesk open %u"
+    assert entry["Exec"] == "vmdesk open --show-errors %u"
     assert entry["MimeType"].split(";") == [BUNDLE_TYPE, "x-scheme-handler/vmdesk", ""]
     assert entry["StartupWMClass"] == "VM-Desk"
     assert entry["Icon"] == "vmdesk"
     [action] = entry["Actions"].strip(";").split(";")
     new = _entry()[f"Desktop Action {action}"]
-    assert new["Name"] == "New virtual machine" and new["Exec"] == "vmdesk open vmdesk://new"
+    assert new["Name"] == "New virtual machine" and new["Exec"] == "vmdesk open --show-errors vmdesk://new"
 
 
 def test_the_window_class_is_the_one_the_app_sets() -> None:

@@ -18,13 +18,29 @@ if TYPE_CHECKING:
 
 @click.command("open")
 @click.argument("target", required=False, default="")
-def open_target(target: str) -> None:
+@click.option(
+    "--show-errors", is_flag=True, help="Show an error in a dialog too (no terminal to read it)."
+)
+def open_target(target: str, show_errors: bool) -> None:
     """Open the app at a vmdesk:// link or bundle.
 
     TARGET is vmdesk://vm/NAME, vmdesk://console/NAME, vmdesk://new, or the path (or
     file:// URI) of a bundle; a bundle outside the library is imported into it first. No
     TARGET opens the list of VMs.
     """
+    from vmdesk.core.errors import VMDeskError
+
+    try:
+        _open(target)
+    except VMDeskError as exc:
+        if show_errors:
+            from vmdesk.desktop import toolkit
+
+            toolkit.alert(exc.message, exc.hint)
+        raise
+
+
+def _open(target: str) -> None:
     from vmdesk.desktop import links
     from vmdesk.service import library as service_library
 

@@ -94,3 +94,24 @@ def start(webview: Any, background: Callable[[], None]) -> None:
     """The GUI loop (this thread, until every window is gone); ``background`` in another."""
     private = True  # no cookie or cache outlives the app: the token is per launch
     webview.start(background, private_mode=private)
+
+
+def alert(message: str, hint: str | None) -> bool:
+    """An error in a dialog, for a launch with no terminal to print it to (a file manager,
+    a browser's link, the menu); False where no dialog can be shown."""
+    try:
+        load()
+        from gi.repository import Gtk
+    except VMDeskError:
+        return False
+    if not Gtk.init_check()[0]:
+        return False
+    dialog = Gtk.MessageDialog(
+        message_type=Gtk.MessageType.ERROR, buttons=Gtk.ButtonsType.CLOSE, text=message
+    )
+    dialog.set_title(WM_CLASS)
+    if hint:
+        dialog.format_secondary_text(hint)
+    dialog.run()
+    dialog.destroy()
+    return True
