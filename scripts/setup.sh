@@ -36,6 +36,7 @@ PACKAGES=(
     libgl1-mesa-dri librsvg2-common  # recommended by WebKit and GTK: GL and SVG icons
     xdotool x11-utils imagemagick tesseract-ocr desktop-file-utils shared-mime-info
     openbox wmctrl
+    ghostscript  # renders the macOS menu-bar icon's PDF to check its pixels
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -115,7 +115,7 @@ def run(library_root: Path, page: str = "/", console: str | None = None) -> str:
 
 def _tray(desk: Desk) -> Any:
     """The tray icon, or None where there is no desktop session bus (the window still is)."""
-    from vmdesk.desktop import tray, tray_menu
+    from vmdesk.desktop import tray_menu
 
     def rows() -> list[tray_menu.VMRow]:
         return [
@@ -126,11 +126,19 @@ def _tray(desk: Desk) -> Any:
     def visible() -> bool:
         return True
 
-    icon = tray.Tray(rows=rows, window_visible=visible, on_action=desk.act)  # its own worker thread
+    icon: Any
+    if sys.platform == "darwin":
+        from vmdesk.desktop import tray_macos  # the menu bar: AppKit on the main thread
+
+        icon = tray_macos.MenuBarTray(rows=rows, window_visible=visible, on_action=desk.act)
+    else:
+        from vmdesk.desktop import tray  # D-Bus, on a thread of its own
+
+        icon = tray.Tray(rows=rows, window_visible=visible, on_action=desk.act)
     try:
         icon.start()
     except VMDeskError as exc:
-        say(f"no tray icon: {exc.message}")
+        say(f"no tray icon: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
         return None
     return icon
 

@@ -12,7 +12,9 @@ import zlib
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
-from dbus_fast import Variant
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # dbus-fast is Linux's: the menu model also serves the macOS menu bar
+    from dbus_fast import Variant
 
 # Live VMs: a quit must decide what happens to them.
 LIVE_STATES = frozenset({"running", "paused"})
@@ -22,7 +24,7 @@ ROOT_ID = 0
 _ID_SPACE = 1 << 31  # dbusmenu ids are int32; 0 is the root's
 
 # GetLayout's node: (id, properties, children as Variant('(ia{sv}av)', node)).
-Layout = tuple[int, dict[str, Variant], list[Variant]]
+Layout = tuple[int, "dict[str, Variant]", "list[Variant]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,8 @@ def _escape(label: str) -> str:
 
 def properties(item: MenuItem, names: Collection[str] = ()) -> dict[str, Variant]:
     """The item's dbusmenu properties; only those in ``names`` when it names any."""
+    from dbus_fast import Variant
+
     props: dict[str, Variant]
     if item.id == ROOT_ID:
         props = {"children-display": Variant("s", "submenu")}
@@ -158,6 +162,8 @@ def properties(item: MenuItem, names: Collection[str] = ()) -> dict[str, Variant
 
 def layout_node(item: MenuItem, depth: int = -1, names: Collection[str] = ()) -> Layout:
     """``item`` and its descendants ``depth`` levels down (any negative depth: all of them)."""
+    from dbus_fast import Variant
+
     children = (
         []
         if depth == 0
