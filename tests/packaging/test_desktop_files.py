@@ -50,7 +50,10 @@ def test_the_desktop_entry_opens_bundles_and_links_through_vmdesk_open() -> None
     assert entry["Icon"] == "vmdesk"
     [action] = entry["Actions"].strip(";").split(";")
     new = _entry()[f"Desktop Action {action}"]
-    assert new["Name"] == "New virtual machine" and new["Exec"] == "vmdesk open --show-errors vmdesk://new"
+    assert (
+        new["Name"] == "New virtual machine"
+        and new["Exec"] == "vmdesk open --show-errors vmdesk://new"
+    )
 
 
 def test_the_window_class_is_the_one_the_app_sets() -> None:
