@@ -60,7 +60,13 @@ class Desktop:
 
     def close(self, title: str) -> None:
         """As the window's close button does (the window manager asks the app)."""
+        until(lambda: title in self._managed(), 20, f"the window manager to take {title!r}")
         subprocess.run(["wmctrl", "-F", "-c", title], env=self.env, check=True)
+
+    def _managed(self) -> list[str]:
+        """The titles of the windows the window manager manages."""
+        shown = subprocess.run(["wmctrl", "-l"], env=self.env, capture_output=True, text=True)
+        return [line.split(None, 3)[-1] for line in shown.stdout.splitlines()]
 
     def wm_class(self, wid: str) -> str:
         out = subprocess.run(["xprop", "-id", wid, "WM_CLASS"], env=self.env,

@@ -12,7 +12,8 @@ from vmdesk.cli.output import console
 @click.option("--page", default="/", show_default=True, help="The page to open, e.g. /new.")
 def app(vm: str | None, page: str) -> None:
     """Open VM-Desk in its own window, with a tray icon (a second launch shows the first)."""
+    from vmdesk.cli.fast_app import ALREADY_OPEN
     from vmdesk.desktop import launcher
 
     if launcher.launch(page, console=vm) == "handed over":
-        console.print("VM-Desk is already open: it shows the page there")
+        console.print(ALREADY_OPEN)

@@ -44,6 +44,15 @@ def _fast_start(args: list[str]) -> bool:
     return True
 
 
+def _fast_app(args: list[str]) -> bool:
+    """`vmdesk app` / `vmdesk open LINK` handed to the running app (see fast_app)."""
+    if not args or args[0] not in ("app", "open"):
+        return False
+    from vmdesk.cli import fast_app
+
+    return fast_app.run(args)
+
+
 def _print_config_error(exc: ConfigError) -> None:
     from rich.markup import escape
 
@@ -61,7 +70,7 @@ def _print_config_error(exc: ConfigError) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if _fast_list(args) or _fast_start(args):
+    if _fast_list(args) or _fast_start(args) or _fast_app(args):
         return
     import click
 

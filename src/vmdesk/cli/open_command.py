@@ -50,10 +50,11 @@ def _open(target: str) -> None:
     if found.import_from is not None:
         page = links.vm_page(import_for_opening(library, found.import_from))
     assert page is not None  # resolve() gives a page or a bundle to import
+    from vmdesk.cli.fast_app import ALREADY_OPEN
     from vmdesk.desktop import launcher  # the window's toolkit: only once there is a page
 
     if launcher.launch(page, console=found.console) == "handed over":
-        console.print("VM-Desk is already open: it shows the page there")
+        console.print(ALREADY_OPEN)
 
 
 def import_for_opening(library: Library, source: Path) -> str:

@@ -37,10 +37,13 @@ class Desk:
         """A later launch's request (control socket thread)."""
         if not self.ready.wait(30) or self.windows is None:
             return {"error": "the app is still starting"}
+        windows = self.windows
         if vm := request.get("console"):
-            self.windows.console(vm)
+            work = lambda: windows.console(vm)  # noqa: E731
         else:
-            self.windows.show(request.get("page") or None)
+            work = lambda: windows.show(request.get("page") or None)  # noqa: E731
+        # The GUI does it in its own time: the launch that asked need not wait for it.
+        threading.Thread(target=work, name="app-show", daemon=True).start()
         return {"shown": request.get("console") or request.get("page") or "/"}
 
     def act(self, action: tuple[str, ...]) -> None:
@@ -86,7 +89,7 @@ class Desk:
 
 def run(library_root: Path, page: str = "/", console: str | None = None) -> str:
     """Be the app, or hand ``page``/``console`` to the one already running; says which."""
-    webview = toolkit.load()
+    toolkit.check_display()
     desk = Desk(library_root)
     request = {"console": console} if console else {"page": page}
     claimed = instance.claim(library_root, request, desk.handle)
@@ -94,8 +97,10 @@ def run(library_root: Path, page: str = "/", console: str | None = None) -> str:
         if "error" in claimed:
             raise VMDeskError(f"the running app said: {claimed['error']}", hint="try again")
         return "handed over"
-    served = toolkit.serve(library_root)
+    served = None
     try:
+        webview = toolkit.load()  # only now: a launch that hands over never pays for it
+        served = toolkit.serve(library_root)
         desk.windows = Windows(webview, served.url, served.token)
         desk.windows.open_main("/" if console else page)
         if console:
@@ -107,7 +112,8 @@ def run(library_root: Path, page: str = "/", console: str | None = None) -> str:
     finally:
         desk.ended.set()
         claimed.close()
-        served.stop()
+        if served is not None:
+            served.stop()
         if desk.tray is not None:
             desk.tray.stop()
     return "quit"

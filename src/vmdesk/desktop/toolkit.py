@@ -18,8 +18,7 @@ WM_CLASS = "VM-Desk"  # the .desktop file's StartupWMClass
 LINUX_PACKAGES = "sudo apt install python3-gi gir1.2-gtk-3.0 gir1.2-webkit2-4.1"
 
 
-def load() -> Any:
-    """The pywebview module, once this host can show its windows."""
+def check_display() -> None:
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):
@@ -27,6 +26,11 @@ def load() -> Any:
             "the app needs a graphical desktop, and this session has none (no DISPLAY)",
             hint="run it from your desktop session, or use `vmdesk ui --no-browser` here",
         )
+
+
+def load() -> Any:
+    """The pywebview module, once this host can show its windows."""
+    check_display()
     try:
         import webview
     except ImportError:

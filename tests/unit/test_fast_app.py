@@ -1,0 +1,63 @@
+"""The second launch's fast path: which command lines are handed to a running app as they
+are, and which take the full command (bundles to import, odd options, bad pages)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vmdesk.cli import fast_app
+from vmdesk.desktop import instance
+
+
+@pytest.mark.parametrize(
+    ("args", "wanted"),
+    [
+        (["app"], {"page": "/"}),
+        (["app", "--page", "/new"], {"page": "/new"}),
+        (["app", "--console", "web"], {"console": "web"}),
+        (["app", "--page", "/new", "--console", "web"], {"console": "web"}),
+        (["open"], {"page": "/"}),
+        (["open", "--show-errors"], {"page": "/"}),
+        (["open", "--show-errors", "vmdesk://new"], {"page": "/new"}),
+        (["open", "vmdesk://vm/web"], {"page": "/vms/web"}),
+        (["open", "vmdesk://console/web"], {"console": "web"}),
+    ],
+)
+def test_what_is_handed_over(args: list[str], wanted: dict[str, str]) -> None:
+    assert fast_app.request(args) == wanted
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["app", "--help"],
+        ["app", "--page"],
+        ["app", "--page", "http://evil.example/"],
+        ["app", "--console", "--page"],
+        ["open", "/home/me/web.vmdesk"],  # a bundle: it may need importing first
+        ["open", "file:///home/me/web.vmdesk"],
+        ["open", "vmdesk://vm/..%2Fetc"],  # the full command says what is wrong
+        ["open", "vmdesk://new", "vmdesk://new"],
+    ],
+)
+def test_what_takes_the_full_command(args: list[str]) -> None:
+    assert fast_app.request(args) is None
+
+
+def test_it_hands_over_to_a_running_app_and_only_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("VMDESK_HOME", str(tmp_path / "library"))
+    assert fast_app.run(["app", "--page", "/new"]) is False  # no app: the full command runs
+    seen: list[dict[str, str]] = []
+    claimed = instance.claim(tmp_path / "library", {}, lambda r: seen.append(r) or {"ok": "1"})
+    assert isinstance(claimed, instance.Listener)
+    try:
+        assert fast_app.run(["app", "--page", "/new"]) is True
+    finally:
+        claimed.close()
+    assert seen == [{"page": "/new"}] and fast_app.ALREADY_OPEN in capsys.readouterr().out
