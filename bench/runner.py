@@ -1,4 +1,4 @@
-"""Run the benchmarks (P1..P23): prerequisites, warm-up, rounds, summaries, the JSON result
+"""Run the benchmarks (P1..P24): prerequisites, warm-up, rounds, summaries, the JSON result
 and the report (BENCHMARKS.md with a chart). Needs only this repository's Python; each
 measure imports VM-Desk itself and is skipped, with the reason, when it cannot run here.
 
@@ -57,6 +57,7 @@ MODULES = (
     "balloon_bench",
     "remote_start_bench",
     "remote_list_bench",
+    "app_bench",
 )
 
 
