@@ -198,6 +198,10 @@ def host_display(tmp_path: Path) -> Iterator[str]:
     server = subprocess.Popen([shutil.which("Xvfb") or "Xvfb", display, "-nolisten", "tcp"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     _until(lambda: Path(f"/tmp/.X11-unix/X{display[1:]}").exists(), 20, "Xvfb up")
+    # Its socket can be there before it serves (once seen in CI: xclip then failed).
+    answers = ["xprop", "-display", display, "-root", "-len", "0", "_NET_SUPPORTED"]
+    _until(lambda: subprocess.run(answers, capture_output=True).returncode == 0, 20,
+           "Xvfb answering")  # fmt: skip
     yield display
     server.terminate()
     server.wait()
@@ -212,8 +216,13 @@ def test_sync_bridges_the_host_desktop_clipboard_both_ways(guest: CLI, host_disp
     try:
         assert sync.stdout is not None
         assert b"follows" in sync.stdout.readline()  # it bridges from now on
-        subprocess.run([*xclip, "-i"], input=b"copied on the host", env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+        def copy_on_host() -> bool:  # xclip's child keeps serving: no pipe may wait on it
+            done = subprocess.run([*xclip, "-i"], input=b"copied on the host", env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            return done.returncode == 0
+
+        _until(copy_on_host, 20, "xclip to take the host's copy")
         _until(lambda: _guest_paste(guest) == b"copied on the host", 30, "the host's copy")
         _guest_copy(guest, b"copied in the guest")
 
