@@ -45,14 +45,14 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus
 
 from vmdesk.core.errors import HostToolMissing
 from vmdesk.desktop import tray_menu
-from vmdesk.desktop.tray_menu import Layout, MenuItem, VMRow
+from vmdesk.desktop.tray_menu import Layout, VMRow
+from vmdesk.desktop.tray_state import Changes, TrayState
 
 ITEM_PATH = "/StatusNotifierItem"
 MENU_PATH = "/MenuBar"
 WATCHER = "org.kde.StatusNotifierWatcher"
 WATCHER_PATH = "/StatusNotifierWatcher"
 CONNECT_TIMEOUT = 10.0  # seconds start() waits for the bus, the name and the watcher
-ACTION_THREADS = 4
 NO_BUS_HINT = "the tray needs a desktop session's D-Bus; the app window works without it"
 _READ = PropertyAccess.READ
 _INVALID_ID = "com.canonical.dbusmenu.Error.InvalidId"
@@ -89,7 +89,7 @@ def session_bus_address() -> str:
     )
 
 
-class Tray:
+class Tray(TrayState):
     def __init__(
         self,
         rows: Callable[[], list[VMRow]],
@@ -98,24 +98,15 @@ class Tray:
         bus_address: str | None = None,
         icon_theme_path: str = "",
     ) -> None:
-        self._rows = rows
-        self._window_visible = window_visible
-        self._on_action = on_action
+        super().__init__(rows, window_visible, on_action, what="the tray icon",
+                         threads="vmdesk-tray")  # fmt: skip
         self._bus_address = bus_address
         self.icon_theme_path = icon_theme_path  # a folder with hicolor/…/vmdesk.svg, or ""
         self.name: str | None = None  # the well-known name, once started
-        self._lock = threading.Lock()
-        self._root = MenuItem(tray_menu.ROOT_ID, "")
-        self._revision = 0
-        self._tooltip = ""
-        self._refresh_pending = False
-        self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bus: MessageBus | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._menu_worker = concurrent.futures.ThreadPoolExecutor(1, "vmdesk-tray-menu")
-        self._actions = concurrent.futures.ThreadPoolExecutor(ACTION_THREADS, "vmdesk-tray-do")
         self._item = _StatusNotifierItem(self)
         self._menu = _DBusMenu(self)
 
@@ -146,16 +137,6 @@ class Tray:
             self._end_workers()
             raise
 
-    def refresh(self) -> None:
-        """Rebuild the menu from ``rows()`` on the menu worker; hosts hear LayoutUpdated when
-        it changed. Returns at once; calls while one is queued fold into it."""
-        with self._lock:
-            if self._refresh_pending or self._stopped:
-                return
-            self._refresh_pending = True
-        with contextlib.suppress(RuntimeError):  # stop() came in between
-            self._menu_worker.submit(self._refresh_now)
-
     def stop(self) -> None:
         """Disconnect from the bus (the icon goes away) and end the tray's threads."""
         with self._lock:
@@ -168,59 +149,12 @@ class Tray:
             thread.join(CONNECT_TIMEOUT)
         self._end_workers()
 
-    def _end_workers(self) -> None:
-        with self._lock:
-            self._stopped = True
-        self._menu_worker.shutdown(wait=False, cancel_futures=True)
-        self._actions.shutdown(wait=False)  # an action under way (a VM stopping) ends itself
-
-    def menu(self) -> tuple[int, MenuItem]:
-        """The revision and the menu the bus is being served."""
-        with self._lock:
-            return self._revision, self._root
-
-    @property
-    def tooltip(self) -> str:
-        with self._lock:
-            return self._tooltip
-
     # -- the menu worker -----------------------------------------------------------------------
 
-    def _rebuild(self) -> tuple[bool, bool, int]:
-        """(menu changed, tooltip changed, revision). Never on the bus loop: rows() may be slow."""
-        try:
-            rows = list(self._rows())
-            root = tray_menu.build_menu(rows, self._window_visible())
-        except Exception:
-            log.exception("the tray's menu could not be rebuilt; it keeps the last one")
-            with self._lock:
-                return False, False, self._revision
-        tip = tray_menu.tooltip(rows)
-        with self._lock:
-            menu_changed, tip_changed = root != self._root, tip != self._tooltip
-            if menu_changed:
-                self._root = root
-                self._revision += 1
-            self._tooltip = tip
-            return menu_changed, tip_changed, self._revision
-
-    def _refresh_now(self) -> None:
-        with self._lock:
-            self._refresh_pending = False  # a refresh() from now on must rebuild again
-        changes = self._rebuild()
+    def _changed(self, changes: Changes) -> None:
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):  # stopped meanwhile
                 self._loop.call_soon_threadsafe(self._announce, *changes)
-
-    def _act(self, action: tuple[str, ...]) -> None:
-        def run() -> None:
-            try:
-                self._on_action(action)
-            except Exception:
-                log.exception("the tray's action %r failed", action)
-
-        with contextlib.suppress(RuntimeError):  # stopped: nothing is left to act on
-            self._actions.submit(run)
 
     # -- the bus loop --------------------------------------------------------------------------
 

@@ -19,11 +19,8 @@ this module imports anywhere; the pure parts (:func:`describe`, :func:`action_fo
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import importlib
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +28,10 @@ from typing import Any
 from vmdesk.core.errors import HostToolMissing
 from vmdesk.desktop import tray_menu
 from vmdesk.desktop.tray_menu import MenuItem, VMRow
+from vmdesk.desktop.tray_state import Changes, TrayState
 
 TITLE = "VM-Desk"  # the status item's text when there is no icon
 ACTION = "menuItemClicked:"  # the target's selector every clickable item sends
-ACTION_THREADS = 4
 ICON_POINTS = 18.0  # menu-bar icons are 18 pt high (16 pt of drawing and a margin)
 MISSING_HINT = "pip install 'vmdesk[macos]'"
 log = logging.getLogger(__name__)
@@ -271,7 +268,7 @@ def template_image(cocoa: Cocoa) -> Any | None:
 # -- the tray ------------------------------------------------------------------------------
 
 
-class MenuBarTray:
+class MenuBarTray(TrayState):
     """The menu-bar icon: ``start()``, ``refresh()`` (any thread), ``stop()``, as Tray."""
 
     def __init__(
@@ -282,18 +279,9 @@ class MenuBarTray:
         *,
         cocoa: Cocoa | None = None,
     ) -> None:
-        self._rows = rows
-        self._window_visible = window_visible
-        self._on_action = on_action
+        super().__init__(rows, window_visible, on_action, what="the menu-bar icon",
+                         threads="vmdesk-menubar")  # fmt: skip
         self._cocoa = cocoa  # None until start() loads PyObjC
-        self._lock = threading.Lock()
-        self._root = MenuItem(tray_menu.ROOT_ID, "")
-        self._revision = 0
-        self._tooltip = ""
-        self._refresh_pending = False
-        self._stopped = False
-        self._menu_worker = concurrent.futures.ThreadPoolExecutor(1, "vmdesk-menubar-menu")
-        self._actions = concurrent.futures.ThreadPoolExecutor(ACTION_THREADS, "vmdesk-menubar-do")
         # The main thread's: what AppKit is showing.
         self._item: Any = None
         self._menu: Any = None
@@ -312,34 +300,13 @@ class MenuBarTray:
         self._rebuild()
         self._cocoa.on_main(self._install)
 
-    def refresh(self) -> None:
-        """Rebuild the menu from ``rows()`` on the menu worker; AppKit's menu is replaced
-        only when it changed. Returns at once; calls while one is queued fold into it."""
-        with self._lock:
-            if self._refresh_pending or self._stopped or self._cocoa is None:
-                return
-            self._refresh_pending = True
-        with contextlib.suppress(RuntimeError):  # stop() came in between
-            self._menu_worker.submit(self._refresh_now)
-
     def stop(self) -> None:
         """Take the icon out of the menu bar and end the tray's threads."""
         with self._lock:
             self._stopped = True
         if self._cocoa is not None:
             self._cocoa.on_main(self._remove)
-        self._menu_worker.shutdown(wait=False, cancel_futures=True)
-        self._actions.shutdown(wait=False)  # an action under way (a VM stopping) ends itself
-
-    def menu(self) -> tuple[int, MenuItem]:
-        """The revision and the menu the icon shows (or is about to)."""
-        with self._lock:
-            return self._revision, self._root
-
-    @property
-    def tooltip(self) -> str:
-        with self._lock:
-            return self._tooltip
+        self._end_workers()
 
     @property
     def status_item(self) -> Any:
@@ -348,39 +315,13 @@ class MenuBarTray:
 
     # -- the menu worker ----------------------------------------------------------------------
 
-    def _rebuild(self) -> bool:
-        """True when the menu or the tooltip changed. Never on the main thread: rows() may
-        be slow."""
-        try:
-            rows = list(self._rows())
-            root = tray_menu.build_menu(rows, self._window_visible())
-        except Exception:
-            log.exception("the menu-bar icon's menu could not be rebuilt; it keeps the last one")
-            return False
-        tip = tray_menu.tooltip(rows)
-        with self._lock:
-            changed = root != self._root or tip != self._tooltip
-            if root != self._root:
-                self._root = root
-                self._revision += 1
-            self._tooltip = tip
-            return changed
+    def _shown(self) -> bool:
+        return self._cocoa is not None
 
-    def _refresh_now(self) -> None:
-        with self._lock:
-            self._refresh_pending = False  # a refresh() from now on must rebuild again
-        if self._rebuild() and self._cocoa is not None:
+    def _changed(self, changes: Changes) -> None:
+        menu_changed, tip_changed, _ = changes
+        if (menu_changed or tip_changed) and self._cocoa is not None:
             self._cocoa.on_main(self._show)
-
-    def _act(self, action: tuple[str, ...]) -> None:
-        def run() -> None:
-            try:
-                self._on_action(action)
-            except Exception:
-                log.exception("the menu-bar icon's action %r failed", action)
-
-        with contextlib.suppress(RuntimeError):  # stopped: nothing is left to act on
-            self._actions.submit(run)
 
     # -- the main thread -----------------------------------------------------------------------
 
