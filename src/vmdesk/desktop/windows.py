@@ -94,10 +94,6 @@ class Windows:
 
         return closed
 
-    def titles(self) -> list[str]:
-        with self._lock:
-            return [TITLE, *(f"{vm} — {TITLE}" for vm in self.consoles)]
-
     def close_all(self) -> None:
         self.quitting = True
         with self._lock:
