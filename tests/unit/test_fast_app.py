@@ -3,6 +3,9 @@ are, and which take the full command (bundles to import, odd options, bad pages)
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,31 @@ def test_it_hands_over_to_a_running_app_and_only_then(
     finally:
         claimed.close()
     assert seen == [{"page": "/new"}] and fast_app.ALREADY_OPEN in capsys.readouterr().out
+
+
+QUITS_WITH_A_STUCK_THREAD = """
+import sys, threading
+from vmdesk.cli import main
+from vmdesk.desktop import launcher
+
+def launch(page="/", console=None):
+    # What the window toolkit can leave behind: a thread waiting on a closed window.
+    threading.Thread(target=threading.Event().wait, name="stuck").start()
+    print("the app quit", file=sys.stderr)
+    return "quit"
+
+launcher.launch = launch
+sys.argv = ["vmdesk", *sys.argv[1:]]
+main.main()
+"""
+
+
+@pytest.mark.parametrize("args", [["app"], ["open"]])
+def test_once_the_app_quits_the_process_ends(args: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "VMDESK_HOME": str(tmp_path / "lib")}
+    done = subprocess.run(
+        [sys.executable, "-c", QUITS_WITH_A_STUCK_THREAD, *args], env=env, timeout=60,
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "the app quit" in done.stderr  # what it printed before it ended is all there

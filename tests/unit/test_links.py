@@ -183,7 +183,7 @@ def test_the_command_imports_then_launches_at_the_page(
 
     def launch(page: str = "/", console: str | None = None) -> str:
         launched.append((page, console))
-        return "quit"
+        return "handed over"  # "quit" ends the process (see test_fast_app)
 
     monkeypatch.setattr(launcher, "launch", launch)
     monkeypatch.setenv("VMDESK_HOME", str(library.root))

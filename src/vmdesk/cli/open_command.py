@@ -50,11 +50,9 @@ def _open(target: str) -> None:
     if found.import_from is not None:
         page = links.vm_page(import_for_opening(library, found.import_from))
     assert page is not None  # resolve() gives a page or a bundle to import
-    from vmdesk.cli.fast_app import ALREADY_OPEN
-    from vmdesk.desktop import launcher  # the window's toolkit: only once there is a page
+    from vmdesk.cli.app_command import launch  # the window's toolkit: only once there is a page
 
-    if launcher.launch(page, console=found.console) == "handed over":
-        console.print(ALREADY_OPEN)
+    launch(page, found.console)
 
 
 def import_for_opening(library: Library, source: Path) -> str:
