@@ -31,11 +31,11 @@ PACKAGES=(
     # the desktop app (vmdesk app): its window is WebKitGTK (PyGObject is built against
     # GObject introspection and cairo); its tests run it under Xvfb on a bus of their own,
     # find windows with xdotool and xprop, close them through a window manager (openbox,
-    # wmctrl), and read the screen back (ImageMagick, OCR)
+    # wmctrl), show notifications (dunst), and read the screen back (ImageMagick, OCR)
     gir1.2-gtk-3.0 gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev dbus
     libgl1-mesa-dri librsvg2-common  # recommended by WebKit and GTK: GL and SVG icons
     xdotool x11-utils imagemagick tesseract-ocr desktop-file-utils shared-mime-info
-    openbox wmctrl
+    openbox wmctrl dunst
     ghostscript  # renders the macOS menu-bar icon's PDF to check its pixels
 )
 

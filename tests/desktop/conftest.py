@@ -4,8 +4,8 @@ screenshot read back by OCR) and at the windows (their titles and classes)."""
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
+from bench import own_desktop
 
 T = TypeVar("T")
 
@@ -97,52 +99,16 @@ def _vmdesk() -> str:
     return str(here) if here.exists() else "vmdesk"
 
 
-def _free_display() -> int:
-    for number in range(90, 200):
-        if (
-            not Path(f"/tmp/.X11-unix/X{number}").exists()
-            and not Path(f"/tmp/.X{number}-lock").exists()
-        ):
-            return number
-    raise AssertionError("no free X display number")
-
-
 @pytest.fixture
 def x_display() -> Iterator[str]:
-    number = _free_display()
-    server = subprocess.Popen(
-        [shutil.which("Xvfb") or "Xvfb", f":{number}", "-screen", "0", "1280x1024x24",
-         "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    until(lambda: Path(f"/tmp/.X11-unix/X{number}").exists(), 20, "Xvfb")
-    yield f":{number}"
-    server.terminate()
-    server.wait(10)
-
-
-# A session bus that starts no services of its own (no portals, no accessibility bus).
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:tmpdir=/tmp</listen>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/>
-<allow eavesdrop="true"/><allow own="*"/></policy></busconfig>"""
+    with own_desktop.x_server() as display:
+        yield display
 
 
 @pytest.fixture
 def session_bus(tmp_path: Path) -> Iterator[str]:
-    config = tmp_path / "bus.conf"
-    config.write_text(BUS_CONFIG)
-    daemon = subprocess.Popen(
-        ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address=1"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert daemon.stdout is not None
-    address = daemon.stdout.readline().strip()
-    assert address, "dbus-daemon printed no address"
-    yield address
-    daemon.terminate()
-    daemon.wait(10)
+    with own_desktop.session_bus(tmp_path) as address:
+        yield address
 
 
 @pytest.fixture
@@ -154,6 +120,37 @@ def window_manager(desktop: Desktop) -> Iterator[None]:
     yield
     wm.terminate()
     wm.wait(10)
+
+
+@dataclass
+class Notifications:
+    """The desktop's notification server (dunst), asked through its own control tool."""
+
+    env: dict[str, str]
+
+    def _ctl(self, *args: str) -> str:
+        return subprocess.run(["dunstctl", *args], env=self.env, capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+
+    def shown(self) -> list[tuple[str, str]]:
+        """(summary, body) of each notification it has put on the screen, oldest first."""
+        if int(self._ctl("count", "displayed")) == 0 and int(self._ctl("count", "history")) == 0:
+            return []
+        self._ctl("close-all")  # history holds the closed ones
+        held = json.loads(self._ctl("history"))["data"][0]
+        return [(n["summary"]["data"], n["body"]["data"]) for n in reversed(held)]
+
+
+@pytest.fixture
+def notifications(desktop: Desktop) -> Iterator[Notifications]:
+    server = subprocess.Popen(["dunst"], env=desktop.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    shown = Notifications(desktop.env)
+    until(lambda: subprocess.run(["dunstctl", "is-paused"], env=desktop.env,
+                                 capture_output=True).returncode == 0, 20, "dunst")  # fmt: skip
+    yield shown
+    server.terminate()
+    server.wait(10)
 
 
 def _wm_name(desktop: Desktop) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ImageGetter
 from tests.desktop import menu_client
-from tests.desktop.conftest import Desktop, until
+from tests.desktop.conftest import Desktop, Notifications, until
 from vmdesk.service import library as service_library
 from vmdesk.service import lifecycle
 
@@ -84,6 +84,29 @@ def test_closing_the_window_leaves_the_app_in_the_tray(desktop: Desktop) -> None
     finally:
         err = _stop(app)
     assert "no tray icon" in err
+
+
+def test_a_menu_action_that_fails_says_why_in_a_notification(
+    desktop: Desktop, notifications: Notifications, tmp_path: Path
+) -> None:
+    made = desktop.vmdesk("create", "nostart")
+    assert made.returncode == 0, made.stderr
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    app = desktop.app(PATH=str(bare))  # no QEMU on this PATH: the VM cannot start
+    try:
+        item = until(lambda: menu_client.item_names(desktop.bus), 60, "the tray icon")[0]
+        menu = until(lambda: (m := menu_client.layout(desktop.bus, item)) and
+                     "nostart — stopped" in m and m, 30, "the VM in the menu")  # fmt: skip
+        assert notifications.shown() == []
+        menu_client.click(desktop.bus, item, menu["nostart — stopped"][1]["Start"][0])
+        shown = until(notifications.shown, 30, "a notification")
+    finally:
+        err = _stop(app)
+    [(summary, body)] = shown
+    assert summary == "VM-Desk could not start nostart"
+    assert "was not found (install QEMU: `sudo apt-get install qemu-system-" in body  # the fix
+    assert f"start nostart: {body}" in err  # and printed, as always
 
 
 def test_a_first_run_without_qemu_says_what_to_install(desktop: Desktop, tmp_path: Path) -> None:

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from dbus_fast import Message, MessageType, NameFlag, RequestNameReply, Variant
 from dbus_fast.aio import MessageBus
-from dbus_fast.annotations import DBusStr
+from dbus_fast.annotations import DBusDict, DBusInt32, DBusStr, DBusUInt32
 from dbus_fast.service import ServiceInterface, dbus_method
 
 from tests.desktop import menu_client
 from vmdesk.core.errors import HostToolMissing
-from vmdesk.desktop.tray import NO_BUS_HINT, Tray
+from vmdesk.desktop.tray import NO_BUS_HINT, DBusStrList, Tray
 from vmdesk.desktop.tray_menu import VMRow
 
 pytestmark = pytest.mark.timeout(30)
@@ -142,6 +142,29 @@ async def watcher_on(address: str) -> tuple[MessageBus, Watcher]:
     bus.export("/StatusNotifierWatcher", watcher)
     assert await bus.request_name(WATCHER, NameFlag.DO_NOT_QUEUE) == RequestNameReply.PRIMARY_OWNER
     return bus, watcher
+
+
+class NotificationServer(ServiceInterface):
+    """The smallest org.freedesktop.Notifications: it records what it is asked to show."""
+
+    def __init__(self) -> None:
+        super().__init__("org.freedesktop.Notifications")
+        self.shown: asyncio.Queue[list[Any]] = asyncio.Queue()
+
+    @dbus_method()
+    def Notify(
+        self,
+        app_name: DBusStr,
+        replaces_id: DBusUInt32,
+        app_icon: DBusStr,
+        summary: DBusStr,
+        body: DBusStr,
+        actions: DBusStrList,
+        hints: DBusDict,
+        expire_timeout: DBusInt32,
+    ) -> DBusUInt32:
+        self.shown.put_nowait([app_name, replaces_id, app_icon, summary, body, expire_timeout])
+        return 1
 
 
 @pytest.fixture
@@ -347,3 +370,26 @@ def test_no_session_bus_is_an_error_with_a_hint(
     with pytest.raises(HostToolMissing, match="DBUS_SESSION_BUS_ADDRESS") as raised:
         Tray(lambda: [], lambda: True, app.on_action).start()
     assert raised.value.hint == NO_BUS_HINT
+
+
+def test_a_notification_goes_to_the_desktops_server_as_plain_text(
+    session_bus: str, tray: Tray
+) -> None:
+    tray.notify("nobody listens", "yet")  # no server on the bus: logged, nothing raised
+
+    async def look() -> None:
+        bus = await MessageBus(bus_address=session_bus).connect()
+        server = NotificationServer()
+        bus.export("/org/freedesktop/Notifications", server)
+        name = "org.freedesktop.Notifications"
+        assert await bus.request_name(name, NameFlag.DO_NOT_QUEUE) == RequestNameReply.PRIMARY_OWNER
+        try:
+            tray.notify("VM-Desk could not start <web>", "a & b < c (try `x`)")
+            shown = await asyncio.wait_for(server.shown.get(), WAIT)
+        finally:
+            bus.disconnect()
+        # The body may be read as markup: what the message says must come through as text.
+        assert shown == ["VM-Desk", 0, "vmdesk", "VM-Desk could not start <web>",
+                         "a &amp; b &lt; c (try `x`)", -1]  # fmt: skip
+
+    asyncio.run(look())

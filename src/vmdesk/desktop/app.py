@@ -66,7 +66,11 @@ class Desk:
             elif verb == "quit":
                 self.quit(args[0] if args else "leave")
         except VMDeskError as exc:
-            say(f"{verb} {' '.join(args)}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+            what = f"{verb} {' '.join(args)}".strip()
+            said = exc.message + (f" ({exc.hint})" if exc.hint else "")
+            say(f"{what}: {said}")
+            if self.tray is not None:  # a menu click has no terminal to read this in
+                self.tray.notify(f"VM-Desk could not {what}", said)
         if self.tray is not None:
             self.tray.refresh()
 

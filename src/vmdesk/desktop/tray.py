@@ -13,6 +13,7 @@ pool of action threads, so a slow action (stopping every VM) never stalls the me
 import asyncio
 import concurrent.futures
 import contextlib
+import html
 import itertools
 import logging
 import os
@@ -52,6 +53,10 @@ ITEM_PATH = "/StatusNotifierItem"
 MENU_PATH = "/MenuBar"
 WATCHER = "org.kde.StatusNotifierWatcher"
 WATCHER_PATH = "/StatusNotifierWatcher"
+ICON_NAME = "vmdesk"  # the icon theme's name, and the item's id
+TITLE = "VM-Desk"
+NOTIFICATIONS = "org.freedesktop.Notifications"  # the desktop's notification server
+NOTIFICATIONS_PATH = "/org/freedesktop/Notifications"
 CONNECT_TIMEOUT = 10.0  # seconds start() waits for the bus, the name and the watcher
 NO_BUS_HINT = "the tray needs a desktop session's D-Bus; the app window works without it"
 _READ = PropertyAccess.READ
@@ -149,6 +154,14 @@ class Tray(TrayState):
             thread.join(CONNECT_TIMEOUT)
         self._end_workers()
 
+    def notify(self, summary: str, body: str) -> None:
+        """A desktop notification on the tray's bus; logged where no server shows it."""
+        loop = self._loop
+        if loop is None or self._stopped:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has already ended
+            asyncio.run_coroutine_threadsafe(self._notify(summary, body), loop)
+
     # -- the menu worker -----------------------------------------------------------------------
 
     def _changed(self, changes: Changes) -> None:
@@ -224,6 +237,24 @@ class Tray(TrayState):
         if reply.message_type == MessageType.ERROR:
             log.warning("the tray watcher refused the icon: %s %s", reply.error_name, reply.body)
 
+    async def _notify(self, summary: str, body: str) -> None:
+        if self._bus is None:
+            return
+        call = Message(
+            destination=NOTIFICATIONS,
+            path=NOTIFICATIONS_PATH,
+            interface=NOTIFICATIONS,
+            member="Notify",
+            signature="susssasa{sv}i",
+            # app name, replaces no earlier one, icon, summary, body (servers may read it
+            # as markup: a "<" in a message must not break it), no actions or hints, and
+            # the server's own timeout
+            body=[TITLE, 0, ICON_NAME, summary, html.escape(body, quote=False), [], {}, -1],
+        )
+        reply = await self._bus.call(call)
+        if reply.message_type == MessageType.ERROR:
+            log.warning("no desktop notification (%s): %s", reply.error_name, summary)
+
     def _announce(self, menu_changed: bool, tip_changed: bool, revision: int) -> None:
         if menu_changed:
             self._menu.LayoutUpdated(revision, tray_menu.ROOT_ID)
@@ -287,11 +318,11 @@ class _StatusNotifierItem(ServiceInterface):
 
     @dbus_property(_READ)
     def Id(self) -> DBusStr:
-        return "vmdesk"
+        return ICON_NAME
 
     @dbus_property(_READ)
     def Title(self) -> DBusStr:
-        return "VM-Desk"
+        return TITLE
 
     @dbus_property(_READ)
     def Status(self) -> DBusStr:
@@ -299,7 +330,7 @@ class _StatusNotifierItem(ServiceInterface):
 
     @dbus_property(_READ)
     def IconName(self) -> DBusStr:
-        return "vmdesk"
+        return ICON_NAME
 
     @dbus_property(_READ)
     def IconThemePath(self) -> DBusStr:
@@ -315,7 +346,7 @@ class _StatusNotifierItem(ServiceInterface):
 
     @dbus_property(_READ)
     def ToolTip(self) -> DBusToolTip:
-        return ("vmdesk", [], "VM-Desk", self._tray.tooltip)
+        return (ICON_NAME, [], TITLE, self._tray.tooltip)
 
     @dbus_method()
     def Activate(self, x: DBusInt32, y: DBusInt32) -> None:

@@ -61,6 +61,10 @@ class TrayState:
         with self._lock:
             return self._tooltip
 
+    def notify(self, summary: str, body: str) -> None:
+        """Tell the user of a menu action that failed, where the icon's desktop can (the
+        app has printed it already). The macOS menu bar shows no notifications yet."""
+
     def _shown(self) -> bool:
         """Whether the icon is up, so that a refresh has somewhere to go."""
         return True
