@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench import own_desktop
 from bench.common import (
     Context,
     Figures,
@@ -36,33 +37,15 @@ from bench.common import (
 WINDOW_GOAL_MS, HANDOVER_GOAL_MS = 3000.0, 100.0
 SETTLE_S = 3.0
 WINDOW, HANDOVER, REFERENCE = "app window", "second launch", "python -c pass"
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:tmpdir=/tmp</listen>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/>
-<allow eavesdrop="true"/><allow own="*"/></policy></busconfig>"""
 
 
 @contextmanager
 def _desktop(tmp: Path) -> Iterator[dict[str, str]]:
     """An X display and a session bus: the variables the app needs to find them."""
-    number = next(n for n in range(150, 250) if not Path(f"/tmp/.X11-unix/X{n}").exists())
-    x = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x1024x24", "-nolisten",
-                          "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    (tmp / "bus.conf").write_text(BUS_CONFIG)
-    bus = subprocess.Popen(["dbus-daemon", f"--config-file={tmp / 'bus.conf'}", "--nofork",
-                            "--print-address=1"], stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        address = bus.stdout.readline().strip() if bus.stdout else ""
-        while not Path(f"/tmp/.X11-unix/X{number}").exists():
-            time.sleep(0.05)
+    with own_desktop.x_server() as display, own_desktop.session_bus(tmp) as address:
         (tmp / "run").mkdir(mode=0o700)
-        yield {"DISPLAY": f":{number}", "DBUS_SESSION_BUS_ADDRESS": address,
+        yield {"DISPLAY": display, "DBUS_SESSION_BUS_ADDRESS": address,
                "XDG_RUNTIME_DIR": str(tmp / "run"), "NO_AT_BRIDGE": "1"}  # fmt: skip
-    finally:
-        for process in (bus, x):
-            process.terminate()
-            process.wait(10)
 
 
 def _window_up(env: dict[str, str]) -> tuple[float, subprocess.Popen[bytes]]:
