@@ -225,35 +225,18 @@ class Tray(TrayState):
             task.add_done_callback(self._tasks.discard)
 
     async def _register(self, bus: MessageBus) -> None:
-        call = Message(
-            destination=WATCHER,
-            path=WATCHER_PATH,
-            interface=WATCHER,
-            member="RegisterStatusNotifierItem",
-            signature="s",
-            body=[self.name],
-        )
-        reply = await bus.call(call)
-        if reply.message_type == MessageType.ERROR:
-            log.warning("the tray watcher refused the icon: %s %s", reply.error_name, reply.body)
+        await _ask(bus, WATCHER, WATCHER_PATH, "RegisterStatusNotifierItem", "s", [self.name],
+                   refused="the tray watcher refused the icon")  # fmt: skip
 
     async def _notify(self, summary: str, body: str) -> None:
         if self._bus is None:
             return
-        call = Message(
-            destination=NOTIFICATIONS,
-            path=NOTIFICATIONS_PATH,
-            interface=NOTIFICATIONS,
-            member="Notify",
-            signature="susssasa{sv}i",
-            # app name, replaces no earlier one, icon, summary, body (servers may read it
-            # as markup: a "<" in a message must not break it), no actions or hints, and
-            # the server's own timeout
-            body=[TITLE, 0, ICON_NAME, summary, html.escape(body, quote=False), [], {}, -1],
-        )
-        reply = await self._bus.call(call)
-        if reply.message_type == MessageType.ERROR:
-            log.warning("no desktop notification (%s): %s", reply.error_name, summary)
+        # app name, replaces no earlier one, icon, summary, body (servers may read it as
+        # markup: a "<" in a message must not break it), no actions or hints, and the
+        # server's own timeout
+        args = [TITLE, 0, ICON_NAME, summary, html.escape(body, quote=False), [], {}, -1]
+        await _ask(self._bus, NOTIFICATIONS, NOTIFICATIONS_PATH, "Notify", "susssasa{sv}i", args,
+                   refused=f"no desktop notification for {summary!r}")  # fmt: skip
 
     def _announce(self, menu_changed: bool, tip_changed: bool, revision: int) -> None:
         if menu_changed:
@@ -284,6 +267,25 @@ async def _own_name(bus: MessageBus) -> str:
         if await bus.request_name(name, NameFlag.DO_NOT_QUEUE) == RequestNameReply.PRIMARY_OWNER:
             return name
     raise RuntimeError("no free org.kde.StatusNotifierItem name for this process")
+
+
+async def _ask(
+    bus: MessageBus,
+    service: str,
+    path: str,
+    member: str,
+    signature: str,
+    body: list[Any],
+    *,
+    refused: str,
+) -> None:
+    """Call ``member`` of ``service``'s own interface. An error reply is logged, not raised:
+    a panel's watcher or a notification server that says no must not take the tray down."""
+    call = Message(destination=service, path=path, interface=service, member=member,
+                   signature=signature, body=body)  # fmt: skip
+    reply = await bus.call(call)
+    if reply.message_type == MessageType.ERROR:
+        log.warning("%s: %s %s", refused, reply.error_name, reply.body)
 
 
 async def _bus_call(bus: MessageBus, member: str, body: list[Any]) -> Message:
